@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what podlab needs on Debian or Ubuntu: the kernel's user-space
+# tools that labs and tests use. Only what is missing is installed.
+# Used by scripts/demo.sh, scripts/test.sh (so by .ci/run) and the Vagrantfile.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A wanted=(
+  [ip]=iproute2
+  [nft]=nftables
+  [curl]=curl
+  [wget]=wget
+  [busybox]=busybox
+  [dig]=dnsutils
+  [conntrack]=conntrack
+  [ps]=procps
+  [bc]=bc
+)
+
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+echo "provision: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,107 @@
+//! `podlab exec TARGET -- CMD...`: run a command inside a pod (`POD` with
+//! `-n NS`, or `pod/POD`), a node (`node/NAME`), `external` or `lb`.
+//!
+//! The command replaces podlab (no child to wait for): the terminal, the
+//! exit code and signals are the command's own, so it is interactive when a
+//! terminal is attached.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use super::{load_plan, pick_lab, CliError, Result};
+use crate::plan::Plan;
+use crate::runtime::{self, PreparedExec};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `POD`, `pod/POD`, `node/NODE`, `external` or `lb`.
+    target: String,
+    /// The pod's namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The lab (default: the only one up).
+    #[arg(long)]
+    lab: Option<String>,
+    /// Accepted for kubectl muscle memory: the terminal decides.
+    #[arg(short = 'i', long, hide = true)]
+    stdin: bool,
+    #[arg(short = 't', long, hide = true)]
+    tty: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Resolve a target into what entering it needs.
+fn resolve(plan: &Plan, target: &str, namespace: &str) -> Result<PreparedExec> {
+    if let Some(node) = target.strip_prefix("node/") {
+        return plan
+            .node(node)
+            .map(runtime::node_exec_setup)
+            .ok_or_else(|| {
+                let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+                CliError::new(format!("node {node} not found in lab {}", plan.lab))
+                    .hint(format!("the nodes are: {}", names.join(", ")))
+            });
+    }
+    if let Some(c) = plan.clients.iter().find(|c| c.name == target) {
+        return Ok(runtime::netns_exec_setup(&c.netns, &c.name));
+    }
+    let pod = target.strip_prefix("pod/").unwrap_or(target);
+    if let Some(p) = plan.pod(namespace, pod) {
+        return Ok(runtime::pod_exec_setup(p));
+    }
+    let in_ns: Vec<&str> = plan
+        .pods
+        .iter()
+        .filter(|p| p.namespace == namespace)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut e = CliError::new(format!(
+        "pod {pod} not found in namespace {namespace} of lab {}",
+        plan.lab
+    ));
+    if let Some(m) = crate::lab::did_you_mean(pod, &in_ns) {
+        e = e.hint(format!("did you mean {m}?"));
+    } else if let Some(other) = plan.pods.iter().find(|p| p.name == pod) {
+        e = e.hint(format!(
+            "it is in namespace {}: add -n {}",
+            other.namespace, other.namespace
+        ));
+    } else {
+        e = e.hint("targets are POD (-n NS), pod/POD, node/NODE, external, lb; `podlab get pods -A` lists pods");
+    }
+    Err(e)
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    super::require_root("exec")?;
+    let lab = pick_lab(args.lab.as_deref())?;
+    let plan = load_plan(&lab)?;
+    let prepared = resolve(&plan, &args.target, &args.namespace)?;
+    // Namespaces are entered by this very thread, which then becomes the
+    // command: no threads exist yet, which unsharing a mount namespace needs.
+    prepared.pre_exec().map_err(|e| {
+        CliError::new(format!("cannot enter {}: {e}", args.target)).hint(format!(
+            "is lab {lab} healthy? `podlab get pods --lab {lab}`"
+        ))
+    })?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| CliError::new("no command given after --"))?;
+    let err = Command::new(program)
+        .args(rest)
+        .env("HOSTNAME", prepared.hostname_str())
+        .exec();
+    let code = if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    Err(
+        CliError::new(format!("cannot run {program} in {}: {err}", args.target))
+            .hint("the command runs from the host's filesystem: is it installed on this machine?")
+            .code(code),
+    )
+}

@@ -1,0 +1,235 @@
+//! Command-line edge: argument parsing, dispatch, and how errors are shown.
+//! One file per command; each only parses, calls, and prints.
+
+mod down;
+mod exec;
+
+mod get;
+mod ls;
+mod table;
+mod up;
+mod validate;
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::kernel::procs::DAEMON_ARG;
+
+/// Build a Kubernetes-shaped network on this host from a YAML lab file:
+/// nodes and pods are network namespaces, the rest is the kernel's own.
+#[derive(Debug, Parser)]
+#[command(name = "podlab", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug) on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a lab (no FILE: the built-in `demo` lab of the seed's example).
+    Up(up::Args),
+    /// Remove a lab, whatever state it is in.
+    Down(down::Args),
+    /// List running labs.
+    Ls(ls::Args),
+    /// Show nodes or pods, as kubectl would.
+    Get(get::Args),
+    /// Run a command inside a pod, a node, `external` or `lb`.
+    Exec(exec::Args),
+    /// Check a lab file without building it (no root needed).
+    Validate(validate::Args),
+    /// The per-lab daemon (started by `up`).
+    #[command(name = DAEMON_ARG, hide = true)]
+    Daemon { lab: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// The exit codes scripts rely on (DESIGN.md, "the stable interface").
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const CHECK_FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+}
+
+/// An error as the user sees it: one line, a hint where the fix is known,
+/// and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub hint: Option<String>,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            hint: None,
+            code: exit::BAD_INPUT,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<crate::lab::LabError> for CliError {
+    fn from(e: crate::lab::LabError) -> Self {
+        // Diagnostics carry their own file:line:column and hints.
+        CliError::new(e.to_string())
+    }
+}
+
+impl From<crate::kernel::Error> for CliError {
+    fn from(e: crate::kernel::Error) -> Self {
+        CliError::new(error_chain(&e))
+    }
+}
+
+/// An error with its whole cause chain on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub type Result<T> = std::result::Result<T, CliError>;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Up(a) => up::run(a),
+        Command::Down(a) => down::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Get(a) => get::run(a),
+        Command::Exec(a) => exec::run(a),
+
+        Command::Validate(a) => validate::run(a),
+        Command::Daemon { lab } => crate::runtime::run_daemon(&crate::state::dir(&lab))
+            .map(|()| exit::OK)
+            .map_err(|e| CliError::new(error_chain(&e))),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{}: {}", paint("error", "1;31"), e.message);
+            if let Some(h) = &e.hint {
+                eprintln!("  {}: {h}", paint("hint", "1;36"));
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PODLAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("podlab={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set.
+pub fn paint(text: &str, sgr: &str) -> String {
+    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Everything that changes the kernel needs root; say so in one line.
+pub fn require_root(what: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "podlab {what} needs root: it makes network namespaces"
+        ))
+        .hint(format!("run it with sudo: sudo podlab {what} ...")))
+    }
+}
+
+/// The lab a command is about: the one named, or the only one running.
+pub fn pick_lab(named: Option<&str>) -> Result<String> {
+    if let Some(lab) = named {
+        if crate::state::dir(lab).exists() {
+            return Ok(lab.to_string());
+        }
+        return Err(CliError::new(format!("no lab named {lab} is up"))
+            .hint("`podlab ls` lists the running labs"));
+    }
+    let labs = crate::state::labs();
+    match labs.as_slice() {
+        [] => Err(CliError::new("no lab is up")
+            .hint("start one with `sudo podlab up` (the demo lab) or `sudo podlab up FILE`")),
+        [one] => Ok(one.clone()),
+        many => Err(CliError::new(format!(
+            "{} labs are up ({}): say which one",
+            many.len(),
+            many.join(", ")
+        ))
+        .hint(format!("add --lab {}", many[0]))),
+    }
+}
+
+/// Load the plan of a running lab.
+pub fn load_plan(lab: &str) -> Result<crate::plan::Plan> {
+    crate::state::load(lab).map_err(|e| {
+        CliError::new(format!("cannot read the state of lab {lab}: {e}")).hint(format!(
+            "`sudo podlab down {lab}` removes whatever is left of it"
+        ))
+    })
+}

@@ -1,0 +1,132 @@
+//! `podlab up [FILE]`
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{exit, require_root, table, CliError, Result};
+use crate::kernel::apply::Progress;
+use crate::lab;
+use crate::lifecycle;
+use crate::plan::{self, Plan};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab file; without it, the built-in `demo` lab (the seed's example:
+    /// two nodes, pod-1 serving port 80, pod-2 running `sleep 3600`).
+    file: Option<PathBuf>,
+    /// Seconds to wait for every pod to be Running and serving.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Parse and plan a lab file (or the built-in lab): everything `up` checks
+/// before it touches the kernel.
+pub fn plan_of(file: Option<&std::path::Path>) -> Result<Plan> {
+    let parsed = match file {
+        Some(path) => lab::load(path)?,
+        None => lab::parse("built-in demo lab", lab::DEMO)?,
+    };
+    Ok(plan::build(&parsed)?)
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let plan = plan_of(args.file.as_deref())?;
+    require_root("up")?;
+    let started = Instant::now();
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let mut progress = |p: Progress| {
+        if args.quiet {
+            return;
+        }
+        let line = match p {
+            Progress::Step(s) => format!("  building {s}..."),
+            Progress::Pods { done, total } => format!("  pods {done}/{total}"),
+        };
+        if live {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else if !matches!(p, Progress::Pods { done, total } if done != total && done != 0) {
+            eprintln!("{line}");
+        }
+    };
+    if !args.quiet {
+        eprintln!(
+            "podlab: bringing up lab {} ({} nodes, {} pods)",
+            plan.lab,
+            plan.nodes.len(),
+            plan.pods.len()
+        );
+    }
+    let result = lifecycle::up(&plan, &mut progress, Duration::from_secs(args.timeout));
+    if live {
+        eprint!("\r\x1b[2K");
+    }
+    result.map_err(|e| match e {
+        lifecycle::Error::AlreadyUp(lab) => CliError::new(format!("lab {lab} is already up")).hint(
+            format!("`podlab down {lab}` first, or name this lab differently in metadata.name"),
+        ),
+        e => CliError::new(format!(
+            "lab {} could not be built, and what was made has been removed: {}",
+            plan.lab,
+            super::error_chain(&e)
+        )),
+    })?;
+    if !args.quiet {
+        print_summary(&plan, started.elapsed());
+    }
+    Ok(exit::OK)
+}
+
+fn print_summary(plan: &Plan, took: Duration) {
+    eprintln!("lab {} is up in {:.2}s\n", plan.lab, took.as_secs_f64());
+    let mut rows: Vec<Vec<String>> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                format!("node/{}", n.name),
+                n.ip.to_string(),
+                format!("pods {}", n.pod_cidr),
+            ]
+        })
+        .collect();
+    rows.extend(plan.pods.iter().map(|p| {
+        vec![
+            if p.namespace == "default" {
+                p.name.clone()
+            } else {
+                format!("{}/{}", p.namespace, p.name)
+            },
+            p.ip.to_string(),
+            format!("on {}", p.node),
+        ]
+    }));
+    rows.extend(
+        plan.clients
+            .iter()
+            .map(|c| vec![c.name.clone(), c.ip.to_string(), "node network".into()]),
+    );
+    print!("{}", table::render(&["NAME", "IP", "WHERE"], &rows));
+    let lab_flag = if crate::state::labs().len() > 1 {
+        format!(" --lab {}", plan.lab)
+    } else {
+        String::new()
+    };
+    if let (Some(a), Some(b)) = (plan.pods.first(), plan.pods.get(1)) {
+        println!("\nnext:");
+        println!("  podlab get pods -o wide{lab_flag}");
+        println!("  podlab exec{lab_flag} {} -- ip route", a.name);
+        println!("  podlab exec{lab_flag} {} -- curl -s {}", b.name, a.ip);
+        println!("  podlab exec{lab_flag} node/{} -- ip route", a.node);
+        println!("  podlab down {}", plan.lab);
+    } else {
+        println!(
+            "\nnext:\n  podlab get pods -o wide{lab_flag}\n  podlab down {}",
+            plan.lab
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Build a lab's namespaces, links, addresses and routes from its plan.
+//!
+//! Everything goes through netlink from this one process: a socket is opened
+//! inside each namespace (on a thread that is inside it) and requests are
+//! pipelined on it, so the cost per pod is the kernel's own, not a process
+//! start per object as with `ip`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::path::Path;
+use std::time::Instant;
+
+use futures::stream::{self, TryStreamExt};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use super::netns::{self, Netns};
+use super::{sysctl, Error};
+use crate::plan::{Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
+
+/// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
+const POD_BRIDGE_INDEX: u32 = 3;
+/// The node network bridge's index in the `net` namespace.
+const NODE_BRIDGE_INDEX: u32 = 2;
+/// Pods are made in batches so that open descriptors (a namespace and a
+/// netlink socket per pod) stay far below the process's limit.
+const POD_BATCH: usize = 256;
+/// Requests in flight at once: enough to keep the kernel busy, not so many
+/// that a failure leaves thousands of half-made pods to report.
+const IN_FLIGHT: usize = 64;
+
+/// What `build` reports as it goes, for the progress line of `up`.
+pub enum Progress {
+    Step(&'static str),
+    Pods { done: usize, total: usize },
+}
+
+/// A namespace with a netlink connection opened inside it.
+struct Ns {
+    ns: Netns,
+    nl: Handle,
+}
+
+impl Ns {
+    fn name(&self) -> &str {
+        self.ns.name()
+    }
+
+    fn fail(&self, what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+        let netns = self.name().to_string();
+        let what = what.into();
+        move |source| Error::Netlink {
+            netns,
+            what,
+            source,
+        }
+    }
+}
+
+/// Create a namespace and, from inside it, a netlink socket. Blocking: runs
+/// on a thread of its own because it moves that thread between namespaces.
+fn create_with_socket(name: &str, sysctls: &[(&str, &str)]) -> Result<(Netns, Socket), Error> {
+    let ns = netns::create(name)?;
+    let _inside = ns.enter()?;
+    let sock = Socket::new(NETLINK_ROUTE).map_err(|e| Error::Io {
+        what: format!("netlink socket in {name}"),
+        source: e,
+    })?;
+    for (key, value) in sysctls {
+        sysctl::set(name, key, value)?;
+    }
+    Ok((ns, sock))
+}
+
+/// Hand a socket made on another thread to the runtime.
+fn connect(ns: Netns, sock: Socket) -> Ns {
+    // SAFETY: the descriptor was just taken out of an owned socket and is
+    // owned by nothing else.
+    let sock = unsafe { TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+    let (conn, nl, _) = rtnetlink::from_socket(sock);
+    tokio::spawn(conn);
+    Ns { ns, nl }
+}
+
+/// Create many namespaces with sockets on a few threads at once.
+fn create_many(
+    names: Vec<(String, Vec<(&'static str, &'static str)>)>,
+) -> Result<Vec<(Netns, Socket)>, Error> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 4);
+    let chunk = names.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(n, sysctls)| create_with_socket(n, sysctls))
+                        .collect::<Result<Vec<_>, Error>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(names.len());
+        let mut first_err = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(v)) => all.extend(v),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(Error::Io {
+                        what: "namespace worker".into(),
+                        source: std::io::Error::other("thread panicked"),
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
+    })
+}
+
+async fn create_many_async(
+    names: Vec<(String, Vec<(&'static str, &'static str)>)>,
+) -> Result<Vec<Ns>, Error> {
+    let made = tokio::task::spawn_blocking(move || create_many(names))
+        .await
+        .map_err(|e| Error::Io {
+            what: "namespace worker".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    Ok(made
+        .into_iter()
+        .map(|(ns, sock)| connect(ns, sock))
+        .collect())
+}
+
+/// Build everything in the plan. On error the caller tears the lab down by
+/// its names: nothing here tries to undo half of a step.
+pub fn build(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(build_async(plan, progress))
+}
+
+async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<(), Error> {
+    netns::prepare_run_dir()?;
+    progress(Progress::Step("node network"));
+    let started = Instant::now();
+
+    // The lab's own namespaces: the node network, the nodes, the clients.
+    let node_sysctls: Vec<(&str, &str)> = vec![
+        ("net.ipv4.ip_forward", "1"),
+        // Replies from another node's pods come back on another path than
+        // the one a strict reverse-path check expects.
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+    ];
+    let mut names = vec![(plan.net.netns.clone(), Vec::new())];
+    names.extend(
+        plan.nodes
+            .iter()
+            .map(|n| (n.netns.clone(), node_sysctls.clone())),
+    );
+    names.extend(plan.clients.iter().map(|c| (c.netns.clone(), Vec::new())));
+    let mut infra = create_many_async(names).await?.into_iter();
+    let net = infra.next().ok_or_else(|| Error::Io {
+        what: "node network namespace".into(),
+        source: std::io::Error::other("not created"),
+    })?;
+    let nodes: Vec<Ns> = infra.by_ref().take(plan.nodes.len()).collect();
+    let clients: Vec<Ns> = infra.collect();
+
+    let prefix = plan.net.cidr.prefix_len();
+    set_up(&net, 1, "lo").await?;
+    net.nl
+        .link()
+        .add(
+            LinkBridge::new(&plan.net.bridge)
+                .index(NODE_BRIDGE_INDEX)
+                .mtu(plan.mtu)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(net.fail(format!("create bridge {}", plan.net.bridge)))?;
+    add_addr(&net, NODE_BRIDGE_INDEX, plan.net.gateway, prefix).await?;
+
+    // Uplinks: one veth per node and client, `eth0` inside, on br0 outside.
+    let uplinks = plan
+        .nodes
+        .iter()
+        .zip(&nodes)
+        .map(|(n, ns)| (n.uplink.as_str(), n.ip, ns))
+        .chain(
+            plan.clients
+                .iter()
+                .zip(&clients)
+                .map(|(c, ns)| (c.uplink.as_str(), c.ip, ns)),
+        );
+    for (uplink, ip, inner) in uplinks {
+        add_veth(&net, uplink, NODE_BRIDGE_INDEX, inner, plan.mtu).await?;
+        bring_up(inner).await?;
+        add_addr(inner, ETH0_INDEX, ip, prefix).await?;
+    }
+
+    progress(Progress::Step("pod bridges and routes"));
+    for (node, ns) in plan.nodes.iter().zip(&nodes) {
+        add_route(ns, Ipv4Addr::UNSPECIFIED, 0, plan.net.gateway).await?;
+        ns.nl
+            .link()
+            .add(
+                LinkBridge::new(POD_BRIDGE)
+                    .index(POD_BRIDGE_INDEX)
+                    .mtu(plan.mtu)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(ns.fail(format!("create bridge {POD_BRIDGE}")))?;
+        add_addr(
+            ns,
+            POD_BRIDGE_INDEX,
+            node.pod_gateway,
+            node.pod_cidr.prefix_len(),
+        )
+        .await?;
+        for r in &node.routes {
+            add_route(ns, r.dst.network(), r.dst.prefix_len(), r.via).await?;
+        }
+    }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "node network built"
+    );
+
+    // Pods, a batch at a time.
+    let total = plan.pods.len();
+    let mut done = 0;
+    progress(Progress::Pods { done, total });
+    for batch in plan.pods.chunks(POD_BATCH) {
+        let names = batch
+            .iter()
+            .map(|p| (p.netns.clone(), Vec::new()))
+            .collect();
+        let made = create_many_async(names).await?;
+        stream::iter(batch.iter().zip(&made).map(Ok))
+            .try_for_each_concurrent(IN_FLIGHT, |(pod, ns)| {
+                let node = plan
+                    .nodes
+                    .iter()
+                    .position(|n| n.name == pod.node)
+                    .map(|i| &nodes[i]);
+                async move {
+                    let node = node.ok_or_else(|| Error::Io {
+                        what: format!("pod {}", pod.key()),
+                        source: std::io::Error::other(format!("no node {}", pod.node)),
+                    })?;
+                    wire_pod(pod, node, ns, plan.mtu).await
+                }
+            })
+            .await?;
+        done += batch.len();
+        progress(Progress::Pods { done, total });
+    }
+    for pod in &plan.pods {
+        write_pod_files(pod, &plan.cluster_domain)?;
+    }
+    Ok(())
+}
+
+async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Error> {
+    add_veth(node, &pod.host_veth, POD_BRIDGE_INDEX, ns, mtu).await?;
+    bring_up(ns).await?;
+    add_addr(ns, ETH0_INDEX, pod.ip, pod.prefix).await?;
+    add_route(ns, Ipv4Addr::UNSPECIFIED, 0, pod.gateway).await
+}
+
+/// A veth pair made in one request from the outer side: `name` on the
+/// bridge `master` in `outer` and up, `eth0` (index 2) in `inner`. The inner
+/// end is brought up from inside: asking for it up in the same request
+/// fails with ENOTCONN on current kernels.
+async fn add_veth(outer: &Ns, name: &str, master: u32, inner: &Ns, mtu: u32) -> Result<(), Error> {
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(ETH0)
+        .index(ETH0_INDEX)
+        .mtu(mtu)
+        .setns_by_fd(inner.ns.fd().as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(name)
+        .mtu(mtu)
+        .controller(master)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    outer
+        .nl
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(outer.fail(format!(
+            "create veth {name} (peer eth0 in {})",
+            inner.name()
+        )))
+}
+
+/// `lo` (index 1) and `eth0` (index 2) up.
+async fn bring_up(ns: &Ns) -> Result<(), Error> {
+    set_up(ns, 1, "lo").await?;
+    set_up(ns, ETH0_INDEX, ETH0).await
+}
+
+async fn set_up(ns: &Ns, index: u32, name: &str) -> Result<(), Error> {
+    ns.nl
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(ns.fail(format!("set {name} up")))
+}
+
+async fn add_addr(ns: &Ns, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), Error> {
+    ns.nl
+        .address()
+        .add(index, IpAddr::V4(ip), prefix)
+        .execute()
+        .await
+        .map_err(ns.fail(format!("add address {ip}/{prefix}")))
+}
+
+async fn add_route(ns: &Ns, dst: Ipv4Addr, prefix: u8, via: Ipv4Addr) -> Result<(), Error> {
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, prefix)
+        .gateway(via)
+        .build();
+    ns.nl
+        .route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(ns.fail(format!("add route {dst}/{prefix} via {via}")))
+}
+
+/// Directory of the files `ip netns exec` and `podlab exec` bind over
+/// `/etc` for a namespace.
+pub fn etc_dir(netns: &str) -> std::path::PathBuf {
+    Path::new("/etc/netns").join(netns)
+}
+
+/// The pod's `/etc/hosts` as kubelet writes it, through `/etc/netns` so
+/// that `ip netns exec` sees it too.
+fn write_pod_files(pod: &PodPlan, cluster_domain: &str) -> Result<(), Error> {
+    let dir = etc_dir(&pod.netns);
+    let io = |what: &str| {
+        let what = format!("{what} {}", dir.display());
+        move |source| Error::Io { what, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create"))?;
+    std::fs::write(dir.join("hosts"), pod.hosts_file(cluster_domain))
+        .map_err(io("write hosts in"))?;
+    Ok(())
+}
+
+/// Names of pods whose namespace exists, for tests and `observe`.
+pub fn existing(plan: &Plan) -> Vec<&str> {
+    plan.netns_names()
+        .into_iter()
+        .filter(|n| Netns::exists(n))
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! Read a namespace's links, addresses and routes back through netlink.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use serde::Serialize;
+
+use super::netns::Netns;
+use super::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub master: Option<u32>,
+    pub mtu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+}
+
+/// What one namespace holds, as the kernel says.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetnsView {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl NetnsView {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn addresses_of(&self, name: &str) -> Vec<&Address> {
+        match self.link(name) {
+            Some(l) => self
+                .addresses
+                .iter()
+                .filter(|a| a.index == l.index)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Read links, IPv4 addresses and main-table IPv4 routes of a namespace.
+pub fn view(name: &str) -> Result<NetnsView, Error> {
+    let ns = Netns::open(name)?;
+    let sock = {
+        let _inside = ns.enter()?;
+        rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(|e| {
+            Error::Io {
+                what: format!("netlink socket in {name}"),
+                source: e,
+            }
+        })?
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(async move {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor comes straight out of an owned socket.
+        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+        let (conn, nl, _) = rtnetlink::from_socket(sock);
+        tokio::spawn(conn);
+        let fail = |what: &str| {
+            let (netns, what) = (name.to_string(), what.to_string());
+            move |source| Error::Netlink {
+                netns,
+                what,
+                source,
+            }
+        };
+        let links = nl
+            .link()
+            .get()
+            .execute()
+            .map_ok(|m| Link {
+                index: m.header.index,
+                up: m.header.flags.contains(LinkFlags::Up),
+                name: m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                master: m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Controller(i) => Some(*i),
+                    _ => None,
+                }),
+                mtu: m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::Mtu(m) => Some(*m),
+                        _ => None,
+                    })
+                    .unwrap_or(0),
+            })
+            .try_collect()
+            .await
+            .map_err(fail("list links"))?;
+        let addresses = nl
+            .address()
+            .get()
+            .execute()
+            .try_filter_map(|m| async move {
+                Ok(m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip)) => Some(Address {
+                        index: m.header.index,
+                        ip: *ip,
+                        prefix: m.header.prefix_len,
+                    }),
+                    _ => None,
+                }))
+            })
+            .try_collect()
+            .await
+            .map_err(fail("list addresses"))?;
+        let routes = nl
+            .route()
+            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_filter_map(|m| async move {
+                if m.header.table != 254 {
+                    return Ok(None);
+                }
+                let mut r = Route {
+                    dst: Ipv4Addr::UNSPECIFIED,
+                    prefix: m.header.destination_prefix_length,
+                    gateway: None,
+                    oif: None,
+                };
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = *ip,
+                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
+                        RouteAttribute::Oif(i) => r.oif = Some(*i),
+                        _ => {}
+                    }
+                }
+                Ok(Some(r))
+            })
+            .try_collect()
+            .await
+            .map_err(fail("list routes"))?;
+        Ok(NetnsView {
+            links,
+            addresses,
+            routes,
+        })
+    })
+}

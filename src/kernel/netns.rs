@@ -1,0 +1,211 @@
+//! Named network namespaces, pinned under `/run/netns` the way iproute2 pins
+//! them, so that `ip netns exec` works beside podlab.
+//!
+//! A network namespace belongs to a thread, not a process: every function
+//! that enters one does so on the calling thread and restores the thread's
+//! own namespace on every path (the `Entered` guard), so callers run them on
+//! dedicated or blocking threads, never across an `.await`.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::Error;
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// An open handle on a named network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    fd: OwnedFd,
+}
+
+impl Netns {
+    pub fn path(name: &str) -> PathBuf {
+        Path::new(NETNS_RUN_DIR).join(name)
+    }
+
+    pub fn open(name: &str) -> Result<Netns, Error> {
+        let file = File::open(Self::path(name)).map_err(|e| Error::Netns {
+            name: name.to_string(),
+            op: "open",
+            source: io_errno(&e),
+        })?;
+        Ok(Netns {
+            name: name.to_string(),
+            fd: file.into(),
+        })
+    }
+
+    pub fn exists(name: &str) -> bool {
+        Self::path(name).exists()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Move the calling thread into this namespace until the guard drops.
+    pub fn enter(&self) -> Result<Entered, Error> {
+        let home = current_thread_netns()?;
+        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netns {
+            name: self.name.clone(),
+            op: "enter",
+            source: e,
+        })?;
+        Ok(Entered { home })
+    }
+}
+
+/// The calling thread is inside a namespace; dropping this returns it home.
+#[must_use = "the thread leaves the namespace when this is dropped"]
+pub struct Entered {
+    home: OwnedFd,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // Failing to return would leave a pool thread in a lab namespace,
+        // where later work would silently happen: better to stop here.
+        if let Err(e) = setns(self.home.as_fd(), CloneFlags::CLONE_NEWNET) {
+            panic!("cannot return thread to its network namespace: {e}");
+        }
+    }
+}
+
+fn current_thread_netns() -> Result<OwnedFd, Error> {
+    let file = File::open("/proc/thread-self/ns/net").map_err(|e| Error::Netns {
+        name: "self".into(),
+        op: "open",
+        source: io_errno(&e),
+    })?;
+    Ok(file.into())
+}
+
+/// Make `/run/netns` a shared mount point, as `ip netns add` does, so that a
+/// namespace pinned there is visible to processes in other mount namespaces.
+pub fn prepare_run_dir() -> Result<(), Error> {
+    let dir = Path::new(NETNS_RUN_DIR);
+    fs::create_dir_all(dir).map_err(|e| Error::Io {
+        what: format!("create {NETNS_RUN_DIR}"),
+        source: e,
+    })?;
+    let shared = |flags| mount(None::<&str>, dir, None::<&str>, flags, None::<&str>);
+    match shared(MsFlags::MS_SHARED | MsFlags::MS_REC) {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: bind it onto itself first, like iproute2.
+        Err(Errno::EINVAL) => mount(
+            Some(dir),
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .and_then(|()| shared(MsFlags::MS_SHARED | MsFlags::MS_REC))
+        .map_err(|e| Error::Netns {
+            name: NETNS_RUN_DIR.into(),
+            op: "make shared",
+            source: e,
+        }),
+        Err(e) => Err(Error::Netns {
+            name: NETNS_RUN_DIR.into(),
+            op: "make shared",
+            source: e,
+        }),
+    }
+}
+
+/// Create and pin a new namespace. The calling thread passes through it and
+/// comes back to where it was.
+pub fn create(name: &str) -> Result<Netns, Error> {
+    let path = Netns::path(name);
+    let err = |op: &'static str| {
+        let name = name.to_string();
+        move |source: Errno| Error::Netns { name, op, source }
+    };
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(&path)
+        .map_err(|e| err("create")(io_errno(&e)))?;
+    let pinned = (|| {
+        let home = current_thread_netns()?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(err("unshare"))?;
+        let bound = mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(err("pin"));
+        // The thread goes home even when pinning failed.
+        setns(home.as_fd(), CloneFlags::CLONE_NEWNET).map_err(err("return from"))?;
+        bound
+    })();
+    if let Err(e) = pinned {
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
+    Netns::open(name)
+}
+
+/// Unpin a namespace. Missing is success: teardown must be idempotent.
+pub fn remove(name: &str) -> Result<(), Error> {
+    let path = Netns::path(name);
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(Error::Netns {
+                name: name.into(),
+                op: "unpin",
+                source: e,
+            })
+        }
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Netns {
+            name: name.into(),
+            op: "remove",
+            source: io_errno(&e),
+        }),
+    }
+}
+
+/// Names of pinned namespaces starting with `prefix`.
+pub fn list(prefix: &str) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(NETNS_RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Run `f` with the calling thread inside the named namespace.
+pub fn run_in<T>(name: &str, f: impl FnOnce() -> T) -> Result<T, Error> {
+    let ns = Netns::open(name)?;
+    let _entered = ns.enter()?;
+    Ok(f())
+}
+
+pub(crate) fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}

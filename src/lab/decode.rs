@@ -1,0 +1,1450 @@
+//! From the positioned YAML tree to the lab types.
+//!
+//! Each decoder lists the fields podlab uses and the Kubernetes fields a lab
+//! accepts but ignores; anything else is a mistake, reported with a
+//! did-you-mean. Single-field rules (names, port numbers, enum values) are
+//! checked here, where the position is at hand; rules that relate objects
+//! to each other are in `validate`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+use super::types::*;
+use super::validate::{self, did_you_mean, name_problem};
+use super::yaml::{resolve_plain, Node, Plain, Value};
+use super::Diagnostic;
+
+/// Positions `validate` needs that the lab types do not keep.
+#[derive(Debug, Default)]
+pub(crate) struct Spans {
+    /// `spec.network` keys as written, to the position of their value.
+    pub network: HashMap<&'static str, Pos>,
+    /// Where a network error points when the field was left at its default.
+    pub lab_pos: Pos,
+    /// One per `LabFile::pods` entry, same order.
+    pub pods: Vec<ObjSpans>,
+    pub deployments: Vec<ObjSpans>,
+    /// Position of `metadata.namespace`, per service / policy.
+    pub services: Vec<Option<Pos>>,
+    pub policies: Vec<Option<Pos>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ObjSpans {
+    pub namespace: Option<Pos>,
+    /// Dotted path of the pod spec: `spec` or `spec.template.spec`.
+    pub prefix: &'static str,
+    /// Position of each container's name.
+    pub containers: Vec<Pos>,
+    /// Position of each port's name, per container.
+    pub port_names: Vec<Vec<Option<Pos>>>,
+}
+
+pub const KINDS: &[&str] = &[
+    "Lab",
+    "Namespace",
+    "Pod",
+    "Deployment",
+    "Service",
+    "NetworkPolicy",
+];
+
+const MAX_NODES: i64 = 250;
+const MAX_LAB_NAME: usize = 20;
+
+const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+const TOP_IGNORED: &[&str] = &["status"];
+
+const META: &[&str] = &["name", "namespace", "labels"];
+const META_IGNORED: &[&str] = &[
+    "annotations",
+    "generateName",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+    "selfLink",
+];
+
+const POD_SPEC: &[&str] = &[
+    "nodeName",
+    "containers",
+    "restartPolicy",
+    "hostname",
+    "subdomain",
+];
+const POD_SPEC_IGNORED: &[&str] = &[
+    "volumes",
+    "initContainers",
+    "ephemeralContainers",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "dnsPolicy",
+    "dnsConfig",
+    "nodeSelector",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+    "hostPID",
+    "hostIPC",
+    "hostUsers",
+    "shareProcessNamespace",
+    "securityContext",
+    "imagePullSecrets",
+    "affinity",
+    "schedulerName",
+    "tolerations",
+    "hostAliases",
+    "priorityClassName",
+    "priority",
+    "readinessGates",
+    "runtimeClassName",
+    "enableServiceLinks",
+    "preemptionPolicy",
+    "overhead",
+    "topologySpreadConstraints",
+    "setHostnameAsFQDN",
+    "os",
+    "schedulingGates",
+    "resourceClaims",
+    "resources",
+];
+
+const CONTAINER: &[&str] = &["name", "image", "command", "args", "ports", "env"];
+const CONTAINER_IGNORED: &[&str] = &[
+    "workingDir",
+    "envFrom",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "volumeMounts",
+    "volumeDevices",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
+];
+
+const PORT: &[&str] = &["containerPort", "name", "protocol"];
+const PORT_IGNORED: &[&str] = &["hostPort", "hostIP"];
+
+const ENV: &[&str] = &["name", "value"];
+const ENV_IGNORED: &[&str] = &["valueFrom"];
+
+const DEPLOY_SPEC: &[&str] = &["replicas", "selector", "template"];
+const DEPLOY_SPEC_IGNORED: &[&str] = &[
+    "strategy",
+    "revisionHistoryLimit",
+    "minReadySeconds",
+    "progressDeadlineSeconds",
+    "paused",
+];
+
+/// Kubernetes fields that change what the network looks like in a way
+/// podlab cannot emulate: accepting them silently would mislead.
+fn unsupported(key: &str) -> Option<&'static str> {
+    match key {
+        "hostNetwork" => Some(
+            "a hostNetwork pod would share its node's network namespace, which podlab does not emulate; remove it",
+        ),
+        "matchExpressions" => {
+            Some("only matchLabels is supported; write the selector as matchLabels")
+        }
+        _ => None,
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// A mapping's fields, known ones only, nulls treated as absent (as the
+/// Kubernetes API does).
+struct Fields<'n> {
+    pos: Pos,
+    entries: Vec<(&'n str, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, v)| *k == key && v.value != Value::Null)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// How a value reads in "found ..." messages.
+fn describe(node: &Node) -> String {
+    match &node.value {
+        Value::Null => "nothing".into(),
+        Value::Seq(_) => "a list".into(),
+        Value::Map(_) => "a mapping".into(),
+        Value::Scalar { text, quoted: true } => format!("the string \"{text}\""),
+        Value::Scalar {
+            text,
+            quoted: false,
+        } => match resolve_plain(text) {
+            Plain::Int(_) | Plain::BigInt => format!("the number {text}"),
+            Plain::Float(_) => format!("the number {text}"),
+            Plain::Bool(_) => format!("the boolean {text}"),
+            Plain::Null => "nothing".into(),
+            Plain::Str => format!("`{text}`"),
+        },
+    }
+}
+
+pub(crate) struct Decoder {
+    source: String,
+    pub diags: Vec<Diagnostic>,
+    pub ignored: Vec<Ignored>,
+    /// Names the object being decoded, to start messages with.
+    what: String,
+}
+
+impl Decoder {
+    fn err(&mut self, pos: Pos, field: impl Into<String>, message: String, hint: Option<String>) {
+        let message = if self.what.is_empty() {
+            message
+        } else {
+            format!("{}: {message}", self.what)
+        };
+        self.diags.push(Diagnostic {
+            source: self.source.clone(),
+            pos,
+            field: field.into(),
+            message,
+            hint,
+        });
+    }
+
+    /// The fields of a mapping. Ignored fields are recorded, unknown ones
+    /// reported; `None` (after reporting) when `node` is not a mapping.
+    fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        known: &[&str],
+        ignored: &[&str],
+    ) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                node.pos,
+                path,
+                format!("expected a mapping, found {}", describe(node)),
+                None,
+            );
+            return None;
+        };
+        let mut out = Fields {
+            pos: node.pos,
+            entries: Vec::new(),
+        };
+        for (k, v) in entries {
+            let Value::Scalar { text: key, .. } = &k.value else {
+                self.err(
+                    k.pos,
+                    path,
+                    format!("expected a field name, found {}", describe(k)),
+                    None,
+                );
+                continue;
+            };
+            let field = join(path, key);
+            if known.contains(&key.as_str()) {
+                out.entries.push((key, v));
+            } else if ignored.contains(&key.as_str()) {
+                self.ignored.push(Ignored { pos: k.pos, field });
+            } else if let Some(hint) = unsupported(key) {
+                self.err(
+                    k.pos,
+                    field,
+                    format!("field `{key}` is not supported by podlab"),
+                    Some(hint.into()),
+                );
+            } else {
+                let all: Vec<&str> = known.iter().chain(ignored).copied().collect();
+                let hint = did_you_mean(key, &all).map(|m| format!("did you mean `{m}`?"));
+                self.err(k.pos, field, format!("unknown field `{key}`"), hint);
+            }
+        }
+        Some(out)
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar { text, quoted: true } => Some(text.clone()),
+            Value::Scalar {
+                text,
+                quoted: false,
+            } if resolve_plain(text) == Plain::Str => Some(text.clone()),
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected a string, found {}", describe(node)),
+                    Some(format!("quote it: \"{text}\"")),
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected a string, found {}", describe(node)),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer in `lo..=hi`; `expected` says so in words.
+    fn int(&mut self, node: &Node, path: &str, lo: i64, hi: i64, expected: &str) -> Option<i64> {
+        if let Value::Scalar {
+            text,
+            quoted: false,
+        } = &node.value
+        {
+            if let Plain::Int(i) = resolve_plain(text) {
+                if (lo..=hi).contains(&i) {
+                    return Some(i);
+                }
+            }
+        }
+        let hint = match &node.value {
+            Value::Scalar { text, quoted: true } if text.trim().parse::<i64>().is_ok() => {
+                Some("remove the quotes: a number in quotes is a string".to_string())
+            }
+            _ => None,
+        };
+        self.err(
+            node.pos,
+            path,
+            format!("expected {expected}, found {}", describe(node)),
+            hint,
+        );
+        None
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
+        let Value::Seq(items) = &node.value else {
+            self.err(
+                node.pos,
+                path,
+                format!("expected a list of strings, found {}", describe(node)),
+                None,
+            );
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+            .collect()
+    }
+
+    fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                node.pos,
+                path,
+                format!("expected a mapping of labels, found {}", describe(node)),
+                None,
+            );
+            return out;
+        };
+        for (k, v) in entries {
+            let Some(key) = self.string(k, path) else {
+                continue;
+            };
+            let field = join(path, &key);
+            // A label with no value is the empty string, as in Kubernetes.
+            let value = if v.value == Value::Null {
+                Some(String::new())
+            } else {
+                self.string(v, &field)
+            };
+            let Some(value) = value else { continue };
+            if let Some(problem) = validate::label_problem(&key, &value) {
+                self.err(k.pos, field, problem, None);
+                continue;
+            }
+            out.insert(key, value);
+        }
+        out
+    }
+
+    fn list<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> &'n [Node] {
+        match &node.value {
+            Value::Seq(items) => items,
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected {expected}, found {}", describe(node)),
+                    None,
+                );
+                &[]
+            }
+        }
+    }
+
+    /// A string field that must be a DNS-1123 label.
+    fn label_field(&mut self, node: &Node, path: &str, kind: &str) -> Option<String> {
+        let s = self.string(node, path)?;
+        if let Some((msg, hint)) = name_problem(kind, &s) {
+            self.err(node.pos, path, msg, Some(hint));
+        }
+        Some(s)
+    }
+}
+
+/// `metadata`, decoded.
+#[derive(Default)]
+struct Meta {
+    name: Option<(String, Pos)>,
+    /// A name was written, even if it was not a string (already reported).
+    name_given: bool,
+    namespace: Option<(String, Pos)>,
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    Namespaced,
+    Cluster,
+    /// A pod template: Kubernetes ignores its name and namespace.
+    Template,
+}
+
+impl Decoder {
+    fn meta(&mut self, node: Option<&Node>, path: &str, scope: Scope) -> Meta {
+        let mut meta = Meta::default();
+        let Some(node) = node else { return meta };
+        let (known, ignored): (Vec<&str>, Vec<&str>) = match scope {
+            Scope::Namespaced => (META.to_vec(), META_IGNORED.to_vec()),
+            // Kubernetes ignores a namespace on cluster-scoped objects.
+            Scope::Cluster => (
+                vec!["name", "labels"],
+                META_IGNORED.iter().chain(&["namespace"]).copied().collect(),
+            ),
+            Scope::Template => (
+                vec!["labels"],
+                META_IGNORED
+                    .iter()
+                    .chain(&["name", "namespace"])
+                    .copied()
+                    .collect(),
+            ),
+        };
+        let Some(f) = self.fields(node, path, &known, &ignored) else {
+            return meta;
+        };
+        if let Some(n) = f.get("name") {
+            meta.name_given = true;
+            meta.name = self.string(n, &join(path, "name")).map(|s| (s, n.pos));
+        }
+        if let Some(n) = f.get("namespace") {
+            let field = join(path, "namespace");
+            if let Some(s) = self.string(n, &field) {
+                if let Some((msg, hint)) = name_problem("namespace", &s) {
+                    self.err(n.pos, field, msg, Some(hint));
+                }
+                meta.namespace = Some((s, n.pos));
+            }
+        }
+        if let Some(n) = f.get("labels") {
+            meta.labels = self.labels(n, &join(path, "labels"));
+        }
+        meta
+    }
+
+    /// The name, required and checked; `kind` names the object in messages.
+    fn required_name(&mut self, meta: &Meta, doc: &Fields, kind: &str) -> Option<(String, Pos)> {
+        match &meta.name {
+            Some((name, pos)) => {
+                if let Some((msg, hint)) = name_problem(kind, name) {
+                    self.err(*pos, "metadata.name", msg, Some(hint));
+                }
+                self.what = format!("{kind} `{name}`");
+                Some((name.clone(), *pos))
+            }
+            None if meta.name_given => None,
+            None => {
+                let pos = doc.get("metadata").map_or(doc.pos, |m| m.pos);
+                self.err(
+                    pos,
+                    "metadata.name",
+                    format!("{kind} has no name"),
+                    Some("add `metadata:` with `name:`".into()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// What `decode` produces: the lab (possibly partial) and the spans.
+pub(crate) struct Decoded {
+    pub file: LabFile,
+    pub spans: Spans,
+    pub diags: Vec<Diagnostic>,
+}
+
+/// A lab name from the file name, for a file with no Lab document.
+pub fn default_lab_name(source: &str) -> String {
+    let stem = Path::new(source)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = validate::suggest_label(&stem)
+        .chars()
+        .take(MAX_LAB_NAME)
+        .collect();
+    while name.ends_with('-') {
+        name.pop();
+    }
+    if name.is_empty() {
+        "lab".into()
+    } else {
+        name
+    }
+}
+
+fn default_nodes(n: usize, pos: Pos) -> Vec<NodeSpec> {
+    (1..=n)
+        .map(|i| NodeSpec {
+            name: format!("node-{i}"),
+            pos,
+            labels: BTreeMap::new(),
+        })
+        .collect()
+}
+
+pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
+    let mut d = Decoder {
+        source: source.to_string(),
+        diags: Vec::new(),
+        ignored: Vec::new(),
+        what: String::new(),
+    };
+    let mut spans = Spans::default();
+    let mut file = LabFile {
+        source: source.to_string(),
+        lab: Lab {
+            name: default_lab_name(source),
+            pos: Pos { line: 1, col: 1 },
+            nodes: default_nodes(2, Pos { line: 1, col: 1 }),
+            network: Network::default(),
+            expect: Vec::new(),
+        },
+        namespaces: Vec::new(),
+        pods: Vec::new(),
+        deployments: Vec::new(),
+        services: Vec::new(),
+        policies: Vec::new(),
+        ignored: Vec::new(),
+    };
+    spans.lab_pos = file.lab.pos;
+    for (i, doc) in docs.iter().enumerate() {
+        d.what = String::new();
+        document(&mut d, &mut file, &mut spans, i, doc);
+    }
+    file.ignored = std::mem::take(&mut d.ignored);
+    file.ignored.sort_by_key(|i| (i.pos.line, i.pos.col));
+    Decoded {
+        file,
+        spans,
+        diags: d.diags,
+    }
+}
+
+fn api_version_for(kind: &str) -> &'static str {
+    match kind {
+        "Lab" => "podlab/v1alpha1",
+        "Deployment" => "apps/v1",
+        "NetworkPolicy" => "networking.k8s.io/v1",
+        _ => "v1",
+    }
+}
+
+fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize, doc: &Node) {
+    let n = index + 1;
+    let Value::Map(_) = &doc.value else {
+        d.err(
+            doc.pos,
+            "",
+            format!(
+                "document {n}: expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                describe(doc)
+            ),
+            None,
+        );
+        return;
+    };
+    // Fields are checked once the kind is known; read these two first.
+    let get = |key: &str| match &doc.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Scalar { text, .. } if text == key))
+            .map(|(_, v)| v),
+        _ => None,
+    };
+    let Some(kind_node) = get("kind").filter(|k| k.value != Value::Null) else {
+        d.err(
+            doc.pos,
+            "kind",
+            format!("document {n} has no `kind`"),
+            Some(format!("podlab supports {}", KINDS.join(", "))),
+        );
+        return;
+    };
+    let Some(kind) = d.string(kind_node, "kind") else {
+        return;
+    };
+    if !KINDS.contains(&kind.as_str()) {
+        let mut hint = format!("podlab supports {}", KINDS.join(", "));
+        if let Some(m) = did_you_mean(&kind, KINDS) {
+            hint = format!("did you mean `{m}`? {hint}");
+        }
+        d.err(
+            kind_node.pos,
+            "kind",
+            format!("document {n}: kind `{kind}` is not supported"),
+            Some(hint),
+        );
+        return;
+    }
+    let expected = api_version_for(&kind);
+    match get("apiVersion").filter(|v| v.value != Value::Null) {
+        None => d.err(
+            doc.pos,
+            "apiVersion",
+            format!("document {n} ({kind}) has no `apiVersion`"),
+            Some(format!("add `apiVersion: {expected}`")),
+        ),
+        Some(v) => {
+            if let Some(api) = d.string(v, "apiVersion") {
+                if api != expected {
+                    d.err(
+                        v.pos,
+                        "apiVersion",
+                        format!("document {n}: apiVersion `{api}` is not valid for kind {kind}"),
+                        Some(format!("use `apiVersion: {expected}`")),
+                    );
+                }
+            }
+        }
+    }
+    match kind.as_str() {
+        "Lab" => {
+            if index != 0 {
+                d.err(
+                    kind_node.pos,
+                    "kind",
+                    format!("document {n}: the Lab document must be the first in the file"),
+                    Some("move it to the top, before every manifest".into()),
+                );
+                return;
+            }
+            lab(d, file, spans, doc);
+        }
+        "Namespace" => {
+            let Some(f) = d.fields(doc, "", TOP, &["status", "spec"]) else {
+                return;
+            };
+            let meta = d.meta(f.get("metadata"), "metadata", Scope::Cluster);
+            if let Some((name, pos)) = d.required_name(&meta, &f, "namespace") {
+                file.namespaces.push(Namespace {
+                    name,
+                    pos,
+                    labels: meta.labels,
+                });
+            }
+        }
+        "Pod" => pod(d, file, spans, doc),
+        "Deployment" => deployment(d, file, spans, doc),
+        "Service" | "NetworkPolicy" => {
+            let kind_word = if kind == "Service" {
+                "service"
+            } else {
+                "network policy"
+            };
+            let Some(f) = d.fields(doc, "", TOP, TOP_IGNORED) else {
+                return;
+            };
+            let meta = d.meta(f.get("metadata"), "metadata", Scope::Namespaced);
+            let Some((name, pos)) = d.required_name(&meta, &f, kind_word) else {
+                return;
+            };
+            let namespace = meta
+                .namespace
+                .as_ref()
+                .map_or_else(|| "default".to_string(), |(s, _)| s.clone());
+            let ns_pos = meta.namespace.as_ref().map(|(_, p)| *p);
+            let raw = to_json(doc);
+            if kind == "Service" {
+                file.services.push(Service {
+                    namespace,
+                    name,
+                    pos,
+                    raw,
+                });
+                spans.services.push(ns_pos);
+            } else {
+                file.policies.push(NetworkPolicy {
+                    namespace,
+                    name,
+                    pos,
+                    raw,
+                });
+                spans.policies.push(ns_pos);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The YAML tree as JSON, with plain scalars typed as YAML would type them.
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Scalar { text, quoted: true } => J::String(text.clone()),
+        Value::Scalar {
+            text,
+            quoted: false,
+        } => match resolve_plain(text) {
+            Plain::Null => J::Null,
+            Plain::Bool(b) => J::Bool(b),
+            Plain::Int(i) => J::from(i),
+            Plain::Float(f) => {
+                serde_json::Number::from_f64(f).map_or(J::String(text.clone()), J::Number)
+            }
+            Plain::BigInt | Plain::Str => J::String(text.clone()),
+        },
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match &k.value {
+                        Value::Scalar { text, .. } => text.clone(),
+                        _ => to_json(k).to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn lab(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
+    let Some(f) = d.fields(doc, "", TOP, &[]) else {
+        return;
+    };
+    let meta = d.meta(f.get("metadata"), "metadata", Scope::Cluster);
+    if let Some((name, pos)) = d.required_name(&meta, &f, "lab") {
+        if name.len() > MAX_LAB_NAME {
+            d.err(
+                pos,
+                "metadata.name",
+                format!(
+                    "lab name `{name}` is {} characters, at most {MAX_LAB_NAME} are allowed",
+                    name.len()
+                ),
+                Some("the lab name prefixes the name of every kernel object the lab makes (network namespaces, interfaces limited to 15 bytes), so it must be short".into()),
+            );
+        }
+        file.lab.name = name;
+        file.lab.pos = pos;
+        spans.lab_pos = pos;
+    }
+    let nodes_pos = file.lab.pos;
+    file.lab.nodes = default_nodes(2, nodes_pos);
+    let Some(spec_node) = f.get("spec") else {
+        return;
+    };
+    let Some(spec) = d.fields(spec_node, "spec", &["nodes", "network", "expect"], &[]) else {
+        return;
+    };
+    if let Some(n) = spec.get("nodes") {
+        nodes(d, file, n);
+    }
+    if let Some(n) = spec.get("network") {
+        network(d, file, spans, n);
+    }
+    if let Some(n) = spec.get("expect") {
+        file.lab.expect = d
+            .list(n, "spec.expect", "a list of expectations")
+            .iter()
+            .map(to_json)
+            .collect();
+    }
+}
+
+fn nodes(d: &mut Decoder, file: &mut LabFile, n: &Node) {
+    let range = format!("an integer 1-{MAX_NODES} or a list of nodes");
+    match &n.value {
+        Value::Seq(items) => {
+            if items.is_empty() {
+                d.err(
+                    n.pos,
+                    "spec.nodes",
+                    "a lab needs at least 1 node".into(),
+                    None,
+                );
+                return;
+            }
+            if items.len() > MAX_NODES as usize {
+                d.err(
+                    n.pos,
+                    "spec.nodes",
+                    format!("{} nodes is too many: at most {MAX_NODES}", items.len()),
+                    Some("node addresses must fit the node network and pod CIDR".into()),
+                );
+                return;
+            }
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("spec.nodes[{i}]");
+                let Some(f) = d.fields(item, &path, &["name", "labels"], &[]) else {
+                    continue;
+                };
+                let labels = f
+                    .get("labels")
+                    .map(|l| d.labels(l, &join(&path, "labels")))
+                    .unwrap_or_default();
+                match f.get("name") {
+                    Some(name_node) => {
+                        if let Some(name) = d.label_field(name_node, &join(&path, "name"), "node") {
+                            out.push(NodeSpec {
+                                name,
+                                pos: name_node.pos,
+                                labels,
+                            });
+                        }
+                    }
+                    None => d.err(
+                        item.pos,
+                        join(&path, "name"),
+                        "node has no name".into(),
+                        Some("add `name:`, e.g. `name: node-1`".into()),
+                    ),
+                }
+            }
+            file.lab.nodes = out;
+        }
+        _ => {
+            // Counting first, so that 0 and 1000 get a message about the
+            // range rather than about the type.
+            if let Value::Scalar {
+                text,
+                quoted: false,
+            } = &n.value
+            {
+                if let Plain::Int(i) = resolve_plain(text) {
+                    if i < 1 {
+                        d.err(
+                            n.pos,
+                            "spec.nodes",
+                            "a lab needs at least 1 node".into(),
+                            None,
+                        );
+                        return;
+                    }
+                    if i > MAX_NODES {
+                        d.err(
+                            n.pos,
+                            "spec.nodes",
+                            format!("{i} nodes is too many: at most {MAX_NODES}"),
+                            Some("node addresses must fit the node network and pod CIDR".into()),
+                        );
+                        return;
+                    }
+                }
+            }
+            if let Some(i) = d.int(n, "spec.nodes", 1, MAX_NODES, &range) {
+                file.lab.nodes = default_nodes(i as usize, n.pos);
+            }
+        }
+    }
+}
+
+const NETWORK: &[&str] = &[
+    "nodeCIDR",
+    "podCIDR",
+    "podCIDRMask",
+    "serviceCIDR",
+    "clusterDomain",
+    "dnsIP",
+    "nodePortRange",
+    "loadBalancerPool",
+    "mtu",
+];
+
+fn network(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, n: &Node) {
+    let Some(f) = d.fields(n, "spec.network", NETWORK, &[]) else {
+        return;
+    };
+    let net = &mut file.lab.network;
+    for &key in NETWORK {
+        let Some(v) = f.get(key) else { continue };
+        spans.network.insert(key, v.pos);
+        let path = join("spec.network", key);
+        match key {
+            "nodeCIDR" | "podCIDR" | "serviceCIDR" => {
+                if let Some(c) = cidr(d, v, &path) {
+                    match key {
+                        "nodeCIDR" => net.node_cidr = c,
+                        "podCIDR" => net.pod_cidr = c,
+                        _ => net.service_cidr = c,
+                    }
+                }
+            }
+            "podCIDRMask" => {
+                if let Some(m) = d.int(v, &path, 1, 32, "an integer 1-32 (a prefix length)") {
+                    net.node_pod_prefix = m as u8;
+                }
+            }
+            "clusterDomain" => {
+                if let Some(s) = d.string(v, &path) {
+                    if validate::is_dns1123_subdomain(&s) {
+                        net.cluster_domain = s;
+                    } else {
+                        d.err(
+                            v.pos,
+                            path,
+                            format!("clusterDomain `{s}` is not a DNS domain"),
+                            Some(
+                                "use lowercase labels separated by dots, e.g. cluster.local".into(),
+                            ),
+                        );
+                    }
+                }
+            }
+            "dnsIP" => {
+                if let Some(s) = d.string(v, &path) {
+                    match s.parse::<Ipv4Addr>() {
+                        Ok(ip) => net.dns_ip = ip,
+                        Err(_) => d.err(
+                            v.pos,
+                            path,
+                            format!("expected an IPv4 address like 10.96.0.10, found `{s}`"),
+                            None,
+                        ),
+                    }
+                }
+            }
+            "nodePortRange" => {
+                if let Some(s) = d.string(v, &path) {
+                    let parsed = s.split_once('-').and_then(|(a, b)| {
+                        Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+                    });
+                    match parsed {
+                        Some((a, b)) if (1..=65535).contains(&a) && (1..=65535).contains(&b) => {
+                            net.node_port_range = (a as u16, b as u16);
+                        }
+                        Some((a, b)) => d.err(
+                            v.pos,
+                            path,
+                            format!("nodePortRange {a}-{b} is outside the port numbers 1-65535"),
+                            Some("the usual range is 30000-32767".into()),
+                        ),
+                        None => d.err(
+                            v.pos,
+                            path,
+                            format!("expected a port range like 30000-32767, found `{s}`"),
+                            None,
+                        ),
+                    }
+                }
+            }
+            "loadBalancerPool" => {
+                if let Some(s) = d.string(v, &path) {
+                    let parsed = s.split_once('-').and_then(|(a, b)| {
+                        Some((
+                            a.trim().parse::<Ipv4Addr>().ok()?,
+                            b.trim().parse::<Ipv4Addr>().ok()?,
+                        ))
+                    });
+                    match parsed {
+                        Some(pool) => net.load_balancer_pool = pool,
+                        None => d.err(
+                            v.pos,
+                            path,
+                            format!(
+                                "expected an address range like 172.18.0.200-172.18.0.250, found `{s}`"
+                            ),
+                            None,
+                        ),
+                    }
+                }
+            }
+            "mtu" => {
+                if let Some(m) = d.int(v, &path, 576, 9000, "an integer 576-9000") {
+                    net.mtu = m as u32;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn cidr(d: &mut Decoder, v: &Node, path: &str) -> Option<Ipv4Net> {
+    let s = d.string(v, path)?;
+    match s.parse::<Ipv4Net>() {
+        Ok(c) => Some(c),
+        Err(_) => {
+            let hint = match s.split_once('/') {
+                Some((addr, len)) if addr.parse::<Ipv4Addr>().is_ok() => match len.parse::<u32>() {
+                    Ok(l) if l > 32 => Some("an IPv4 prefix length is 0-32".to_string()),
+                    _ => None,
+                },
+                None if s.parse::<Ipv4Addr>().is_ok() => {
+                    Some(format!("add a prefix length, e.g. {s}/24"))
+                }
+                _ => None,
+            };
+            d.err(
+                v.pos,
+                path,
+                format!("expected an IPv4 CIDR like 10.244.0.0/16, found `{s}`"),
+                hint,
+            );
+            None
+        }
+    }
+}
+
+fn pod(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
+    let Some(f) = d.fields(doc, "", TOP, TOP_IGNORED) else {
+        return;
+    };
+    let meta = d.meta(f.get("metadata"), "metadata", Scope::Namespaced);
+    let name = d.required_name(&meta, &f, "pod");
+    let mut s = ObjSpans {
+        namespace: meta.namespace.as_ref().map(|(_, p)| *p),
+        prefix: "spec",
+        ..ObjSpans::default()
+    };
+    let spec = match f.get("spec") {
+        Some(n) => pod_spec(d, n, "spec", false, &mut s),
+        None => {
+            d.err(
+                f.pos,
+                "spec",
+                "pod has no `spec`".into(),
+                Some("a pod needs `spec.containers`".into()),
+            );
+            None
+        }
+    };
+    if let (Some((name, pos)), Some(spec)) = (name, spec) {
+        file.pods.push(Pod {
+            namespace: meta
+                .namespace
+                .map_or_else(|| "default".into(), |(ns, _)| ns),
+            name,
+            pos,
+            labels: meta.labels,
+            spec,
+        });
+        spans.pods.push(s);
+    }
+}
+
+fn pod_spec(
+    d: &mut Decoder,
+    node: &Node,
+    path: &'static str,
+    template: bool,
+    s: &mut ObjSpans,
+) -> Option<PodSpec> {
+    let f = d.fields(node, path, POD_SPEC, POD_SPEC_IGNORED)?;
+    let mut spec = PodSpec {
+        node_name: None,
+        node_name_pos: Pos::default(),
+        containers: Vec::new(),
+        restart_policy: RestartPolicy::Always,
+        hostname: None,
+        subdomain: None,
+    };
+    if let Some(n) = f.get("nodeName") {
+        spec.node_name = d.string(n, &join(path, "nodeName"));
+        spec.node_name_pos = n.pos;
+    }
+    for key in ["hostname", "subdomain"] {
+        if let Some(n) = f.get(key) {
+            let v = d.label_field(n, &join(path, key), key);
+            if key == "hostname" {
+                spec.hostname = v;
+            } else {
+                spec.subdomain = v;
+            }
+        }
+    }
+    if let Some(n) = f.get("restartPolicy") {
+        let field = join(path, "restartPolicy");
+        if let Some(v) = d.string(n, &field) {
+            const POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+            match v.as_str() {
+                "Always" => spec.restart_policy = RestartPolicy::Always,
+                "OnFailure" => spec.restart_policy = RestartPolicy::OnFailure,
+                "Never" => spec.restart_policy = RestartPolicy::Never,
+                _ => {
+                    let hint = did_you_mean(&v, POLICIES).map(|m| format!("did you mean `{m}`?"));
+                    d.err(
+                        n.pos,
+                        field.clone(),
+                        format!("expected Always, OnFailure or Never, found `{v}`"),
+                        hint,
+                    );
+                }
+            }
+            if template && spec.restart_policy != RestartPolicy::Always {
+                d.err(
+                    n.pos,
+                    field,
+                    format!("a deployment's pods must have restartPolicy Always, found `{v}`"),
+                    Some("Kubernetes only accepts Always in a Deployment's template; use a Pod for OnFailure or Never".into()),
+                );
+            }
+        }
+    }
+    let containers_path = join(path, "containers");
+    let items = match f.get("containers") {
+        Some(n) => d.list(n, &containers_path, "a list of containers"),
+        None => &[],
+    };
+    if items.is_empty() {
+        let at = f.get("containers").map_or(f.pos, |n| n.pos);
+        d.err(
+            at,
+            containers_path.clone(),
+            "a pod needs at least one container".into(),
+            Some("add `containers:` with `- name: ...`".into()),
+        );
+    }
+    for (i, item) in items.iter().enumerate() {
+        let cpath = format!("{containers_path}[{i}]");
+        if let Some((c, name_pos, port_names)) = container(d, item, &cpath) {
+            spec.containers.push(c);
+            s.containers.push(name_pos);
+            s.port_names.push(port_names);
+        }
+    }
+    Some(spec)
+}
+
+fn container(
+    d: &mut Decoder,
+    node: &Node,
+    path: &str,
+) -> Option<(Container, Pos, Vec<Option<Pos>>)> {
+    let f = d.fields(node, path, CONTAINER, CONTAINER_IGNORED)?;
+    let name = match f.get("name") {
+        Some(n) => d
+            .label_field(n, &join(path, "name"), "container")
+            .map(|s| (s, n.pos)),
+        None => {
+            d.err(
+                f.pos,
+                join(path, "name"),
+                "container has no name".into(),
+                Some("add `name:`, e.g. `name: web`".into()),
+            );
+            None
+        }
+    };
+    let image = f
+        .get("image")
+        .and_then(|n| d.string(n, &join(path, "image")));
+    let command = f
+        .get("command")
+        .map(|n| d.string_list(n, &join(path, "command")))
+        .unwrap_or_default();
+    let args = f
+        .get("args")
+        .map(|n| d.string_list(n, &join(path, "args")))
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    let mut port_names = Vec::new();
+    if let Some(n) = f.get("ports") {
+        let ppath = join(path, "ports");
+        for (i, item) in d.list(n, &ppath, "a list of ports").iter().enumerate() {
+            if let Some((p, name_pos)) = port(d, item, &format!("{ppath}[{i}]")) {
+                ports.push(p);
+                port_names.push(name_pos);
+            }
+        }
+    }
+    let mut env = Vec::new();
+    if let Some(n) = f.get("env") {
+        let epath = join(path, "env");
+        for (i, item) in d.list(n, &epath, "a list of variables").iter().enumerate() {
+            let vpath = format!("{epath}[{i}]");
+            let Some(ef) = d.fields(item, &vpath, ENV, ENV_IGNORED) else {
+                continue;
+            };
+            let Some(name_node) = ef.get("name") else {
+                d.err(
+                    ef.pos,
+                    join(&vpath, "name"),
+                    "environment variable has no name".into(),
+                    None,
+                );
+                continue;
+            };
+            let Some(var) = d.string(name_node, &join(&vpath, "name")) else {
+                continue;
+            };
+            let value_from = matches!(&item.value, Value::Map(e)
+                if e.iter().any(|(k, _)| matches!(&k.value, Value::Scalar { text, .. } if text == "valueFrom")));
+            match ef.get("value") {
+                Some(v) => {
+                    if let Some(value) = d.string(v, &join(&vpath, "value")) {
+                        env.push(EnvVar { name: var, value });
+                    }
+                }
+                // A value taken from a Secret or ConfigMap cannot be known
+                // here; the variable is left unset rather than set wrong.
+                None if value_from => {}
+                None => env.push(EnvVar {
+                    name: var,
+                    value: String::new(),
+                }),
+            }
+        }
+    }
+    let (name, pos) = name?;
+    Some((
+        Container {
+            name,
+            image,
+            command,
+            args,
+            ports,
+            env,
+        },
+        pos,
+        port_names,
+    ))
+}
+
+fn port(d: &mut Decoder, node: &Node, path: &str) -> Option<(ContainerPort, Option<Pos>)> {
+    let f = d.fields(node, path, PORT, PORT_IGNORED)?;
+    let mut name = None;
+    let mut name_pos = None;
+    if let Some(n) = f.get("name") {
+        let field = join(path, "name");
+        if let Some(s) = d.string(n, &field) {
+            if !validate::is_iana_svc_name(&s) {
+                d.err(
+                    n.pos,
+                    field,
+                    format!("port name `{s}` is not valid"),
+                    Some("a port name (IANA_SVC_NAME) is at most 15 lowercase letters, digits or '-', with at least one letter, and no leading, trailing or doubled '-'".into()),
+                );
+            }
+            name = Some(s);
+            name_pos = Some(n.pos);
+        }
+    }
+    let mut protocol = Protocol::Tcp;
+    if let Some(n) = f.get("protocol") {
+        let field = join(path, "protocol");
+        if let Some(s) = d.string(n, &field) {
+            match s.as_str() {
+                "TCP" => protocol = Protocol::Tcp,
+                "UDP" => protocol = Protocol::Udp,
+                "SCTP" => protocol = Protocol::Sctp,
+                _ => {
+                    let hint = did_you_mean(&s, &["TCP", "UDP", "SCTP"])
+                        .map(|m| format!("did you mean `{m}`?"));
+                    d.err(
+                        n.pos,
+                        field,
+                        format!("expected TCP, UDP or SCTP, found `{s}`"),
+                        hint,
+                    );
+                }
+            }
+        }
+    }
+    let Some(n) = f.get("containerPort") else {
+        d.err(
+            f.pos,
+            join(path, "containerPort"),
+            "port has no containerPort".into(),
+            Some("add `containerPort:`, e.g. `containerPort: 80`".into()),
+        );
+        return None;
+    };
+    let number = d.int(
+        n,
+        &join(path, "containerPort"),
+        1,
+        65535,
+        "an integer 1-65535",
+    )?;
+    Some((
+        ContainerPort {
+            name,
+            container_port: number as u16,
+            protocol,
+            pos: n.pos,
+        },
+        name_pos,
+    ))
+}
+
+fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
+    let Some(f) = d.fields(doc, "", TOP, TOP_IGNORED) else {
+        return;
+    };
+    let meta = d.meta(f.get("metadata"), "metadata", Scope::Namespaced);
+    let name = d.required_name(&meta, &f, "deployment");
+    let mut s = ObjSpans {
+        namespace: meta.namespace.as_ref().map(|(_, p)| *p),
+        prefix: "spec.template.spec",
+        ..ObjSpans::default()
+    };
+    let Some(spec_node) = f.get("spec") else {
+        d.err(
+            f.pos,
+            "spec",
+            "deployment has no `spec`".into(),
+            Some("a deployment needs `spec.selector` and `spec.template`".into()),
+        );
+        return;
+    };
+    let Some(sf) = d.fields(spec_node, "spec", DEPLOY_SPEC, DEPLOY_SPEC_IGNORED) else {
+        return;
+    };
+    let replicas = match sf.get("replicas") {
+        Some(n) => d
+            .int(n, "spec.replicas", 0, 10000, "an integer 0-10000")
+            .unwrap_or(1) as u32,
+        None => 1,
+    };
+    let mut selector = None;
+    match sf.get("selector") {
+        Some(n) => {
+            if let Some(sel) = d.fields(n, "spec.selector", &["matchLabels"], &[]) {
+                match sel.get("matchLabels") {
+                    Some(m) => {
+                        let labels = d.labels(m, "spec.selector.matchLabels");
+                        if labels.is_empty() {
+                            d.err(
+                                m.pos,
+                                "spec.selector.matchLabels",
+                                "selector matches every pod: matchLabels is empty".into(),
+                                Some("Kubernetes rejects an empty selector; select the template's labels, e.g. `app: web`".into()),
+                            );
+                        } else {
+                            selector = Some((labels, m.pos));
+                        }
+                    }
+                    None => d.err(
+                        sel.pos,
+                        "spec.selector.matchLabels",
+                        "selector has no matchLabels".into(),
+                        Some("select the template's labels, e.g. `matchLabels: {app: web}`".into()),
+                    ),
+                }
+            }
+        }
+        None => d.err(
+            sf.pos,
+            "spec.selector",
+            "deployment has no `spec.selector`".into(),
+            Some("apps/v1 requires one: `selector: {matchLabels: {app: web}}`, matching the template's labels".into()),
+        ),
+    }
+    let mut template_labels = BTreeMap::new();
+    let mut template = None;
+    match sf.get("template") {
+        Some(t) => {
+            if let Some(tf) = d.fields(t, "spec.template", &["metadata", "spec"], &[]) {
+                let tmeta = d.meta(tf.get("metadata"), "spec.template.metadata", Scope::Template);
+                template_labels = tmeta.labels;
+                template = match tf.get("spec") {
+                    Some(n) => pod_spec(d, n, "spec.template.spec", true, &mut s),
+                    None => {
+                        d.err(
+                            tf.pos,
+                            "spec.template.spec",
+                            "pod template has no `spec`".into(),
+                            Some("a pod template needs `spec.containers`".into()),
+                        );
+                        None
+                    }
+                };
+            }
+        }
+        None => d.err(
+            sf.pos,
+            "spec.template",
+            "deployment has no `spec.template`".into(),
+            Some("add the pod template: `template: {metadata: {labels: ...}, spec: {containers: ...}}`".into()),
+        ),
+    }
+    if let Some((sel, pos)) = &selector {
+        let missing: Vec<String> = sel
+            .iter()
+            .filter(|(k, v)| template_labels.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        if !missing.is_empty() && template.is_some() {
+            d.err(
+                *pos,
+                "spec.selector.matchLabels",
+                "selector does not match template labels".into(),
+                Some(format!(
+                    "spec.template.metadata.labels lacks {}",
+                    missing.join(", ")
+                )),
+            );
+        }
+    }
+    if let (Some((name, pos)), Some((selector, _)), Some(template)) = (name, selector, template) {
+        file.deployments.push(Deployment {
+            namespace: meta
+                .namespace
+                .map_or_else(|| "default".into(), |(ns, _)| ns),
+            name,
+            pos,
+            labels: meta.labels,
+            replicas,
+            selector,
+            template_labels,
+            template,
+        });
+        spans.deployments.push(s);
+    }
+}

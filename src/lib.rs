@@ -1,0 +1,14 @@
+//! podlab: a Kubernetes-shaped network on one Linux host, from a YAML lab.
+//!
+//! `lab` (the file) → `plan` (pure) → `kernel` (the only code that touches
+//! the kernel); `runtime` is the per-lab daemon; `observe` reads the kernel
+//! back; `cli` is one file per command.
+
+pub mod cli;
+pub mod kernel;
+pub mod lab;
+pub mod lifecycle;
+pub mod observe;
+pub mod plan;
+pub mod runtime;
+pub mod state;

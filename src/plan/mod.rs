@@ -1,0 +1,175 @@
+//! The plan: a pure function from a validated lab to every kernel object and
+//! server the lab needs.
+//!
+//! Nothing here does I/O. The plan is saved as the lab's state, read by the
+//! daemon, and compared with what `observe` reads back.
+
+mod build;
+mod names;
+
+pub use build::build;
+pub use names::{deployment_pod_name, host_veth_name, uplink_name};
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::lab::{Protocol, RestartPolicy};
+
+/// Format version of the saved plan: a daemon never reads a plan it does not
+/// understand.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Name of the bridge of the node network, inside the lab's `net` namespace.
+pub const NODE_BRIDGE: &str = "br0";
+/// Name of each node's pod bridge, as the bridge CNI plugin names it.
+pub const POD_BRIDGE: &str = "cni0";
+/// Every pod's and node's interface on its network.
+pub const ETH0: &str = "eth0";
+/// Interface index requested for `eth0` in pod and client namespaces: `lo`
+/// is always 1, so 2 is free, and knowing it saves a lookup per pod.
+pub const ETH0_INDEX: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub version: u32,
+    pub lab: String,
+    /// Where the lab came from (a path, or `built-in`).
+    pub source: String,
+    pub net: NetPlan,
+    pub nodes: Vec<NodePlan>,
+    pub pods: Vec<PodPlan>,
+    /// Namespaces on the node network that are not nodes: `external`, `lb`.
+    pub clients: Vec<ClientPlan>,
+    pub cluster_domain: String,
+    pub mtu: u32,
+}
+
+/// The node network: a bridge in the lab's own `net` namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetPlan {
+    pub netns: String,
+    pub bridge: String,
+    /// The bridge's own address: the nodes' default gateway.
+    pub gateway: Ipv4Addr,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    /// The node's end of its uplink, in the `net` namespace, on `br0`.
+    pub uplink: String,
+    pub pod_cidr: Ipv4Net,
+    /// Address of `cni0`: the pods' default gateway.
+    pub pod_gateway: Ipv4Addr,
+    /// Routes to the other nodes' pod CIDRs through their node IPs: what a
+    /// routed CNI (flannel host-gw, Calico without overlay) installs.
+    pub routes: Vec<RoutePlan>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutePlan {
+    pub dst: Ipv4Net,
+    pub via: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodPlan {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    /// The pod's veth end on the node, attached to `cni0`.
+    pub host_veth: String,
+    pub hostname: String,
+    pub subdomain: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// The Deployment that made this pod, if any.
+    pub owner: Option<String>,
+    pub restart_policy: RestartPolicy,
+    pub ports: Vec<PortPlan>,
+    pub processes: Vec<ProcessPlan>,
+}
+
+impl PodPlan {
+    /// `namespace/name`, how messages and the daemon name a pod.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// `/etc/hosts` as kubelet writes it for a pod.
+    pub fn hosts_file(&self, cluster_domain: &str) -> String {
+        let mut s = String::from(
+            "# Kubernetes-managed hosts file (written by podlab).\n\
+             127.0.0.1\tlocalhost\n\
+             ::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\n\
+             fe00::0\tip6-mcastprefix\n\
+             fe00::1\tip6-allnodes\n\
+             fe00::2\tip6-allrouters\n",
+        );
+        match &self.subdomain {
+            Some(sub) => s.push_str(&format!(
+                "{}\t{}.{sub}.{}.svc.{cluster_domain}\t{}\n",
+                self.ip, self.hostname, self.namespace, self.hostname
+            )),
+            None => s.push_str(&format!("{}\t{}\n", self.ip, self.hostname)),
+        }
+        s
+    }
+}
+
+/// A port the daemon serves in the pod: HTTP echo for TCP, echo for UDP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortPlan {
+    pub container: String,
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// A container's `command`/`args`, run as a real process in the pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessPlan {
+    pub container: String,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPlan {
+    pub name: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub uplink: String,
+}
+
+impl Plan {
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodPlan> {
+        self.pods
+            .iter()
+            .find(|p| p.namespace == namespace && p.name == name)
+    }
+
+    /// Every namespace the lab owns, in the order they are made.
+    pub fn netns_names(&self) -> Vec<&str> {
+        let mut v = vec![self.net.netns.as_str()];
+        v.extend(self.nodes.iter().map(|n| n.netns.as_str()));
+        v.extend(self.clients.iter().map(|c| c.netns.as_str()));
+        v.extend(self.pods.iter().map(|p| p.netns.as_str()));
+        v
+    }
+}

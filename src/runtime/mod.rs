@@ -1,0 +1,463 @@
+//! The per-lab daemon: every pod's echo servers and processes, and the
+//! control socket the CLI talks to.
+//!
+//! `podlab up` forks and detaches, then the child calls `run_daemon`, which
+//! builds the one tokio runtime of the lab (after the fork: a runtime's
+//! threads do not survive one). Setup binds every pod's sockets from a
+//! dedicated thread that visits each pod's network namespace, spawns every
+//! process, then writes `state_dir/ready` (or `state_dir/failed`), which the
+//! CLI polls for.
+
+pub mod control;
+pub mod echo;
+pub mod process;
+mod state;
+pub mod status;
+
+pub use control::{ping, query_status, request_shutdown};
+pub use process::{
+    netns_exec_setup, node_exec_setup, node_pre_exec, pod_exec_setup, pod_pre_exec, PreparedExec,
+};
+pub use status::{ContainerState, ContainerStatus, DaemonStatus, Phase, PodStatus};
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::lab::Protocol;
+use crate::plan::{Plan, PLAN_VERSION};
+
+use echo::{EchoInfo, Wanted};
+use process::Container;
+use state::Shared;
+
+pub const PLAN_FILE: &str = "plan.json";
+/// Written (atomically, holding the daemon's pid) once every pod is up.
+pub const READY_FILE: &str = "ready";
+/// Written (atomically, holding the error) when setup failed.
+pub const FAILED_FILE: &str = "failed";
+pub const LOG_DIR: &str = "logs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read plan {path}: {source}")]
+    ReadPlan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot decode plan {path}: {source}")]
+    DecodePlan {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("plan {path} has format version {found}, this podlab reads {PLAN_VERSION}\n  hint: bring the lab down and up again with this podlab")]
+    PlanVersion { path: PathBuf, found: u32 },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pod {pod}: {source}")]
+    Netns {
+        pod: String,
+        #[source]
+        source: crate::kernel::Error,
+    },
+    #[error("pod {pod}: cannot bind {port}/{protocol}: {source}")]
+    Bind {
+        pod: String,
+        port: u16,
+        protocol: Protocol,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the socket-binding thread died")]
+    BindThread,
+    #[error("stopped by a signal before the lab was ready")]
+    Interrupted,
+    #[error("the lab's daemon is not running (nothing listens on {path})")]
+    NotRunning { path: PathBuf },
+    #[error("control socket {path}: {source}")]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control socket {path}: no answer in time")]
+    Timeout { path: PathBuf },
+    #[error("the daemon answered nonsense: {0}")]
+    Protocol(#[source] serde_json::Error),
+    #[error("the daemon refused: {0}")]
+    Daemon(String),
+}
+
+/// Run the daemon of the lab whose state is in `state_dir`, until SIGTERM,
+/// SIGINT or a `shutdown` request. Called in the detached child; returns
+/// when everything it started has stopped.
+pub fn run_daemon(state_dir: &Path) -> Result<(), Error> {
+    run(state_dir, true)
+}
+
+fn run(state_dir: &Path, handle_signals: bool) -> Result<(), Error> {
+    // A marker left by an earlier daemon of this lab would answer the CLI's
+    // poll before this one has done anything.
+    for f in [READY_FILE, FAILED_FILE] {
+        let _ = std::fs::remove_file(state_dir.join(f));
+    }
+    let mut reached_ready = false;
+    let result = load_plan(state_dir).and_then(|plan| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            // Blocking work is rare here (file writes); a small pool keeps
+            // the daemon's footprint small.
+            .max_blocking_threads(4)
+            .thread_name("podlab-daemon")
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                what: "start the async runtime".into(),
+                source,
+            })?;
+        let r = rt.block_on(daemon(state_dir, plan, handle_signals, &mut reached_ready));
+        // Connections still open (a `shutdown` client waiting for EOF among
+        // them) close here, after every process has stopped.
+        rt.shutdown_timeout(Duration::from_secs(1));
+        r
+    });
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+        if !reached_ready {
+            if let Err(w) = write_atomic(&state_dir.join(FAILED_FILE), &format!("{e}\n")) {
+                tracing::error!("cannot record the failure: {w}");
+            }
+        }
+    }
+    result
+}
+
+pub fn load_plan(state_dir: &Path) -> Result<Plan, Error> {
+    let path = state_dir.join(PLAN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::ReadPlan {
+        path: path.clone(),
+        source,
+    })?;
+    // Check the version before the shape, so that a newer plan reports
+    // "version" rather than whichever field changed.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    if let Ok(v) = serde_json::from_str::<Version>(&text) {
+        if v.version != PLAN_VERSION {
+            return Err(Error::PlanVersion {
+                path,
+                found: v.version,
+            });
+        }
+    }
+    serde_json::from_str(&text).map_err(|source| Error::DecodePlan { path, source })
+}
+
+/// Write `path` so that a reader sees nothing or the whole content.
+pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn daemon(
+    state_dir: &Path,
+    plan: Plan,
+    handle_signals: bool,
+    reached_ready: &mut bool,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let (stop, shutdown) = watch::channel(false);
+    if handle_signals {
+        watch_signals(stop.clone())?;
+    }
+    let shared = Shared::new(&plan);
+    let logs = state_dir.join(LOG_DIR);
+    std::fs::create_dir_all(&logs).map_err(|source| Error::Io {
+        what: format!("create {}", logs.display()),
+        source,
+    })?;
+    let nofile = raise_nofile_limit();
+
+    // First, so that `get pods` can show pods as ContainerCreating while
+    // the rest comes up.
+    let control = control::bind(state_dir)?;
+    let mut servers = JoinSet::new();
+    servers.spawn(control::serve(
+        control,
+        control::Control {
+            shared: shared.clone(),
+            stop: stop.clone(),
+        },
+    ));
+
+    let mut supervisors = JoinSet::new();
+    let setup = setup(
+        &plan,
+        &shared,
+        &logs,
+        nofile,
+        &shutdown,
+        &mut servers,
+        &mut supervisors,
+    )
+    .await;
+    let setup = setup.and_then(|()| {
+        if *shutdown.borrow() {
+            return Err(Error::Interrupted);
+        }
+        shared.set_ready();
+        write_atomic(
+            &state_dir.join(READY_FILE),
+            &format!("{}\n", std::process::id()),
+        )
+        .map_err(|source| Error::Io {
+            what: format!("write {}", state_dir.join(READY_FILE).display()),
+            source,
+        })
+    });
+    match &setup {
+        Ok(()) => {
+            *reached_ready = true;
+            tracing::info!(
+                pods = plan.pods.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                rss_bytes = control::rss_bytes(),
+                "lab daemon ready"
+            );
+            stopped(&mut shutdown.clone()).await;
+        }
+        // Whatever did start must stop before the failure is reported.
+        Err(_) => {
+            stop.send_replace(true);
+        }
+    }
+
+    tracing::info!("stopping");
+    // Supervisors send SIGTERM, then SIGKILL after the grace; a little more
+    // than that is all they can take.
+    let grace = process::TERMINATION_GRACE + Duration::from_secs(2);
+    if tokio::time::timeout(grace, async {
+        while supervisors.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("some processes did not stop in time");
+        supervisors.abort_all();
+    }
+    // Listeners return on the shutdown signal; dropping them closes them.
+    if tokio::time::timeout(Duration::from_secs(1), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        servers.abort_all();
+    }
+    let _ = std::fs::remove_file(control::socket_path(state_dir));
+    if *reached_ready {
+        let _ = std::fs::remove_file(state_dir.join(READY_FILE));
+    }
+    tracing::info!("stopped");
+    setup
+}
+
+/// Resolves once shutdown is asked for (or nobody can ask any more).
+/// `wait_for`'s guard is not `Send`; this drops it before the caller's next
+/// `.await`.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Bind every socket, then start every process, pod by pod in the table.
+async fn setup(
+    plan: &Plan,
+    shared: &Shared,
+    logs: &Path,
+    nofile: Option<libc::rlimit>,
+    shutdown: &watch::Receiver<bool>,
+    servers: &mut JoinSet<()>,
+    supervisors: &mut JoinSet<()>,
+) -> Result<(), Error> {
+    let wanted = wanted_ports(plan);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("podlab-netns".into())
+        .spawn(move || {
+            let _ = tx.send(echo::bind_all(&wanted));
+        })
+        .map_err(|source| Error::Io {
+            what: "start the socket-binding thread".into(),
+            source,
+        })?;
+    let bound = rx.await.map_err(|_| Error::BindThread)??;
+
+    for b in bound {
+        let pod = &plan.pods[b.pod];
+        let info = Arc::new(EchoInfo {
+            pod: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            node: pod.node.clone(),
+            pod_ip: pod.ip,
+        });
+        let register = |port: u16, protocol: Protocol| {
+            let pod = pod.key();
+            move |source| Error::Bind {
+                pod,
+                port,
+                protocol,
+                source,
+            }
+        };
+        for (port, l) in b.tcp {
+            let l = echo::tcp_to_tokio(l).map_err(register(port, Protocol::Tcp))?;
+            servers.spawn(echo::serve_tcp(l, info.clone(), port, shutdown.clone()));
+            tracing::info!(pod = %pod.key(), port, "serving HTTP echo");
+        }
+        for (port, s) in b.udp {
+            let s = echo::udp_to_tokio(s).map_err(register(port, Protocol::Udp))?;
+            servers.spawn(echo::serve_udp(s, info.clone(), port, shutdown.clone()));
+            tracing::info!(pod = %pod.key(), port, "serving UDP echo");
+        }
+        shared.ports_bound(b.pod);
+    }
+
+    for (i, pod) in plan.pods.iter().enumerate() {
+        if !pod.processes.is_empty() {
+            let prep = Arc::new(process::pod_exec_setup(pod));
+            for p in &pod.processes {
+                let Some(slot) = shared.slot(i, &p.container) else {
+                    continue;
+                };
+                let c = Container::new(pod, p, logs, prep.clone(), slot, nofile);
+                let first = c.spawn();
+                process::record_start(shared, &c, &first);
+                supervisors.spawn(process::supervise(
+                    c,
+                    shared.clone(),
+                    first,
+                    shutdown.clone(),
+                ));
+            }
+        }
+        shared.pod_set_up(i);
+    }
+    Ok(())
+}
+
+/// The ports podlab's echo servers answer on, per pod. A container that
+/// runs a process serves its own ports (that is what `containerPort` means
+/// in Kubernetes); an echo server there would take the port from it.
+fn wanted_ports(plan: &Plan) -> Vec<Wanted> {
+    plan.pods
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            let with_process: HashSet<&str> =
+                pod.processes.iter().map(|p| p.container.as_str()).collect();
+            let mut seen = HashSet::new();
+            let ports = pod
+                .ports
+                .iter()
+                .filter(|p| !with_process.contains(p.container.as_str()))
+                .filter(|p| {
+                    if p.protocol == Protocol::Sctp {
+                        tracing::warn!(
+                            pod = %pod.key(),
+                            port = p.port,
+                            "SCTP is not served: no echo on this port"
+                        );
+                        return false;
+                    }
+                    true
+                })
+                // Two containers declaring one port would fail to bind the
+                // second; the pod has one socket either way.
+                .filter(|p| seen.insert((p.port, p.protocol)))
+                .map(|p| (p.port, p.protocol))
+                .collect();
+            Wanted {
+                pod: i,
+                key: pod.key(),
+                netns: pod.netns.clone(),
+                ports,
+            }
+        })
+        .collect()
+}
+
+/// A thousand pods' listeners exceed the usual soft limit of 1024 open
+/// files; the hard limit is there to be used. Returns the old limit, which
+/// children get back.
+fn raise_nofile_limit() -> Option<libc::rlimit> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) != 0 {
+            return None;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: old.rlim_max,
+            rlim_max: old.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            tracing::warn!(
+                "cannot raise the open-file limit above {}: {}",
+                old.rlim_cur,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Some(old)
+}
+
+/// SIGTERM and SIGINT stop the daemon as `shutdown` does. SIGHUP is caught
+/// and ignored: the daemon is detached, and a hang-up from the terminal
+/// that started `podlab up` must not take the lab down.
+fn watch_signals(stop: watch::Sender<bool>) -> Result<(), Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|source| Error::Io {
+            what: format!("handle {name}"),
+            source,
+        })
+    };
+    let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = listen(SignalKind::hangup(), "SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+                _ = hup.recv() => continue,
+            }
+            stop.send_replace(true);
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

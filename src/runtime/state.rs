@@ -1,0 +1,192 @@
+//! The daemon's live table of pods and containers: written by the setup,
+//! the supervisors and the echo servers, read by the control socket.
+//!
+//! One `std::sync::Mutex` guards it: every critical section is a few field
+//! writes or one snapshot, never an `.await`, so a blocking lock is cheaper
+//! than an async one and cannot be held across a suspension point.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::plan::{Plan, PodPlan};
+
+use super::status::{
+    pod_phase, ready_column, ContainerState, ContainerStatus, DaemonStatus, PodStatus,
+};
+
+#[derive(Debug)]
+pub(crate) struct Table {
+    lab: String,
+    started: u64,
+    ready: bool,
+    pods: Vec<PodEntry>,
+}
+
+#[derive(Debug)]
+struct PodEntry {
+    namespace: String,
+    name: String,
+    node: String,
+    ip: String,
+    set_up: bool,
+    started: Option<u64>,
+    containers: Vec<ContainerStatus>,
+}
+
+/// Where a container sits in the table, so that updates need no lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub pod: usize,
+    pub container: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Shared(Arc<Mutex<Table>>);
+
+impl Shared {
+    pub fn new(plan: &Plan) -> Shared {
+        let pods = plan.pods.iter().map(pod_entry).collect();
+        Shared(Arc::new(Mutex::new(Table {
+            lab: plan.lab.clone(),
+            started: unix_now(),
+            ready: false,
+            pods,
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves plain data behind, still
+        // worth reporting; refusing every later status would be worse.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot of a pod's container, by the pod's index in the plan.
+    pub fn slot(&self, pod: usize, container: &str) -> Option<Slot> {
+        let t = self.lock();
+        let p = t.pods.get(pod)?;
+        let c = p.containers.iter().position(|c| c.name == container)?;
+        Some(Slot { pod, container: c })
+    }
+
+    pub fn update(&self, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
+        let mut t = self.lock();
+        if let Some(c) = t
+            .pods
+            .get_mut(slot.pod)
+            .and_then(|p| p.containers.get_mut(slot.container))
+        {
+            f(c);
+            c.ready = c.state == ContainerState::Running;
+        }
+    }
+
+    /// The echo servers of a pod are listening: its containers without a
+    /// process have nothing else to wait for.
+    pub fn ports_bound(&self, pod: usize) {
+        let mut t = self.lock();
+        if let Some(p) = t.pods.get_mut(pod) {
+            for c in p.containers.iter_mut().filter(|c| !c.process) {
+                c.state = ContainerState::Running;
+                c.ready = true;
+                c.started = Some(unix_now());
+            }
+        }
+    }
+
+    pub fn pod_set_up(&self, pod: usize) {
+        let mut t = self.lock();
+        if let Some(p) = t.pods.get_mut(pod) {
+            p.set_up = true;
+            p.started = Some(unix_now());
+        }
+    }
+
+    pub fn set_ready(&self) {
+        self.lock().ready = true;
+    }
+
+    pub fn snapshot(&self, pid: u32, rss_bytes: u64) -> DaemonStatus {
+        let t = self.lock();
+        DaemonStatus {
+            lab: t.lab.clone(),
+            pid,
+            rss_bytes,
+            started: t.started,
+            ready: t.ready,
+            pods: t
+                .pods
+                .iter()
+                .map(|p| {
+                    let (phase, status) = pod_phase(&p.containers, p.set_up);
+                    PodStatus {
+                        namespace: p.namespace.clone(),
+                        name: p.name.clone(),
+                        node: p.node.clone(),
+                        pod_ip: p.ip.clone(),
+                        phase,
+                        status,
+                        ready: ready_column(&p.containers),
+                        restarts: p.containers.iter().map(|c| c.restarts).sum(),
+                        started: p.started,
+                        containers: p.containers.clone(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The plan names containers only through their ports and processes; a
+/// container with neither has nothing for podlab to run and is not listed.
+fn pod_entry(pod: &PodPlan) -> PodEntry {
+    let mut containers: Vec<ContainerStatus> = Vec::new();
+    let mut entry = |name: &str| -> usize {
+        if let Some(i) = containers.iter().position(|c| c.name == name) {
+            return i;
+        }
+        containers.push(ContainerStatus {
+            name: name.to_string(),
+            state: ContainerState::ContainerCreating,
+            ready: false,
+            restarts: 0,
+            exit_code: None,
+            pid: None,
+            ports: Vec::new(),
+            process: false,
+            started: None,
+            message: None,
+        });
+        containers.len() - 1
+    };
+    let mut marks = Vec::new();
+    for port in &pod.ports {
+        let i = entry(&port.container);
+        marks.push((i, Some(format!("{}/{}", port.port, port.protocol))));
+    }
+    for proc in &pod.processes {
+        let i = entry(&proc.container);
+        marks.push((i, None));
+    }
+    for (i, port) in marks {
+        match port {
+            Some(p) => containers[i].ports.push(p),
+            None => containers[i].process = true,
+        }
+    }
+    PodEntry {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        node: pod.node.clone(),
+        ip: pod.ip.to_string(),
+        set_up: false,
+        started: None,
+        containers,
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
