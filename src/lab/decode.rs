@@ -182,6 +182,9 @@ fn join(path: &str, key: &str) -> String {
 struct Fields<'n> {
     pos: Pos,
     entries: Vec<(&'n str, &'n Node)>,
+    /// Known fields suggested for misspelt ones: a missing `containers`
+    /// after "did you mean `containers`?" needs no second error.
+    suggested: Vec<String>,
 }
 
 impl<'n> Fields<'n> {
@@ -258,6 +261,7 @@ impl Decoder {
         let mut out = Fields {
             pos: node.pos,
             entries: Vec::new(),
+            suggested: Vec::new(),
         };
         for (k, v) in entries {
             let Value::Scalar { text: key, .. } = &k.value else {
@@ -283,7 +287,11 @@ impl Decoder {
                 );
             } else {
                 let all: Vec<&str> = known.iter().chain(ignored).copied().collect();
-                let hint = did_you_mean(key, &all).map(|m| format!("did you mean `{m}`?"));
+                let suggestion = did_you_mean(key, &all);
+                if let Some(m) = suggestion {
+                    out.suggested.push(m.to_string());
+                }
+                let hint = suggestion.map(|m| format!("did you mean `{m}`?"));
                 self.err(k.pos, field, format!("unknown field `{key}`"), hint);
             }
         }
@@ -1141,7 +1149,8 @@ fn pod_spec(
         Some(n) => d.list(n, &containers_path, "a list of containers"),
         None => &[],
     };
-    if items.is_empty() {
+    let misspelt = f.suggested.iter().any(|s| s == "containers");
+    if items.is_empty() && !misspelt {
         let at = f.get("containers").map_or(f.pos, |n| n.pos);
         d.err(
             at,

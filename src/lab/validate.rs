@@ -121,19 +121,29 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     }
     let lower = word.to_lowercase();
     let mut best: Option<(usize, &'a str)> = None;
+    // Two candidates equally close (node-3 against node-1 and node-2) is a
+    // guess, not a suggestion.
+    let mut tied = false;
     for &c in candidates {
         if c == word {
             continue;
         }
         let d = distance(&lower, &c.to_lowercase());
         let limit = (word.chars().count().min(c.chars().count()) / 3).max(1);
-        let better = match best {
-            None => true,
-            Some((bd, _)) => d < bd,
-        };
-        if d <= limit && better {
-            best = Some((d, c));
+        if d > limit {
+            continue;
         }
+        match best {
+            Some((bd, _)) if d > bd => {}
+            Some((bd, _)) if d == bd => tied = true,
+            _ => {
+                best = Some((d, c));
+                tied = false;
+            }
+        }
+    }
+    if tied {
+        return None;
     }
     best.map(|(_, c)| c)
 }

@@ -156,14 +156,12 @@ pub fn bind_all(wanted: &[Wanted]) -> Result<Vec<Bound>, Error> {
             out.push(bound);
             continue;
         }
-        let ns = Netns::open(&w.netns).map_err(|source| Error::Netns {
+        let netns_err = |source| Error::Netns {
             pod: w.key.clone(),
-            source,
-        })?;
-        let _inside = ns.enter().map_err(|source| Error::Netns {
-            pod: w.key.clone(),
-            source,
-        })?;
+            source: Box::new(source),
+        };
+        let ns = Netns::open(&w.netns).map_err(netns_err)?;
+        let _inside = ns.enter().map_err(netns_err)?;
         let any = Ipv4Addr::UNSPECIFIED;
         for &(port, protocol) in &w.ports {
             let bind_err = |source| Error::Bind {

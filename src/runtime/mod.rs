@@ -68,8 +68,10 @@ pub enum Error {
     #[error("pod {pod}: {source}")]
     Netns {
         pod: String,
+        // Boxed: the kernel's error is large, and every `Result` of this
+        // module would carry its size.
         #[source]
-        source: crate::kernel::Error,
+        source: Box<crate::kernel::Error>,
     },
     #[error("pod {pod}: cannot bind {port}/{protocol}: {source}")]
     Bind {
