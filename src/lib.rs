@@ -10,5 +10,6 @@ pub mod lab;
 pub mod lifecycle;
 pub mod observe;
 pub mod plan;
+pub mod probe;
 pub mod runtime;
 pub mod state;

@@ -32,6 +32,7 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
     if is_up(&plan.lab) {
         return Err(Error::AlreadyUp(plan.lab.clone()));
     }
+    kernel::nft::require()?;
     state::create(plan).map_err(|source| Error::State {
         lab: plan.lab.clone(),
         source,

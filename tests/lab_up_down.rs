@@ -118,10 +118,17 @@ spec:
     );
     let lab = Up::new("t-xnode", &file);
     let pods = lab.get_json("pods");
-    let items = pods["items"].as_array().expect("items");
-    assert_eq!(items.len(), 6);
+    // Only the deployment's pods (cluster DNS runs in kube-system too).
+    let items: Vec<serde_json::Value> = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["metadata"]["namespace"] == "default")
+        .cloned()
+        .collect();
+    assert_eq!(items.len(), 6, "{pods}");
     let mut per_node = std::collections::BTreeMap::new();
-    for p in items {
+    for p in &items {
         let name = p["metadata"]["name"].as_str().unwrap_or_default();
         assert!(
             name.starts_with("web-") && name.split('-').count() == 3,

@@ -79,6 +79,7 @@ pub fn run(args: Args) -> Result<u8> {
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;
     let prepared = resolve(&plan, &args.target, &args.namespace)?;
+    let service_env = pod_service_env(&plan, &args.target, &args.namespace);
     // Namespaces are entered by this very thread, which then becomes the
     // command: no threads exist yet, which unsharing a mount namespace needs.
     prepared.pre_exec().map_err(|e| {
@@ -92,6 +93,7 @@ pub fn run(args: Args) -> Result<u8> {
         .ok_or_else(|| CliError::new("no command given after --"))?;
     let err = Command::new(program)
         .args(rest)
+        .envs(service_env)
         .env("HOSTNAME", prepared.hostname_str())
         .exec();
     let code = if err.kind() == std::io::ErrorKind::NotFound {
@@ -104,4 +106,16 @@ pub fn run(args: Args) -> Result<u8> {
             .hint("the command runs from the host's filesystem: is it installed on this machine?")
             .code(code),
     )
+}
+
+/// The services' variables kubelet gives a pod's containers (`kubectl exec`
+/// sees them), for a pod target; none for nodes and clients.
+fn pod_service_env(plan: &Plan, target: &str, namespace: &str) -> Vec<(String, String)> {
+    if target.starts_with("node/") || plan.clients.iter().any(|c| c.name == target) {
+        return Vec::new();
+    }
+    let pod = target.strip_prefix("pod/").unwrap_or(target);
+    plan.pod(namespace, pod)
+        .map(|p| crate::plan::env::service_env(plan, p))
+        .unwrap_or_default()
 }

@@ -3,13 +3,14 @@
 //! Tables with kubectl's columns; `-o json|yaml` prints Kubernetes-shaped
 //! objects in a `List`, so that a user's `jq` carries over from a cluster.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use super::{exit, load_plan, pick_lab, table, CliError, Output, Result};
 use crate::kernel::netns::Netns;
-use crate::plan::{NodePlan, Plan, PodPlan};
+use crate::plan::{NodePlan, Plan, PodPlan, ServicePlan, ServiceType, TargetPort};
 use crate::runtime::{self, DaemonStatus};
 use crate::state;
 
@@ -19,6 +20,12 @@ enum Resource {
     Nodes,
     #[value(alias = "pod", alias = "po")]
     Pods,
+    #[value(name = "services", alias = "service", alias = "svc")]
+    Services,
+    #[value(alias = "endpoint", alias = "ep")]
+    Endpoints,
+    #[value(name = "netpol", alias = "networkpolicy", alias = "networkpolicies")]
+    NetworkPolicies,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +52,16 @@ pub fn run(args: Args) -> Result<u8> {
     let plan = load_plan(&lab)?;
     let created = state::created(&lab);
     let items: Vec<Value> = match args.resource {
+        Resource::NetworkPolicies => {
+            return super::get_netpol::run(super::get_netpol::Query {
+                plan: &plan,
+                name: args.name.as_deref(),
+                namespace: args.namespace.as_deref(),
+                all_namespaces: args.all_namespaces,
+                output: args.output,
+                created,
+            })
+        }
         Resource::Nodes => {
             let nodes: Vec<&NodePlan> = plan
                 .nodes
@@ -107,6 +124,76 @@ pub fn run(args: Args) -> Result<u8> {
                             pod_table(
                                 &pods,
                                 status.as_ref(),
+                                created,
+                                wide == Some(Output::Wide),
+                                args.all_namespaces
+                            )
+                        );
+                    }
+                    return Ok(exit::OK);
+                }
+            }
+        }
+        Resource::Services | Resource::Endpoints => {
+            let ns = args.namespace.as_deref().unwrap_or("default");
+            // Endpoints are the ready pods, as the daemon sees them now.
+            let not_ready: HashSet<String> =
+                runtime::query_status(&state::dir(&lab), Duration::from_secs(2))
+                    .map(|st| {
+                        st.pods
+                            .iter()
+                            .filter(|p| {
+                                p.status != "Running"
+                                    || p.ready.split('/').next() != p.ready.split('/').nth(1)
+                            })
+                            .map(|p| format!("{}/{}", p.namespace, p.name))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            let view = crate::kernel::services::ready_view(&plan, &not_ready);
+            let svcs: Vec<&ServicePlan> = view
+                .services
+                .iter()
+                .filter(|s| args.all_namespaces || s.namespace == ns)
+                .filter(|s| args.name.as_deref().is_none_or(|x| x == s.name))
+                .collect();
+            if let (Some(name), true) = (&args.name, svcs.is_empty()) {
+                return Err(not_found(
+                    "service",
+                    name,
+                    plan.services
+                        .iter()
+                        .filter(|s| s.namespace == ns)
+                        .map(|s| s.name.as_str()),
+                ));
+            }
+            let eps = args.resource == Resource::Endpoints;
+            match args.output {
+                Some(Output::Json | Output::Yaml) => svcs
+                    .iter()
+                    .map(|s| {
+                        if eps {
+                            let all = plan
+                                .services
+                                .iter()
+                                .find(|x| x.key() == s.key())
+                                .unwrap_or(s);
+                            endpoints_json(s, all, created)
+                        } else {
+                            service_json(s, created)
+                        }
+                    })
+                    .collect(),
+                wide => {
+                    if svcs.is_empty() {
+                        eprintln!("No resources found in {ns} namespace.");
+                    } else if eps {
+                        print!("{}", endpoints_table(&svcs, created, args.all_namespaces));
+                    } else {
+                        print!(
+                            "{}",
+                            service_table(
+                                &svcs,
                                 created,
                                 wide == Some(Output::Wide),
                                 args.all_namespaces
@@ -346,5 +433,220 @@ fn pod_json(
                 .and_then(|s| s.pods.iter().find(|x| x.namespace == p.namespace && x.name == p.name))
                 .map(|s| serde_json::to_value(&s.containers).unwrap_or(Value::Null)),
         },
+    })
+}
+
+fn kind_name(t: ServiceType) -> &'static str {
+    match t {
+        ServiceType::ClusterIP => "ClusterIP",
+        ServiceType::NodePort => "NodePort",
+        ServiceType::LoadBalancer => "LoadBalancer",
+        ServiceType::ExternalName => "ExternalName",
+    }
+}
+
+/// kubectl's PORT(S): `80/TCP`, `80:30080/TCP`, comma-separated.
+fn ports_column(s: &ServicePlan) -> String {
+    if s.ports.is_empty() {
+        return "<none>".into();
+    }
+    s.ports
+        .iter()
+        .map(|p| match p.node_port {
+            Some(np) => format!("{}:{np}/{}", p.port, p.protocol),
+            None => format!("{}/{}", p.port, p.protocol),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn service_table(
+    svcs: &[&ServicePlan],
+    created: Option<SystemTime>,
+    wide: bool,
+    all_ns: bool,
+) -> String {
+    let mut header = vec![
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "AGE",
+    ];
+    if all_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    if wide {
+        header.push("SELECTOR");
+    }
+    let rows: Vec<Vec<String>> = svcs
+        .iter()
+        .map(|s| {
+            let cluster_ip = match (s.kind, s.cluster_ip) {
+                (ServiceType::ExternalName, _) => "<none>".to_string(),
+                (_, Some(ip)) => ip.to_string(),
+                (_, None) => "None".to_string(),
+            };
+            let external = match s.kind {
+                ServiceType::LoadBalancer => s
+                    .load_balancer_ip
+                    .map_or("<pending>".into(), |ip| ip.to_string()),
+                ServiceType::ExternalName => s.external_name.clone().unwrap_or_default(),
+                _ => "<none>".into(),
+            };
+            let mut row = vec![
+                s.name.clone(),
+                kind_name(s.kind).into(),
+                cluster_ip,
+                external,
+                ports_column(s),
+                table::age(created),
+            ];
+            if all_ns {
+                row.insert(0, s.namespace.clone());
+            }
+            if wide {
+                row.push(if s.selector.is_empty() {
+                    "<none>".into()
+                } else {
+                    s.selector
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+/// kubectl's ENDPOINTS column: up to three `ip:port`, then `+ N more...`.
+fn endpoints_column(s: &ServicePlan) -> String {
+    let all: Vec<String> = s
+        .endpoints
+        .iter()
+        .flat_map(|e| {
+            e.ports
+                .iter()
+                .flatten()
+                .map(move |p| format!("{}:{p}", e.ip))
+        })
+        .collect();
+    match all.len() {
+        0 => "<none>".into(),
+        n if n <= 3 => all.join(","),
+        n => format!("{} + {} more...", all[..3].join(","), n - 3),
+    }
+}
+
+fn endpoints_table(svcs: &[&ServicePlan], created: Option<SystemTime>, all_ns: bool) -> String {
+    let mut header = vec!["NAME", "ENDPOINTS", "AGE"];
+    if all_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = svcs
+        .iter()
+        .filter(|s| s.kind != ServiceType::ExternalName)
+        .map(|s| {
+            let mut row = vec![s.name.clone(), endpoints_column(s), table::age(created)];
+            if all_ns {
+                row.insert(0, s.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+fn service_json(s: &ServicePlan, created: Option<SystemTime>) -> Value {
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "protocol": p.protocol.to_string(),
+                "port": p.port,
+                "targetPort": match &p.target_port {
+                    TargetPort::Number(n) => json!(n),
+                    TargetPort::Name(n) => json!(n),
+                },
+                "nodePort": p.node_port,
+            })
+        })
+        .collect();
+    let cluster_ip = match (s.kind, s.cluster_ip) {
+        (ServiceType::ExternalName, _) => Value::Null,
+        (_, Some(ip)) => json!(ip.to_string()),
+        (_, None) => json!("None"),
+    };
+    let external = matches!(s.kind, ServiceType::NodePort | ServiceType::LoadBalancer);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": s.name, "namespace": s.namespace, "creationTimestamp": timestamp(created)},
+        "spec": {
+            "type": kind_name(s.kind),
+            "clusterIP": cluster_ip,
+            "clusterIPs": if cluster_ip.is_null() { Value::Null } else { json!([cluster_ip]) },
+            "ports": ports,
+            "selector": if s.selector.is_empty() { Value::Null } else { json!(s.selector) },
+            "sessionAffinity": if s.affinity_timeout.is_some() { "ClientIP" } else { "None" },
+            "sessionAffinityConfig": s.affinity_timeout.map(|t| json!({"clientIP": {"timeoutSeconds": t}})),
+            "externalTrafficPolicy": external.then_some(if s.external_local { "Local" } else { "Cluster" }),
+            "internalTrafficPolicy": if s.internal_local { "Local" } else { "Cluster" },
+            "externalName": s.external_name,
+        },
+        "status": {"loadBalancer": match s.load_balancer_ip {
+            Some(ip) => json!({"ingress": [{"ip": ip.to_string()}]}),
+            None => json!({}),
+        }},
+    })
+}
+
+/// `ready` is the service with ready endpoints only, `all` with every
+/// selected pod: the others are `notReadyAddresses`, as in Kubernetes.
+fn endpoints_json(s: &ServicePlan, all: &ServicePlan, created: Option<SystemTime>) -> Value {
+    // One subset per distinct set of resolved ports, as the endpoints
+    // controller groups them.
+    let mut subsets: Vec<(Vec<Option<u16>>, Vec<Value>)> = Vec::new();
+    for e in &s.endpoints {
+        let addr = json!({
+            "ip": e.ip.to_string(),
+            "nodeName": e.node,
+            "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace},
+        });
+        match subsets.iter_mut().find(|(p, _)| *p == e.ports) {
+            Some((_, addrs)) => addrs.push(addr),
+            None => subsets.push((e.ports.clone(), vec![addr])),
+        }
+    }
+    let subsets: Vec<Value> = subsets
+        .into_iter()
+        .map(|(ports, addrs)| {
+            let ports: Vec<Value> = s
+                .ports
+                .iter()
+                .zip(ports)
+                .filter_map(|(sp, tp)| tp.map(|tp| json!({"name": sp.name, "port": tp, "protocol": sp.protocol.to_string()})))
+                .collect();
+            json!({"addresses": addrs, "ports": ports})
+        })
+        .collect();
+    let not_ready: Vec<Value> = all
+        .endpoints
+        .iter()
+        .filter(|e| !s.endpoints.contains(e))
+        .map(|e| json!({"ip": e.ip.to_string(), "nodeName": e.node, "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace}}))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": s.name, "namespace": s.namespace, "creationTimestamp": timestamp(created)},
+        "subsets": subsets,
+        "notReadyAddresses": not_ready,
     })
 }

@@ -1,12 +1,16 @@
 //! Command-line edge: argument parsing, dispatch, and how errors are shown.
 //! One file per command; each only parses, calls, and prints.
 
+mod delete;
+mod dns;
 mod down;
 mod exec;
 
 mod get;
+mod get_netpol;
 mod ls;
 mod table;
+mod test;
 mod up;
 mod validate;
 
@@ -38,12 +42,18 @@ enum Command {
     Down(down::Args),
     /// List running labs.
     Ls(ls::Args),
-    /// Show nodes or pods, as kubectl would.
+    /// Show nodes, pods, services or endpoints, as kubectl would.
     Get(get::Args),
     /// Run a command inside a pod, a node, `external` or `lb`.
     Exec(exec::Args),
+    /// Delete a pod from a running lab: its endpoints leave every service.
+    Delete(delete::Args),
+    /// Resolve a name as a pod would: its resolv.conf, its path to kube-dns.
+    Dns(dns::Args),
     /// Check a lab file without building it (no root needed).
     Validate(validate::Args),
+    /// Run the lab's `expect` assertions (bringing it up and down if needed).
+    Test(test::Args),
     /// The per-lab daemon (started by `up`).
     #[command(name = DAEMON_ARG, hide = true)]
     Daemon { lab: String },
@@ -148,8 +158,11 @@ pub fn main() -> ExitCode {
         Command::Ls(a) => ls::run(a),
         Command::Get(a) => get::run(a),
         Command::Exec(a) => exec::run(a),
+        Command::Dns(a) => dns::run(a),
+        Command::Delete(a) => delete::run(a),
 
         Command::Validate(a) => validate::run(a),
+        Command::Test(a) => test::run(a),
         Command::Daemon { lab } => crate::runtime::run_daemon(&crate::state::dir(&lab))
             .map(|()| exit::OK)
             .map_err(|e| CliError::new(error_chain(&e))),

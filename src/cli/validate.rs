@@ -15,6 +15,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     let parsed = lab::load(&args.file)?;
     let plan = plan::build(&parsed)?;
+    for w in &parsed.warnings {
+        eprintln!("warning: {w}");
+    }
     for ig in &parsed.ignored {
         eprintln!(
             "{}:{}:{}: {}: accepted and ignored (a lab has no use for it)",

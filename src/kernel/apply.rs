@@ -11,13 +11,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use futures::stream::{self, TryStreamExt};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
+};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use super::netns::{self, Netns};
 use super::{sysctl, Error};
-use crate::plan::{Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
+use crate::plan::{kubeproxy, netpol, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 
 /// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
 const POD_BRIDGE_INDEX: u32 = 3;
@@ -68,7 +70,17 @@ fn create_with_socket(name: &str, sysctls: &[(&str, &str)]) -> Result<(Netns, So
         source: e,
     })?;
     for (key, value) in sysctls {
-        sysctl::set(name, key, value)?;
+        match sysctl::set(name, key, value) {
+            // Without br_netfilter, same-node Service replies bypass
+            // conntrack; say so, but a lab without Services still works.
+            Err(e)
+                if key.starts_with("net.bridge.")
+                    && e.errno() == Some(nix::errno::Errno::ENOENT) =>
+            {
+                tracing::warn!(netns = name, "br_netfilter is missing: same-node Service traffic will fail (modprobe br_netfilter)");
+            }
+            r => r?,
+        }
     }
     Ok((ns, sock))
 }
@@ -166,6 +178,9 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
         // the one a strict reverse-path check expects.
         ("net.ipv4.conf.all.rp_filter", "0"),
         ("net.ipv4.conf.default.rp_filter", "0"),
+        // Bridged replies between pods of one node must pass conntrack, or
+        // a reply to a Service's DNAT is not translated back.
+        ("net.bridge.bridge-nf-call-iptables", "1"),
     ];
     let mut names = vec![(plan.net.netns.clone(), Vec::new())];
     names.extend(
@@ -173,7 +188,15 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
             .iter()
             .map(|n| (n.netns.clone(), node_sysctls.clone())),
     );
-    names.extend(plan.clients.iter().map(|c| (c.netns.clone(), Vec::new())));
+    // The cloud load balancer forwards to the nodes.
+    names.extend(plan.clients.iter().map(|c| {
+        let forward = if c.name == "lb" {
+            vec![("net.ipv4.ip_forward", "1")]
+        } else {
+            Vec::new()
+        };
+        (c.netns.clone(), forward)
+    }));
     let mut infra = create_many_async(names).await?.into_iter();
     let net = infra.next().ok_or_else(|| Error::Io {
         what: "node network namespace".into(),
@@ -276,14 +299,76 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
         done += batch.len();
         progress(Progress::Pods { done, total });
     }
+    // `dnsPolicy: Default` starts from the host's resolver, as on a node.
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     for pod in &plan.pods {
-        write_pod_files(pod, &plan.cluster_domain)?;
+        write_pod_files(plan, pod, &host_resolv)?;
     }
+
+    progress(Progress::Step("kube-proxy rules"));
+    // The cloud load balancer answers on every LoadBalancer IP.
+    if let Some((_, ns)) = plan
+        .clients
+        .iter()
+        .zip(&clients)
+        .find(|(c, _)| c.name == "lb")
+    {
+        for ip in plan.services.iter().filter_map(|s| s.load_balancer_ip) {
+            add_addr(ns, ETH0_INDEX, ip, 32).await?;
+        }
+    }
+    let rulesets = rulesets(plan);
+    tokio::task::spawn_blocking(move || super::nft::load_all(&rulesets))
+        .await
+        .map_err(|e| Error::Io {
+            what: "nft loader".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
     Ok(())
+}
+
+/// Every namespace's nftables ruleset, as `nft -j` input.
+pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            // NetworkPolicy's table goes into the same transaction as
+            // kube-proxy's: a node never runs with one and not the other.
+            let mut rules = kubeproxy::node_ruleset(plan, n);
+            rules
+                .objects
+                .to_mut()
+                .extend(netpol::node_ruleset(plan, n).objects.iter().cloned());
+            (n.netns.clone(), kubeproxy::to_json(&rules))
+        })
+        .collect();
+    if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
+        v.push((
+            lb.netns.clone(),
+            kubeproxy::to_json(&kubeproxy::lb_ruleset(plan)),
+        ));
+    }
+    v
 }
 
 async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Error> {
     add_veth(node, &pod.host_veth, POD_BRIDGE_INDEX, ns, mtu).await?;
+    // Hairpin: a pod reaching itself through its Service gets its own
+    // packets back through the port they came in on.
+    node.nl
+        .link()
+        .set_port(
+            LinkUnspec::new_with_name(&pod.host_veth)
+                .set_port_kind(InfoPortKind::Bridge)
+                .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    true,
+                )]))
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(node.fail(format!("set hairpin on {}", pod.host_veth)))?;
     bring_up(ns).await?;
     add_addr(ns, ETH0_INDEX, pod.ip, pod.prefix).await?;
     add_route(ns, Ipv4Addr::UNSPECIFIED, 0, pod.gateway).await
@@ -364,15 +449,26 @@ pub fn etc_dir(netns: &str) -> std::path::PathBuf {
 
 /// The pod's `/etc/hosts` as kubelet writes it, through `/etc/netns` so
 /// that `ip netns exec` sees it too.
-fn write_pod_files(pod: &PodPlan, cluster_domain: &str) -> Result<(), Error> {
+fn write_pod_files(plan: &Plan, pod: &PodPlan, host_resolv: &str) -> Result<(), Error> {
     let dir = etc_dir(&pod.netns);
     let io = |what: &str| {
         let what = format!("{what} {}", dir.display());
         move |source| Error::Io { what, source }
     };
     std::fs::create_dir_all(&dir).map_err(io("create"))?;
-    std::fs::write(dir.join("hosts"), pod.hosts_file(cluster_domain))
+    std::fs::write(dir.join("hosts"), pod.hosts_file(&plan.cluster_domain))
         .map_err(io("write hosts in"))?;
+    let resolv = dir.join("resolv.conf");
+    match crate::plan::dns::resolv_conf(pod, &plan.cluster_domain, plan.dns_ip, host_resolv) {
+        Some(text) => std::fs::write(&resolv, text).map_err(io("write resolv.conf in"))?,
+        // No file: the pod sees the host's, as under `ip netns exec`.
+        None => match std::fs::remove_file(&resolv) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove resolv.conf in")(e))
+            }
+            _ => {}
+        },
+    }
     Ok(())
 }
 

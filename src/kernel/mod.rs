@@ -3,9 +3,12 @@
 //! namespaces.
 
 pub mod apply;
+pub mod counters;
 pub mod inspect;
 pub mod netns;
+pub mod nft;
 pub mod procs;
+pub mod services;
 pub mod sysctl;
 pub mod teardown;
 
@@ -32,6 +35,15 @@ pub enum Error {
         what: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("nftables in {netns}: {message}")]
+    Nft { netns: String, message: String },
+    #[error(
+        "`{tool}` is not installed: install the `{package}` package (apt-get install {package})"
+    )]
+    MissingTool {
+        tool: &'static str,
+        package: &'static str,
     },
     #[error("sysctl {key} in {netns}: {source}")]
     Sysctl {

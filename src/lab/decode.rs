@@ -17,6 +17,9 @@ use super::validate::{self, did_you_mean, name_problem};
 use super::yaml::{resolve_plain, Node, Plain, Value};
 use super::Diagnostic;
 
+mod netpol;
+mod service;
+
 /// Positions `validate` needs that the lab types do not keep.
 #[derive(Debug, Default)]
 pub(crate) struct Spans {
@@ -30,6 +33,8 @@ pub(crate) struct Spans {
     /// Position of `metadata.namespace`, per service / policy.
     pub services: Vec<Option<Pos>>,
     pub policies: Vec<Option<Pos>>,
+    /// What `validate` needs of each service's spec, same order.
+    pub service_specs: Vec<service::ServiceSpans>,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +85,9 @@ const POD_SPEC: &[&str] = &[
     "restartPolicy",
     "hostname",
     "subdomain",
+    "dnsPolicy",
+    "dnsConfig",
+    "enableServiceLinks",
 ];
 const POD_SPEC_IGNORED: &[&str] = &[
     "volumes",
@@ -87,8 +95,6 @@ const POD_SPEC_IGNORED: &[&str] = &[
     "ephemeralContainers",
     "terminationGracePeriodSeconds",
     "activeDeadlineSeconds",
-    "dnsPolicy",
-    "dnsConfig",
     "nodeSelector",
     "serviceAccountName",
     "serviceAccount",
@@ -107,7 +113,6 @@ const POD_SPEC_IGNORED: &[&str] = &[
     "priority",
     "readinessGates",
     "runtimeClassName",
-    "enableServiceLinks",
     "preemptionPolicy",
     "overhead",
     "topologySpreadConstraints",
@@ -179,16 +184,16 @@ fn join(path: &str, key: &str) -> String {
 
 /// A mapping's fields, known ones only, nulls treated as absent (as the
 /// Kubernetes API does).
-struct Fields<'n> {
-    pos: Pos,
+pub(crate) struct Fields<'n> {
+    pub(crate) pos: Pos,
     entries: Vec<(&'n str, &'n Node)>,
     /// Known fields suggested for misspelt ones: a missing `containers`
     /// after "did you mean `containers`?" needs no second error.
-    suggested: Vec<String>,
+    pub(crate) suggested: Vec<String>,
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, v)| *k == key && v.value != Value::Null)
@@ -197,7 +202,7 @@ impl<'n> Fields<'n> {
 }
 
 /// How a value reads in "found ..." messages.
-fn describe(node: &Node) -> String {
+pub(crate) fn describe(node: &Node) -> String {
     match &node.value {
         Value::Null => "nothing".into(),
         Value::Seq(_) => "a list".into(),
@@ -225,7 +230,13 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
-    fn err(&mut self, pos: Pos, field: impl Into<String>, message: String, hint: Option<String>) {
+    pub(crate) fn err(
+        &mut self,
+        pos: Pos,
+        field: impl Into<String>,
+        message: String,
+        hint: Option<String>,
+    ) {
         let message = if self.what.is_empty() {
             message
         } else {
@@ -242,7 +253,7 @@ impl Decoder {
 
     /// The fields of a mapping. Ignored fields are recorded, unknown ones
     /// reported; `None` (after reporting) when `node` is not a mapping.
-    fn fields<'n>(
+    pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Node,
         path: &str,
@@ -298,7 +309,7 @@ impl Decoder {
         Some(out)
     }
 
-    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.value {
             Value::Scalar { text, quoted: true } => Some(text.clone()),
             Value::Scalar {
@@ -330,7 +341,14 @@ impl Decoder {
     }
 
     /// An integer in `lo..=hi`; `expected` says so in words.
-    fn int(&mut self, node: &Node, path: &str, lo: i64, hi: i64, expected: &str) -> Option<i64> {
+    pub(crate) fn int(
+        &mut self,
+        node: &Node,
+        path: &str,
+        lo: i64,
+        hi: i64,
+        expected: &str,
+    ) -> Option<i64> {
         if let Value::Scalar {
             text,
             quoted: false,
@@ -406,7 +424,7 @@ impl Decoder {
         out
     }
 
-    fn list<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> &'n [Node] {
+    pub(crate) fn list<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> &'n [Node] {
         match &node.value {
             Value::Seq(items) => items,
             _ => {
@@ -576,6 +594,7 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
         services: Vec::new(),
         policies: Vec::new(),
         ignored: Vec::new(),
+        warnings: Vec::new(),
     };
     spans.lab_pos = file.lab.pos;
     for (i, doc) in docs.iter().enumerate() {
@@ -716,19 +735,24 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
             let ns_pos = meta.namespace.as_ref().map(|(_, p)| *p);
             let raw = to_json(doc);
             if kind == "Service" {
+                let (spec, s) = service::spec(d, f.get("spec"), f.pos);
                 file.services.push(Service {
                     namespace,
                     name,
                     pos,
                     raw,
+                    spec,
                 });
                 spans.services.push(ns_pos);
+                spans.service_specs.push(s);
             } else {
+                let spec = netpol::spec(d, f.get("spec"), f.pos);
                 file.policies.push(NetworkPolicy {
                     namespace,
                     name,
                     pos,
                     raw,
+                    spec,
                 });
                 spans.policies.push(ns_pos);
             }
@@ -807,11 +831,7 @@ fn lab(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
         network(d, file, spans, n);
     }
     if let Some(n) = spec.get("expect") {
-        file.lab.expect = d
-            .list(n, "spec.expect", "a list of expectations")
-            .iter()
-            .map(to_json)
-            .collect();
+        file.lab.expect = super::expect::decode(d, n);
     }
 }
 
@@ -1101,7 +1121,11 @@ fn pod_spec(
         restart_policy: RestartPolicy::Always,
         hostname: None,
         subdomain: None,
+        dns_policy: DnsPolicy::ClusterFirst,
+        dns_config: None,
+        enable_service_links: true,
     };
+    pod_dns(d, &f, path, &mut spec);
     if let Some(n) = f.get("nodeName") {
         spec.node_name = d.string(n, &join(path, "nodeName"));
         spec.node_name_pos = n.pos;
@@ -1168,6 +1192,118 @@ fn pod_spec(
         }
     }
     Some(spec)
+}
+
+/// `dnsPolicy`, `dnsConfig` and `enableServiceLinks`: what kubelet needs
+/// for the pod's resolv.conf and environment.
+fn pod_dns(d: &mut Decoder, f: &Fields<'_>, path: &str, spec: &mut PodSpec) {
+    if let Some(n) = f.get("enableServiceLinks") {
+        let field = join(path, "enableServiceLinks");
+        match &n.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } if matches!(resolve_plain(text), Plain::Bool(_)) => {
+                spec.enable_service_links = resolve_plain(text) == Plain::Bool(true);
+            }
+            _ => d.err(
+                n.pos,
+                field,
+                format!("expected true or false, found {}", describe(n)),
+                None,
+            ),
+        }
+    }
+    let mut policy_pos = f.pos;
+    if let Some(n) = f.get("dnsPolicy") {
+        let field = join(path, "dnsPolicy");
+        policy_pos = n.pos;
+        if let Some(v) = d.string(n, &field) {
+            const POLICIES: &[&str] =
+                &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"];
+            spec.dns_policy = match v.as_str() {
+                "ClusterFirst" => DnsPolicy::ClusterFirst,
+                "ClusterFirstWithHostNet" => DnsPolicy::ClusterFirstWithHostNet,
+                "Default" => DnsPolicy::Default,
+                "None" => DnsPolicy::None,
+                _ => {
+                    let hint = did_you_mean(&v, POLICIES).map(|m| format!("did you mean `{m}`?"));
+                    d.err(
+                        n.pos,
+                        field,
+                        format!("expected ClusterFirst, ClusterFirstWithHostNet, Default or None, found `{v}`"),
+                        hint,
+                    );
+                    DnsPolicy::ClusterFirst
+                }
+            };
+        }
+    }
+    if let Some(n) = f.get("dnsConfig") {
+        let cpath = join(path, "dnsConfig");
+        if let Some(cf) = d.fields(n, &cpath, &["nameservers", "searches", "options"], &[]) {
+            let mut config = DnsConfig::default();
+            if let Some(v) = cf.get("nameservers") {
+                let npath = join(&cpath, "nameservers");
+                for (i, item) in d.list(v, &npath, "a list of addresses").iter().enumerate() {
+                    let ipath = format!("{npath}[{i}]");
+                    if let Some(s) = d.string(item, &ipath) {
+                        if s.parse::<std::net::IpAddr>().is_err() {
+                            d.err(item.pos, ipath, format!("`{s}` is not an IP address"), None);
+                        } else {
+                            config.nameservers.push(s);
+                        }
+                    }
+                }
+            }
+            if let Some(v) = cf.get("searches") {
+                config.searches = d.string_list(v, &join(&cpath, "searches"));
+            }
+            if let Some(v) = cf.get("options") {
+                let opath = join(&cpath, "options");
+                for (i, item) in d.list(v, &opath, "a list of options").iter().enumerate() {
+                    let ipath = format!("{opath}[{i}]");
+                    let Some(of) = d.fields(item, &ipath, &["name", "value"], &[]) else {
+                        continue;
+                    };
+                    let Some(name) = of
+                        .get("name")
+                        .and_then(|n| d.string(n, &join(&ipath, "name")))
+                    else {
+                        d.err(
+                            of.pos,
+                            join(&ipath, "name"),
+                            "option has no name".into(),
+                            None,
+                        );
+                        continue;
+                    };
+                    let value = of
+                        .get("value")
+                        .and_then(|n| d.string(n, &join(&ipath, "value")));
+                    config.options.push((name, value));
+                }
+            }
+            spec.dns_config = Some(config);
+        }
+    }
+    // As the API server: a pod with `dnsPolicy: None` must say where to ask.
+    if spec.dns_policy == DnsPolicy::None
+        && spec
+            .dns_config
+            .as_ref()
+            .is_none_or(|c| c.nameservers.is_empty())
+    {
+        d.err(
+            policy_pos,
+            join(path, "dnsPolicy"),
+            "dnsPolicy None needs at least one nameserver in dnsConfig".into(),
+            Some(
+                "add `dnsConfig: {nameservers: [10.96.0.10]}`, or use dnsPolicy ClusterFirst"
+                    .into(),
+            ),
+        );
+    }
 }
 
 fn container(

@@ -3,6 +3,11 @@
 //! Nothing here touches the kernel or needs root.
 
 mod decode;
+pub mod expect;
+#[cfg(test)]
+mod netpol_tests;
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -39,9 +44,10 @@ pub fn parse(source: &str, text: &str) -> Result<LabFile, LabError> {
             return Err(sorted(diagnostics));
         }
     };
-    let decoded = decode::decode(source, &docs);
+    let mut decoded = decode::decode(source, &docs);
     let mut diagnostics = decoded.diags;
-    validate::check(&decoded.file, &decoded.spans, &mut diagnostics);
+    decoded.file.warnings = validate::check(&decoded.file, &decoded.spans, &mut diagnostics);
+    expect::check(&decoded.file, &mut diagnostics);
     if diagnostics.is_empty() {
         Ok(decoded.file)
     } else {

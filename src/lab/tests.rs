@@ -163,7 +163,7 @@ spec:
     loadBalancerPool: 192.168.50.100-192.168.50.120
     mtu: 1400
   expect:
-  - {from: pod-1, to: pod-2, port: 80, reachable: true}
+  - {from: node/node-1, to: node/node-2, port: 22, expect: refused}
 ");
     let n = &f.lab.network;
     assert_eq!(n.node_cidr.to_string(), "192.168.50.0/24");
@@ -178,8 +178,8 @@ spec:
     let nodes: Vec<&str> = f.lab.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(nodes, ["node-1", "node-2", "node-3"]);
     assert_eq!(
-        f.lab.expect[0],
-        serde_json::json!({"from": "pod-1", "to": "pod-2", "port": 80, "reachable": true})
+        f.lab.expect[0].title(),
+        "node/node-1 -> node/node-2:22/TCP refused"
     );
 }
 
@@ -333,7 +333,7 @@ kind: Service
 metadata: {name: web}
 spec:
   selector: {app: web}
-  ports: [{port: 80, targetPort: \"8080\"}]
+  ports: [{port: 80, targetPort: http}]
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -347,7 +347,7 @@ spec: {podSelector: {}}
     );
     assert_eq!(
         f.services[0].raw["spec"]["ports"][0]["targetPort"],
-        serde_json::json!("8080")
+        serde_json::json!("http")
     );
     assert_eq!(f.policies[0].namespace, "kube-system");
     assert_eq!(
@@ -1702,7 +1702,7 @@ fn duplicate_object_names() {
     ok(&other);
 
     let e = errors(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
     );
     assert_eq!(
         e,
@@ -1714,7 +1714,7 @@ fn duplicate_object_names() {
                 "namespace `a` is defined twice (first at line 3)"
             ),
             at(
-                15,
+                16,
                 18,
                 "metadata.name",
                 "service `s` in namespace `default` is defined twice (first at line 11)"

@@ -31,6 +31,10 @@ pub struct LabFile {
     /// Fields Kubernetes has that a lab has no use for: accepted and listed
     /// by `validate`, so that nothing is silently ignored.
     pub ignored: Vec<Ignored>,
+    /// What is allowed but probably not meant (a service that selects no
+    /// pod), sorted by position: `validate` prints them, `up` goes on.
+    #[serde(skip)]
+    pub warnings: Vec<crate::lab::Diagnostic>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,8 +50,8 @@ pub struct Lab {
     pub pos: Pos,
     pub nodes: Vec<NodeSpec>,
     pub network: Network,
-    /// Assertions for `podlab test`, kept undecoded until that lands.
-    pub expect: Vec<serde_json::Value>,
+    /// Assertions for `podlab test` (`lab::expect`).
+    pub expect: Vec<super::expect::Assertion>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +167,33 @@ pub struct PodSpec {
     pub restart_policy: RestartPolicy,
     pub hostname: Option<String>,
     pub subdomain: Option<String>,
+    pub dns_policy: DnsPolicy,
+    pub dns_config: Option<DnsConfig>,
+    /// `enableServiceLinks` (default true): inject services' variables.
+    pub enable_service_links: bool,
+}
+
+/// `dnsPolicy`: where a pod's `/etc/resolv.conf` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+pub enum DnsPolicy {
+    /// Cluster DNS first (kube-dns), as kubelet writes it.
+    #[default]
+    ClusterFirst,
+    /// Without hostNetwork (which podlab refuses) the same as ClusterFirst.
+    ClusterFirstWithHostNet,
+    /// The node's resolver: the host's `/etc/resolv.conf`.
+    Default,
+    /// Only what `dnsConfig` says.
+    None,
+}
+
+/// `dnsConfig`, merged by kubelet into what `dnsPolicy` gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+pub struct DnsConfig {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    /// `options: [{name, value}]`.
+    pub options: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,20 +217,212 @@ pub struct Deployment {
     pub template: PodSpec,
 }
 
-/// Recognised and kept; realised by the Services issue.
+/// A `v1/Service`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
     pub namespace: String,
     pub name: String,
     pub pos: Pos,
     pub raw: serde_json::Value,
+    pub spec: ServiceSpec,
 }
 
-/// Recognised and kept; realised by the NetworkPolicy issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum ServiceKind {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub enum ClusterIpSpec {
+    /// Not given: allocated from serviceCIDR.
+    #[default]
+    Auto,
+    /// `clusterIP: None`: a headless service.
+    Headless,
+    Fixed(Ipv4Addr, Pos),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum TargetPortSpec {
+    Number(u16),
+    /// A container port's name, resolved per selected pod.
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// `None`: the same as `port`.
+    pub target_port: Option<TargetPortSpec>,
+    pub target_port_pos: Pos,
+    /// A requested nodePort and where it was asked for.
+    pub node_port: Option<(u16, Pos)>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ServiceSpec {
+    pub kind: ServiceKind,
+    pub cluster_ip: ClusterIpSpec,
+    /// `None`: no selector, so no endpoints are managed.
+    pub selector: Option<BTreeMap<String, String>>,
+    pub ports: Vec<ServicePort>,
+    /// `sessionAffinity: ClientIP`: the timeout in seconds (default 10800).
+    pub affinity_timeout: Option<u32>,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    pub external_name: Option<String>,
+    /// `spec.loadBalancerIP` (deprecated in Kubernetes, still honoured).
+    pub load_balancer_ip: Option<(Ipv4Addr, Pos)>,
+}
+
+/// A `networking.k8s.io/v1` NetworkPolicy (`plan::netpol` compiles it).
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkPolicy {
     pub namespace: String,
     pub name: String,
     pub pos: Pos,
     pub raw: serde_json::Value,
+    pub spec: PolicySpec,
+}
+
+/// A label selector: every `matchLabels` pair and every expression must
+/// hold; empty selects everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct LabelSelector {
+    #[serde(
+        rename = "matchLabels",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(
+        rename = "matchExpressions",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+impl LabelSelector {
+    /// Whether `labels` satisfy the selector, with Kubernetes' semantics:
+    /// `NotIn` and `DoesNotExist` hold for a pod without the key.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator {
+                    SelectorOp::In => value.is_some_and(|v| r.values.contains(v)),
+                    SelectorOp::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+                    SelectorOp::Exists => value.is_some(),
+                    SelectorOp::DoesNotExist => value.is_none(),
+                }
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+}
+
+/// As kubectl prints a selector: `app=web,tier in (a,b),!debug`;
+/// `<none>` when it selects everything.
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("<none>");
+        }
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        parts.extend(self.match_expressions.iter().map(|r| match r.operator {
+            SelectorOp::In => format!("{} in ({})", r.key, r.values.join(",")),
+            SelectorOp::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
+            SelectorOp::Exists => r.key.clone(),
+            SelectorOp::DoesNotExist => format!("!{}", r.key),
+        }));
+        f.write_str(&parts.join(","))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SelectorRequirement {
+    pub key: String,
+    pub operator: SelectorOp,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum SelectorOp {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum PolicyType {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PolicySpec {
+    pub pod_selector: LabelSelector,
+    /// `policyTypes` as written (`None`: defaulted by `plan::netpol`).
+    pub policy_types: Option<Vec<PolicyType>>,
+    /// `None`: not written; `Some([])`: written empty. Both deny.
+    pub ingress: Option<Vec<PolicyRule>>,
+    pub egress: Option<Vec<PolicyRule>>,
+}
+
+/// One ingress or egress rule: from/to any of `peers` (empty: everyone),
+/// on any of `ports` (empty: every port).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PolicyRule {
+    pub peers: Vec<PolicyPeer>,
+    pub ports: Vec<PolicyPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PolicyPeer {
+    /// `podSelector` and/or `namespaceSelector`, in one peer: both must hold.
+    /// A missing podSelector selects every pod; a missing namespaceSelector
+    /// means the policy's own namespace.
+    Pods {
+        pod_selector: Option<LabelSelector>,
+        namespace_selector: Option<LabelSelector>,
+    },
+    IpBlock {
+        cidr: Ipv4Net,
+        except: Vec<Ipv4Net>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PolicyPort {
+    pub protocol: Protocol,
+    /// `None`: every port of the protocol.
+    pub port: Option<PolicyPortNumber>,
+    pub end_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum PolicyPortNumber {
+    Number(u16),
+    /// A container port's name, resolved on each destination pod.
+    Name(String),
 }

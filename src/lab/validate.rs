@@ -212,8 +212,9 @@ impl Check<'_> {
     }
 }
 
-/// Cross-object checks on a decoded lab.
-pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) {
+/// Cross-object checks on a decoded lab. Errors go to `out`; the warnings
+/// (allowed, but probably not meant) are returned, sorted by position.
+pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut c = Check {
         source: &file.source,
         out,
@@ -230,6 +231,10 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) {
         let what = format!("deployment `{}`", d.name);
         check_pod_spec(&mut c, &what, &d.template, s, &nodes);
     }
+    let mut warnings = check_services(&mut c, file, spans);
+    warnings.extend(check_policies(c.source, file));
+    warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
+    warnings
 }
 
 fn check_nodes(c: &mut Check, lab: &Lab) {
@@ -628,4 +633,296 @@ fn check_pod_spec(c: &mut Check, what: &str, spec: &PodSpec, s: &ObjSpans, nodes
             }
         }
     }
+}
+
+// ---- services ----
+//
+// Addresses and ports a service asks for, against the lab's network and
+// each other; and what its selector selects (warnings: a service without
+// endpoints is allowed, as in Kubernetes, but rarely meant).
+
+/// Where an address or port was first taken, for "first at line N".
+struct Taken<'a> {
+    service: &'a str,
+    pos: Pos,
+}
+
+fn taken_twice(what: &str, first: &Taken) -> String {
+    format!(
+        "{what} is already taken by service `{}` (first at line {})",
+        first.service, first.pos.line
+    )
+}
+
+fn check_services(c: &mut Check, file: &LabFile, spans: &Spans) -> Vec<Diagnostic> {
+    let net = &file.lab.network;
+    let cidr = net.service_cidr;
+    let (port_lo, port_hi) = net.node_port_range;
+    let (pool_lo, pool_hi) = net.load_balancer_pool;
+    let mut cluster_ips: HashMap<Ipv4Addr, Taken> = HashMap::new();
+    let mut node_ports: HashMap<(u16, Protocol), Taken> = HashMap::new();
+    let mut lb_ips: HashMap<Ipv4Addr, Taken> = HashMap::new();
+    let mut warnings = Vec::new();
+    // One per service; the decoder always pushes both.
+    for (svc, s) in file.services.iter().zip(&spans.service_specs) {
+        let what = format!("service `{}`", svc.name);
+        let spec = &svc.spec;
+        if let ClusterIpSpec::Fixed(ip, pos) = &spec.cluster_ip {
+            let field = s.cluster_ip_field;
+            let other = nth(cidr, 100);
+            let leave_out = format!("choose another address of serviceCIDR {cidr}, e.g. {other}, or leave clusterIP out to have one allocated");
+            if !cidr.contains(ip) {
+                c.err(
+                    *pos,
+                    field,
+                    format!("{what}: clusterIP {ip} is outside serviceCIDR {cidr}"),
+                    Some(format!("cluster IPs come from serviceCIDR: use an address of {cidr}, e.g. {other}, or leave clusterIP out to have one allocated")),
+                );
+            } else if *ip == cidr.network() || *ip == cidr.broadcast() {
+                let which = if *ip == cidr.network() {
+                    "network"
+                } else {
+                    "broadcast"
+                };
+                c.err(
+                    *pos,
+                    field,
+                    format!("{what}: clusterIP {ip} is the {which} address of serviceCIDR {cidr}"),
+                    Some(leave_out),
+                );
+            } else if *ip == net.dns_ip {
+                c.err(
+                    *pos,
+                    field,
+                    format!("{what}: clusterIP {ip} is the lab's dnsIP"),
+                    Some(format!("dnsIP is reserved for the kube-dns service that podlab makes in kube-system; {leave_out}")),
+                );
+            } else if let Some(first) = cluster_ips.get(ip) {
+                c.err(
+                    *pos,
+                    field,
+                    format!("{what}: {}", taken_twice(&format!("clusterIP {ip}"), first)),
+                    Some(format!(
+                        "every service needs its own cluster IP; {leave_out}"
+                    )),
+                );
+            } else {
+                cluster_ips.insert(
+                    *ip,
+                    Taken {
+                        service: &svc.name,
+                        pos: *pos,
+                    },
+                );
+            }
+        }
+        for (j, port) in spec.ports.iter().enumerate() {
+            let Some((np, pos)) = port.node_port else {
+                continue;
+            };
+            let index = s.ports.get(j).copied().unwrap_or(j);
+            let field = format!("spec.ports[{index}].nodePort");
+            if !(port_lo..=port_hi).contains(&np) {
+                c.err(
+                    pos,
+                    field,
+                    format!("{what}: nodePort {np} is outside nodePortRange {port_lo}-{port_hi}"),
+                    Some(format!("choose a port in {port_lo}-{port_hi}, or leave nodePort out to have one allocated")),
+                );
+            } else if let Some(first) = node_ports.get(&(np, port.protocol)) {
+                c.err(
+                    pos,
+                    field,
+                    format!(
+                        "{what}: {}",
+                        taken_twice(&format!("nodePort {np}/{}", port.protocol), first)
+                    ),
+                    Some("a node port opens on every node, so each can serve one service; choose another, or leave nodePort out to have one allocated".into()),
+                );
+            } else {
+                node_ports.insert(
+                    (np, port.protocol),
+                    Taken {
+                        service: &svc.name,
+                        pos,
+                    },
+                );
+            }
+        }
+        if let Some((ip, pos)) = spec.load_balancer_ip {
+            let field = "spec.loadBalancerIP";
+            if !(pool_lo..=pool_hi).contains(&ip) {
+                c.err(
+                    pos,
+                    field,
+                    format!("{what}: loadBalancerIP {ip} is outside loadBalancerPool {pool_lo}-{pool_hi}"),
+                    Some(format!("choose an address in {pool_lo}-{pool_hi}, or leave loadBalancerIP out to have one allocated")),
+                );
+            } else if let Some(first) = lb_ips.get(&ip) {
+                c.err(
+                    pos,
+                    field,
+                    format!("{what}: {}", taken_twice(&format!("loadBalancerIP {ip}"), first)),
+                    Some("every LoadBalancer service needs its own address; choose another, or leave loadBalancerIP out to have one allocated".into()),
+                );
+            } else {
+                lb_ips.insert(
+                    ip,
+                    Taken {
+                        service: &svc.name,
+                        pos,
+                    },
+                );
+            }
+        }
+        if spec.kind != ServiceKind::ExternalName {
+            if let Some(selector) = &spec.selector {
+                check_selected(
+                    c.source,
+                    file,
+                    svc,
+                    s.selector,
+                    &s.ports,
+                    selector,
+                    &mut warnings,
+                );
+            }
+        }
+    }
+    warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
+    warnings
+}
+
+/// Warnings about the pods a service's selector selects: none at all, or
+/// none that has a port of the name a `targetPort` gives.
+fn check_selected(
+    source: &str,
+    file: &LabFile,
+    svc: &Service,
+    selector_pos: Option<Pos>,
+    port_index: &[usize],
+    selector: &BTreeMap<String, String>,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    let selects =
+        |labels: &BTreeMap<String, String>| selector.iter().all(|(k, v)| labels.get(k) == Some(v));
+    // The pods it selects, as (what, spec); a deployment scaled to zero
+    // has no pods.
+    let mut selected: Vec<(String, &PodSpec)> = file
+        .pods
+        .iter()
+        .filter(|p| p.namespace == svc.namespace && selects(&p.labels))
+        .map(|p| (format!("pod `{}`", p.name), &p.spec))
+        .collect();
+    selected.extend(
+        file.deployments
+            .iter()
+            .filter(|d| {
+                d.namespace == svc.namespace && d.replicas > 0 && selects(&d.template_labels)
+            })
+            .map(|d| (format!("deployment `{}`", d.name), &d.template)),
+    );
+    let warn = |pos: Pos, field: String, message: String, hint: String| Diagnostic {
+        source: source.to_string(),
+        pos,
+        field,
+        message,
+        hint: Some(hint),
+    };
+    if selected.is_empty() {
+        let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        warnings.push(warn(
+            selector_pos.unwrap_or(svc.pos),
+            "spec.selector".into(),
+            format!(
+                "service `{}` selects no pod: it will have no endpoints",
+                svc.name
+            ),
+            format!(
+                "no pod or deployment (with replicas) in namespace `{}` has the labels {}",
+                svc.namespace,
+                labels.join(", ")
+            ),
+        ));
+        return;
+    }
+    for (j, port) in svc.spec.ports.iter().enumerate() {
+        let Some(TargetPortSpec::Name(name)) = &port.target_port else {
+            continue;
+        };
+        let named = |proto: Option<Protocol>| {
+            selected.iter().find(|(_, spec)| {
+                spec.containers.iter().any(|c| {
+                    c.ports.iter().any(|p| {
+                        p.name.as_deref() == Some(name.as_str())
+                            && proto.is_none_or(|proto| p.protocol == proto)
+                    })
+                })
+            })
+        };
+        if named(Some(port.protocol)).is_some() {
+            continue;
+        }
+        let index = port_index.get(j).copied().unwrap_or(j);
+        let hint = match named(None) {
+            Some((who, _)) => format!(
+                "{who} names a port `{name}`, but not a {} one; match the service port's protocol",
+                port.protocol
+            ),
+            None => format!(
+                "name a containerPort `{name}` in the pods it selects, or give targetPort as a number; endpoints are made only for pods that have the port"
+            ),
+        };
+        warnings.push(warn(
+            port.target_port_pos,
+            format!("spec.ports[{index}].targetPort"),
+            format!(
+                "service `{}`: no pod it selects has a {} port named `{name}`",
+                svc.name, port.protocol
+            ),
+            hint,
+        ));
+    }
+}
+
+// ---- network policies ----
+//
+// A policy in a namespace that does not exist is reported by `check_names`
+// with the other objects; a selector's syntax, ipBlocks and ports by the
+// decoder. What is left is a warning: a policy that selects no pod is
+// allowed, as in Kubernetes, but does nothing.
+
+fn check_policies(source: &str, file: &LabFile) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for p in &file.policies {
+        // kube-system holds podlab's own coredns pod, which the file does
+        // not list.
+        if p.namespace == "kube-system" {
+            continue;
+        }
+        let sel = &p.spec.pod_selector;
+        let any = file
+            .pods
+            .iter()
+            .any(|x| x.namespace == p.namespace && sel.matches(&x.labels))
+            || file.deployments.iter().any(|d| {
+                d.namespace == p.namespace && d.replicas > 0 && sel.matches(&d.template_labels)
+            });
+        if !any {
+            warnings.push(Diagnostic {
+                source: source.to_string(),
+                pos: p.pos,
+                field: "spec.podSelector".into(),
+                message: format!(
+                    "network policy `{}` selects no pod: it isolates nothing",
+                    p.name
+                ),
+                hint: Some(format!(
+                    "no pod or deployment (with replicas) in namespace `{}` matches `{sel}`",
+                    p.namespace
+                )),
+            });
+        }
+    }
+    warnings
 }

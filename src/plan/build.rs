@@ -248,7 +248,51 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
                         .collect(),
                 })
                 .collect(),
+            dns: PodDns {
+                policy: w.spec.dns_policy,
+                config: w.spec.dns_config.clone(),
+            },
+            service_links: w.spec.enable_service_links,
+            role: PodRole::Echo,
         });
+    }
+
+    // Cluster DNS: the coredns pod on the first node, after the lab's own
+    // pods so that their addresses do not depend on it.
+    if let Some(node) = nodes.first() {
+        match next_host[0].next() {
+            Some(ip) => {
+                let mut pod = super::dns::coredns_pod(&lab.name, node, ip);
+                let mut salt = 0;
+                while !veths[0].insert(pod.host_veth.clone()) {
+                    salt += 1;
+                    pod.host_veth = host_veth_name(&pod.namespace, &pod.name, salt);
+                }
+                pods.push(pod);
+            }
+            None => diags.push(diag(
+                lab.pos,
+                "spec.network.podCIDRMask",
+                format!(
+                    "node {}: no pod address left for the cluster DNS pod (kube-system/coredns)",
+                    node.name
+                ),
+                Some(
+                    "add nodes, lower the replicas, or use a shorter spec.network.podCIDRMask"
+                        .into(),
+                ),
+            )),
+        }
+    }
+    for (kind, pos, clash) in super::dns::reserved_clashes(file) {
+        diags.push(diag(
+            pos,
+            "metadata.name",
+            format!("{kind} kube-system/{clash} is reserved: podlab makes it for cluster DNS"),
+            Some(format!(
+                "name the {kind} differently, or put it in another namespace"
+            )),
+        ));
     }
 
     let top = node_hosts.len() - 1;
@@ -262,6 +306,9 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
         })
         .collect();
 
+    let mut services = super::services::plan_services(file, &pods);
+    services.extend(super::dns::kube_dns_service(&pods, net.dns_ip));
+    let policies = super::netpol::plan_policies(file, &pods);
     let plan = Plan {
         version: PLAN_VERSION,
         lab: lab.name.clone(),
@@ -275,7 +322,10 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
         nodes,
         pods,
         clients,
+        services,
+        policies,
         cluster_domain: net.cluster_domain.clone(),
+        dns_ip: net.dns_ip,
         mtu: net.mtu,
     };
 

@@ -5,7 +5,12 @@
 //! daemon, and compared with what `observe` reads back.
 
 mod build;
+pub mod dns;
+pub mod env;
+pub mod kubeproxy;
 mod names;
+pub mod netpol;
+pub mod services;
 
 pub use build::build;
 pub use names::{deployment_pod_name, host_veth_name, uplink_name};
@@ -16,7 +21,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::lab::{Protocol, RestartPolicy};
+use crate::lab::{DnsConfig, DnsPolicy, Protocol, RestartPolicy};
 
 /// Format version of the saved plan: a daemon never reads a plan it does not
 /// understand.
@@ -43,7 +48,12 @@ pub struct Plan {
     pub pods: Vec<PodPlan>,
     /// Namespaces on the node network that are not nodes: `external`, `lb`.
     pub clients: Vec<ClientPlan>,
+    pub services: Vec<ServicePlan>,
+    /// NetworkPolicies, resolved against the pods (`netpol`).
+    #[serde(default)]
+    pub policies: Vec<netpol::PolicyPlan>,
     pub cluster_domain: String,
+    pub dns_ip: Ipv4Addr,
     pub mtu: u32,
 }
 
@@ -98,6 +108,35 @@ pub struct PodPlan {
     pub restart_policy: RestartPolicy,
     pub ports: Vec<PortPlan>,
     pub processes: Vec<ProcessPlan>,
+    /// `dnsPolicy` and `dnsConfig`: the pod's resolv.conf (`dns::resolv_conf`).
+    #[serde(default)]
+    pub dns: PodDns,
+    /// `enableServiceLinks`: services' variables in the pod's processes.
+    #[serde(default = "yes")]
+    pub service_links: bool,
+    /// What the daemon serves on the pod's ports.
+    #[serde(default)]
+    pub role: PodRole,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PodDns {
+    pub policy: DnsPolicy,
+    pub config: Option<DnsConfig>,
+}
+
+/// What the daemon serves on a pod's declared ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PodRole {
+    /// The HTTP/UDP echo: a stand-in for the container's image.
+    #[default]
+    Echo,
+    /// The cluster DNS responder (`kube-system/coredns-...`).
+    Dns,
 }
 
 impl PodPlan {
@@ -143,6 +182,72 @@ pub struct ProcessPlan {
     pub container: String,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+/// A Service, with its addresses allocated and its endpoints computed from
+/// the pods its selector picks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServicePlan {
+    pub namespace: String,
+    pub name: String,
+    pub kind: ServiceType,
+    /// `None` for a headless service (`clusterIP: None`) and ExternalName.
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// The LoadBalancer's address from `loadBalancerPool`.
+    pub load_balancer_ip: Option<Ipv4Addr>,
+    pub external_name: Option<String>,
+    pub selector: BTreeMap<String, String>,
+    pub ports: Vec<ServicePortPlan>,
+    /// `sessionAffinity: ClientIP` with its timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    pub endpoints: Vec<EndpointPlan>,
+}
+
+impl ServicePlan {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePortPlan {
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// The port on the pods, resolved per endpoint (a named targetPort may
+    /// differ between pods): see `EndpointPlan::ports`.
+    pub target_port: TargetPort,
+    pub node_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+/// One ready pod behind a service, with the target port of each service
+/// port resolved on that pod (`None`: the pod does not declare the named
+/// port, so it is not an endpoint for that service port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointPlan {
+    pub pod: String,
+    pub namespace: String,
+    pub ip: Ipv4Addr,
+    pub node: String,
+    pub ports: Vec<Option<u16>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

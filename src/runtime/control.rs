@@ -36,12 +36,18 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Request {
     Ping,
     Status,
     Shutdown,
+    /// A pod was deleted from the lab (the plan on disk no longer has it):
+    /// stop serving it and resync the endpoints.
+    Forget {
+        namespace: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +117,7 @@ pub fn bind(state_dir: &Path) -> Result<UnixListener, Error> {
 pub(crate) struct Control {
     pub shared: Shared,
     pub stop: watch::Sender<bool>,
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Serve the control socket until shutdown.
@@ -168,8 +175,19 @@ async fn handle(stream: UnixStream, ctl: Control) {
                 continue;
             }
         };
-        let reply = match request {
+        let reply = match &request {
             Request::Ping | Request::Shutdown => Response::ok(),
+            Request::Forget { namespace, name } => {
+                if !super::forget_pod(&ctl.shared, namespace, name) {
+                    Response::error(format!("no pod {namespace}/{name} in this lab"))
+                } else {
+                    // Answer once the rules no longer send traffic there.
+                    match super::resync(&ctl.state_dir, &ctl.shared).await {
+                        Ok(()) => Response::ok(),
+                        Err(e) => Response::error(e),
+                    }
+                }
+            }
             Request::Status => Response {
                 status: Some(ctl.shared.snapshot(std::process::id(), rss_bytes())),
                 ..Response::ok()
@@ -290,6 +308,24 @@ pub fn query_status(state_dir: &Path, timeout: Duration) -> Result<DaemonStatus,
 /// every listener closed. `Error::NotRunning` when there was no daemon,
 /// which `down` may treat as done. The timeout should exceed the daemon's
 /// 2 s termination grace.
+/// Tell the daemon a pod was deleted.
+pub fn forget(
+    state_dir: &Path,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let req = Request::Forget {
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let (reply, _) = call(state_dir, req, Instant::now() + timeout)?;
+    match reply.error {
+        Some(e) if !reply.ok => Err(Error::Daemon(e)),
+        _ => Ok(()),
+    }
+}
+
 pub fn request_shutdown(state_dir: &Path, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let (_, mut reader) = call(state_dir, Request::Shutdown, deadline)?;

@@ -9,12 +9,13 @@
 //! CLI polls for.
 
 pub mod control;
+pub mod dns;
 pub mod echo;
 pub mod process;
 mod state;
 pub mod status;
 
-pub use control::{ping, query_status, request_shutdown};
+pub use control::{forget, ping, query_status, request_shutdown};
 pub use process::{
     netns_exec_setup, node_exec_setup, node_pre_exec, pod_exec_setup, pod_pre_exec, PreparedExec,
 };
@@ -207,8 +208,25 @@ async fn daemon(
         control::Control {
             shared: shared.clone(),
             stop: stop.clone(),
+            state_dir: state_dir.to_path_buf(),
         },
     ));
+
+    // One stop signal per pod, so that a deleted pod's servers and
+    // processes stop alone; the daemon's own stop reaches them all.
+    let pod_stops: Arc<Vec<watch::Sender<bool>>> =
+        Arc::new(plan.pods.iter().map(|_| watch::channel(false).0).collect());
+    {
+        let pod_stops = pod_stops.clone();
+        let mut shutdown = shutdown.clone();
+        servers.spawn(async move {
+            stopped(&mut shutdown).await;
+            for s in pod_stops.iter() {
+                s.send_replace(true);
+            }
+        });
+    }
+    forget_tx_slot(&pod_stops);
 
     let mut supervisors = JoinSet::new();
     let setup = setup(
@@ -216,7 +234,7 @@ async fn daemon(
         &shared,
         &logs,
         nofile,
-        &shutdown,
+        &pod_stops,
         &mut servers,
         &mut supervisors,
     )
@@ -226,6 +244,19 @@ async fn daemon(
             return Err(Error::Interrupted);
         }
         shared.set_ready();
+        Ok(())
+    });
+    // A pod that failed at once must not be an endpoint when `up` returns.
+    let setup = match setup {
+        Ok(()) if !shared.not_ready().is_empty() => {
+            resync(state_dir, &shared).await.map_err(|e| Error::Io {
+                what: "sync endpoints".into(),
+                source: std::io::Error::other(e),
+            })
+        }
+        other => other,
+    };
+    let setup = setup.and_then(|()| {
         write_atomic(
             &state_dir.join(READY_FILE),
             &format!("{}\n", std::process::id()),
@@ -238,6 +269,11 @@ async fn daemon(
     match &setup {
         Ok(()) => {
             *reached_ready = true;
+            servers.spawn(sync_endpoints(
+                state_dir.to_path_buf(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
             tracing::info!(
                 pods = plan.pods.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -282,6 +318,78 @@ async fn daemon(
     setup
 }
 
+/// The daemon's pods' stop signals, for the control socket's `forget`.
+static POD_STOPS: std::sync::OnceLock<Arc<Vec<watch::Sender<bool>>>> = std::sync::OnceLock::new();
+
+fn forget_tx_slot(stops: &Arc<Vec<watch::Sender<bool>>>) {
+    let _ = POD_STOPS.set(stops.clone());
+}
+
+/// Stop serving a pod deleted from the lab: its sockets close, its
+/// processes get SIGTERM. Returns whether the pod was known.
+pub(crate) fn forget_pod(shared: &Shared, namespace: &str, name: &str) -> bool {
+    let Some(i) = shared.forget(namespace, name) else {
+        return false;
+    };
+    if let Some(s) = POD_STOPS.get().and_then(|v| v.get(i)) {
+        s.send_replace(true);
+    }
+    true
+}
+
+/// Reload every node's rules now, for the plan on disk and the pods that
+/// are ready.
+pub(crate) async fn resync(state_dir: &Path, shared: &Shared) -> Result<(), String> {
+    let plan = load_plan(state_dir).map_err(|e| e.to_string())?;
+    let keys: HashSet<String> = shared.not_ready().into_iter().map(|(k, _)| k).collect();
+    tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &[]))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Follow readiness as kube-proxy follows EndpointSlices: when the set of
+/// pods that are not ready changes, every node's rules are reloaded without
+/// them, and UDP flows to pods that left are flushed.
+async fn sync_endpoints(state_dir: PathBuf, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let changed = shared.changed();
+    let mut last: HashSet<String> = HashSet::new();
+    let mut last_generation = shared.generation();
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = stopped(&mut shutdown) => return,
+        }
+        // Changes come in bursts (a restart is several updates).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = shared.not_ready();
+        let keys: HashSet<String> = now.iter().map(|(k, _)| k.clone()).collect();
+        let generation = shared.generation();
+        if keys == last && generation == last_generation {
+            continue;
+        }
+        last_generation = generation;
+        // The plan on disk: a deleted pod has already left it.
+        let Ok(plan) = load_plan(&state_dir) else {
+            continue;
+        };
+        let gone: Vec<std::net::Ipv4Addr> = now
+            .iter()
+            .filter(|(k, _)| !last.contains(k))
+            .filter_map(|(_, ip)| ip.parse().ok())
+            .collect();
+        last = keys.clone();
+        let r =
+            tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &gone))
+                .await;
+        match r {
+            Ok(Ok(())) => tracing::info!(not_ready = last.len(), "endpoints synced"),
+            Ok(Err(e)) => tracing::warn!("endpoint sync failed: {e}"),
+            Err(e) => tracing::warn!("endpoint sync task failed: {e}"),
+        }
+    }
+}
+
 /// Resolves once shutdown is asked for (or nobody can ask any more).
 /// `wait_for`'s guard is not `Send`; this drops it before the caller's next
 /// `.await`.
@@ -295,7 +403,7 @@ async fn setup(
     shared: &Shared,
     logs: &Path,
     nofile: Option<libc::rlimit>,
-    shutdown: &watch::Receiver<bool>,
+    pod_stops: &[watch::Sender<bool>],
     servers: &mut JoinSet<()>,
     supervisors: &mut JoinSet<()>,
 ) -> Result<(), Error> {
@@ -329,13 +437,28 @@ async fn setup(
                 source,
             }
         };
+        let shutdown = pod_stops[b.pod].subscribe();
+        // The coredns pod answers DNS on its ports instead of the echo.
+        let dns_zone = (pod.role == crate::plan::PodRole::Dns).then(|| {
+            let zone = crate::plan::dns::records(plan);
+            tracing::info!(pod = %pod.key(), names = zone.len(), "serving cluster DNS");
+            Arc::new(dns::ZoneHandle::new(zone))
+        });
         for (port, l) in b.tcp {
             let l = echo::tcp_to_tokio(l).map_err(register(port, Protocol::Tcp))?;
+            if let Some(zone) = &dns_zone {
+                servers.spawn(dns::serve_tcp(l, zone.clone(), pod.key(), shutdown.clone()));
+                continue;
+            }
             servers.spawn(echo::serve_tcp(l, info.clone(), port, shutdown.clone()));
             tracing::info!(pod = %pod.key(), port, "serving HTTP echo");
         }
         for (port, s) in b.udp {
             let s = echo::udp_to_tokio(s).map_err(register(port, Protocol::Udp))?;
+            if let Some(zone) = &dns_zone {
+                servers.spawn(dns::serve_udp(s, zone.clone(), pod.key(), shutdown.clone()));
+                continue;
+            }
             servers.spawn(echo::serve_udp(s, info.clone(), port, shutdown.clone()));
             tracing::info!(pod = %pod.key(), port, "serving UDP echo");
         }
@@ -349,14 +472,14 @@ async fn setup(
                 let Some(slot) = shared.slot(i, &p.container) else {
                     continue;
                 };
-                let c = Container::new(pod, p, logs, prep.clone(), slot, nofile);
+                let c = Container::new(plan, pod, p, logs, prep.clone(), slot, nofile);
                 let first = c.spawn();
                 process::record_start(shared, &c, &first);
                 supervisors.spawn(process::supervise(
                     c,
                     shared.clone(),
                     first,
-                    shutdown.clone(),
+                    pod_stops[i].subscribe(),
                 ));
             }
         }

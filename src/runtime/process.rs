@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::kernel::netns::Netns;
 use crate::lab::RestartPolicy;
-use crate::plan::{NodePlan, PodPlan, ProcessPlan};
+use crate::plan::{NodePlan, Plan, PodPlan, ProcessPlan};
 
 use super::state::{unix_now, Shared, Slot};
 use super::status::ContainerState;
@@ -278,6 +278,7 @@ pub(crate) struct Container {
 
 impl Container {
     pub fn new(
+        plan: &Plan,
         pod: &PodPlan,
         process: &ProcessPlan,
         logs: &Path,
@@ -289,7 +290,12 @@ impl Container {
             pod: pod.key(),
             name: process.container.clone(),
             argv: process.argv.clone(),
-            env: process.env.clone(),
+            // kubelet's order: the services' variables, then the
+            // container's own `env`, which wins on a clash.
+            env: crate::plan::env::service_env(plan, pod)
+                .into_iter()
+                .chain(process.env.iter().cloned())
+                .collect(),
             log: log_path(logs, pod, &process.container),
             policy: pod.restart_policy,
             prep,

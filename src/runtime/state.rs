@@ -20,6 +20,9 @@ pub(crate) struct Table {
     started: u64,
     ready: bool,
     pods: Vec<PodEntry>,
+    /// Bumped when a pod is deleted: the endpoints change even if no
+    /// readiness did.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -31,6 +34,8 @@ struct PodEntry {
     set_up: bool,
     started: Option<u64>,
     containers: Vec<ContainerStatus>,
+    /// Deleted from the lab while the daemon runs: no longer reported.
+    removed: bool,
 }
 
 /// Where a container sits in the table, so that updates need no lookup.
@@ -41,17 +46,56 @@ pub(crate) struct Slot {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Shared(Arc<Mutex<Table>>);
+pub(crate) struct Shared(Arc<Mutex<Table>>, Arc<tokio::sync::Notify>);
 
 impl Shared {
     pub fn new(plan: &Plan) -> Shared {
         let pods = plan.pods.iter().map(pod_entry).collect();
-        Shared(Arc::new(Mutex::new(Table {
-            lab: plan.lab.clone(),
-            started: unix_now(),
-            ready: false,
-            pods,
-        })))
+        Shared(
+            Arc::new(Mutex::new(Table {
+                lab: plan.lab.clone(),
+                started: unix_now(),
+                ready: false,
+                pods,
+                generation: 0,
+            })),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    }
+
+    /// Woken whenever a container's readiness may have changed.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.1.clone()
+    }
+
+    /// Keys (`ns/name`) and IPs of pods that are not ready: a container
+    /// not running, or the pod not set up yet.
+    pub fn not_ready(&self) -> Vec<(String, String)> {
+        let t = self.lock();
+        t.pods
+            .iter()
+            .filter(|p| !p.removed)
+            .filter(|p| !p.set_up || p.containers.iter().any(|c| !c.ready))
+            .map(|p| (format!("{}/{}", p.namespace, p.name), p.ip.clone()))
+            .collect()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Mark a pod deleted; its index in the plan, if it was there.
+    pub fn forget(&self, namespace: &str, name: &str) -> Option<usize> {
+        let mut t = self.lock();
+        let i = t
+            .pods
+            .iter()
+            .position(|p| !p.removed && p.namespace == namespace && p.name == name)?;
+        t.pods[i].removed = true;
+        t.generation += 1;
+        drop(t);
+        self.1.notify_one();
+        Some(i)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -78,6 +122,8 @@ impl Shared {
             f(c);
             c.ready = c.state == ContainerState::Running;
         }
+        drop(t);
+        self.1.notify_one();
     }
 
     /// The echo servers of a pod are listening: its containers without a
@@ -116,6 +162,7 @@ impl Shared {
             pods: t
                 .pods
                 .iter()
+                .filter(|p| !p.removed)
                 .map(|p| {
                     let (phase, status) = pod_phase(&p.containers, p.set_up);
                     PodStatus {
@@ -181,6 +228,7 @@ fn pod_entry(pod: &PodPlan) -> PodEntry {
         set_up: false,
         started: None,
         containers,
+        removed: false,
     }
 }
 

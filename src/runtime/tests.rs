@@ -27,7 +27,10 @@ fn plan(lab: &str, pods: Vec<PodPlan>) -> Plan {
         nodes: vec![],
         pods,
         clients: vec![],
+        services: vec![],
+        policies: vec![],
         cluster_domain: "cluster.local".into(),
+        dns_ip: Ipv4Addr::new(10, 96, 0, 10),
         mtu: 1500,
     }
 }
@@ -49,6 +52,9 @@ fn pod(name: &str, netns: &str) -> PodPlan {
         restart_policy: RestartPolicy::Always,
         ports: vec![],
         processes: vec![],
+        dns: Default::default(),
+        service_links: true,
+        role: Default::default(),
     }
 }
 

@@ -1,0 +1,79 @@
+//! `podlab delete pod NAME [-n NS]`: remove a pod from a running lab, as
+//! the kubelet would: its endpoints leave every service at once, its
+//! processes stop, its namespace goes.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{exit, load_plan, pick_lab, require_root, CliError, Result};
+use crate::kernel::{services, teardown};
+use crate::{runtime, state};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    #[value(alias = "pods", alias = "po")]
+    Pod,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to delete.
+    kind: Kind,
+    /// Its name.
+    name: String,
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The lab (default: the only one up).
+    #[arg(long)]
+    lab: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    require_root("delete")?;
+    let lab = pick_lab(args.lab.as_deref())?;
+    let mut plan = load_plan(&lab)?;
+    let Kind::Pod = args.kind;
+    let Some(i) = plan
+        .pods
+        .iter()
+        .position(|p| p.namespace == args.namespace && p.name == args.name)
+    else {
+        let names: Vec<&str> = plan
+            .pods
+            .iter()
+            .filter(|p| p.namespace == args.namespace)
+            .map(|p| p.name.as_str())
+            .collect();
+        let e = CliError::new(format!(
+            "pod {} not found in namespace {}",
+            args.name, args.namespace
+        ));
+        return Err(match crate::lab::did_you_mean(&args.name, &names) {
+            Some(m) => e.hint(format!("did you mean {m}?")),
+            None => e.hint("`podlab get pods -A` lists the pods"),
+        });
+    };
+    let pod = plan.pods.remove(i);
+    for svc in &mut plan.services {
+        svc.endpoints
+            .retain(|e| !(e.namespace == pod.namespace && e.pod == pod.name));
+    }
+    let json = serde_json::to_vec_pretty(&plan).map_err(|e| CliError::new(e.to_string()))?;
+    state::write_atomic(&state::plan_path(&lab), &json)
+        .map_err(|e| CliError::new(format!("cannot save the state of lab {lab}: {e}")))?;
+
+    // The daemon stops serving the pod and resyncs every node's rules with
+    // what it knows of readiness; without a daemon, every pod left counts
+    // as ready.
+    let dir = state::dir(&lab);
+    if runtime::forget(&dir, &pod.namespace, &pod.name, Duration::from_secs(5)).is_err() {
+        services::sync(&plan, &HashSet::new(), &[])?;
+    }
+    services::flush_udp(&plan, &[pod.ip]);
+    let errors = teardown::remove_namespaces(std::slice::from_ref(&pod.netns));
+    if let Some(e) = errors.first() {
+        return Err(CliError::new(super::error_chain(e)));
+    }
+    println!("pod \"{}\" deleted", pod.name);
+    Ok(exit::OK)
+}

@@ -1,0 +1,73 @@
+//! nftables: each ruleset is loaded as one transaction by the `nft` tool,
+//! run from a thread inside the namespace it is for (a child process starts
+//! in the namespace of the thread that forks it).
+
+use std::path::Path;
+
+use super::netns::Netns;
+use super::Error;
+
+/// `nft` must exist before anything is built: a lab without its rules
+/// would look up and behave wrongly.
+pub fn require() -> Result<(), Error> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("nft").is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin/nft").is_file();
+    if found {
+        Ok(())
+    } else {
+        Err(Error::MissingTool {
+            tool: "nft",
+            package: "nftables",
+        })
+    }
+}
+
+/// Load `json` (`nft -j` input) in the namespace `netns`.
+pub fn load(netns: &str, json: &str) -> Result<(), Error> {
+    let ns = Netns::open(netns)?;
+    let json = json.to_string();
+    let name = netns.to_string();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _inside = ns.enter()?;
+            nftables::helper::apply_ruleset_raw(&json, None::<&str>, std::iter::empty::<&str>())
+                .map(drop)
+                .map_err(|e| Error::Nft {
+                    netns: name,
+                    message: e.to_string(),
+                })
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Nft {
+                netns: netns.to_string(),
+                message: "nft loader thread panicked".into(),
+            })
+        })
+    })
+}
+
+/// Load several rulesets, one per namespace, in parallel.
+pub fn load_all(rulesets: &[(String, String)]) -> Result<(), Error> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rulesets
+            .iter()
+            .map(|(ns, json)| s.spawn(move || load(ns, json)))
+            .collect();
+        let mut first = Ok(());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(Error::Nft {
+                    netns: "?".into(),
+                    message: "nft loader thread panicked".into(),
+                })
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    })
+}

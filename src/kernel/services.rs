@@ -1,0 +1,62 @@
+//! Keep every node's kube-proxy rules in step with which endpoints are
+//! ready, as kube-proxy follows EndpointSlices.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use super::netns::Netns;
+use super::{apply, nft, Error};
+use crate::plan::Plan;
+
+/// The plan with the endpoints of pods in `not_ready` (keys `ns/name`)
+/// taken out of every service.
+pub fn ready_view(plan: &Plan, not_ready: &HashSet<String>) -> Plan {
+    let mut p = plan.clone();
+    for svc in &mut p.services {
+        svc.endpoints
+            .retain(|e| !not_ready.contains(&format!("{}/{}", e.namespace, e.pod)));
+    }
+    p
+}
+
+/// Reload every node's (and the load balancer's) rules for the endpoints
+/// that are ready, then forget UDP flows to endpoints that went away:
+/// conntrack would otherwise keep sending a UDP "connection" to a dead pod.
+pub fn sync(plan: &Plan, not_ready: &HashSet<String>, gone: &[Ipv4Addr]) -> Result<(), Error> {
+    let view = ready_view(plan, not_ready);
+    nft::load_all(&apply::rulesets(&view))?;
+    flush_udp(plan, gone);
+    Ok(())
+}
+
+/// Forget UDP flows to `gone` endpoints on every node.
+pub fn flush_udp(plan: &Plan, gone: &[Ipv4Addr]) {
+    for node in &plan.nodes {
+        for ip in gone {
+            flush_udp_to(&node.netns, *ip);
+        }
+    }
+}
+
+/// `conntrack -D -p udp --reply-src IP` inside a node, as kube-proxy does
+/// for a removed UDP endpoint. Best effort: no entry is the common case.
+fn flush_udp_to(netns: &str, ip: Ipv4Addr) {
+    let Ok(ns) = Netns::open(netns) else { return };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let Ok(_inside) = ns.enter() else { return };
+            let run = Command::new("conntrack")
+                .args(["-D", "-p", "udp", "--reply-src", &ip.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if let Err(e) = run {
+                tracing::warn!(
+                    netns,
+                    "cannot flush conntrack (is the conntrack package installed?): {e}"
+                );
+            }
+        });
+    });
+}

@@ -1,0 +1,169 @@
+//! Services: cluster IPs, node ports and load-balancer IPs allocated, and
+//! endpoints computed from selectors.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+
+use super::names::fnv1a;
+use super::{EndpointPlan, PodPlan, ServicePlan, ServicePortPlan, ServiceType, TargetPort};
+use crate::lab::{ClusterIpSpec, LabFile, Protocol, Service, ServiceKind, TargetPortSpec};
+
+/// Every service of the lab, with addresses. Validation has already
+/// rejected fixed addresses that clash, so allocation only has to avoid
+/// them.
+pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
+    let net = &file.lab.network;
+    let cidr = net.service_cidr;
+    let first = u32::from(cidr.network()) + 1;
+    let last = u32::from(cidr.broadcast()).saturating_sub(1);
+
+    // Fixed addresses first, so that allocation steps around them; .1 is
+    // where Kubernetes puts the `kubernetes` service, dnsIP is kube-dns's.
+    let mut taken_ips: HashSet<u32> = [first, u32::from(net.dns_ip)].into();
+    for s in &file.services {
+        if let ClusterIpSpec::Fixed(ip, _) = s.spec.cluster_ip {
+            taken_ips.insert(u32::from(ip));
+        }
+    }
+    let (np_lo, np_hi) = net.node_port_range;
+    let mut taken_ports: HashSet<(u16, Protocol)> = file
+        .services
+        .iter()
+        .flat_map(|s| s.spec.ports.iter())
+        .filter_map(|p| p.node_port.map(|(n, _)| (n, p.protocol)))
+        .collect();
+    let (pool_lo, pool_hi) = (
+        u32::from(net.load_balancer_pool.0),
+        u32::from(net.load_balancer_pool.1),
+    );
+    let mut taken_lb: HashSet<u32> = file
+        .services
+        .iter()
+        .filter_map(|s| s.spec.load_balancer_ip.map(|(ip, _)| u32::from(ip)))
+        .collect();
+
+    file.services
+        .iter()
+        .map(|s| {
+            let key = format!("{}/{}", s.namespace, s.name);
+            let kind = match s.spec.kind {
+                ServiceKind::ClusterIP => ServiceType::ClusterIP,
+                ServiceKind::NodePort => ServiceType::NodePort,
+                ServiceKind::LoadBalancer => ServiceType::LoadBalancer,
+                ServiceKind::ExternalName => ServiceType::ExternalName,
+            };
+            let cluster_ip = match (&s.spec.cluster_ip, kind) {
+                (_, ServiceType::ExternalName) | (ClusterIpSpec::Headless, _) => None,
+                (ClusterIpSpec::Fixed(ip, _), _) => Some(*ip),
+                (ClusterIpSpec::Auto, _) => {
+                    // Stable per service (a hash, probing on collision), like
+                    // the random allocation of Kubernetes but repeatable, so
+                    // that adding a service never moves another one.
+                    probe(fnv1a(&[&key]), first, last, |v| taken_ips.insert(v)).map(Ipv4Addr::from)
+                }
+            };
+            let wants_node_port = matches!(kind, ServiceType::NodePort | ServiceType::LoadBalancer);
+            let ports = s
+                .spec
+                .ports
+                .iter()
+                .map(|p| ServicePortPlan {
+                    name: p.name.clone(),
+                    protocol: p.protocol,
+                    port: p.port,
+                    target_port: match &p.target_port {
+                        None => TargetPort::Number(p.port),
+                        Some(TargetPortSpec::Number(n)) => TargetPort::Number(*n),
+                        Some(TargetPortSpec::Name(n)) => TargetPort::Name(n.clone()),
+                    },
+                    node_port: match (wants_node_port, p.node_port) {
+                        (false, _) => None,
+                        (true, Some((n, _))) => Some(n),
+                        (true, None) => {
+                            let seed = fnv1a(&[&key, &p.port.to_string(), &p.protocol.to_string()]);
+                            probe(seed, u32::from(np_lo), u32::from(np_hi), |v| {
+                                taken_ports.insert((v as u16, p.protocol))
+                            })
+                            .map(|v| v as u16)
+                        }
+                    },
+                })
+                .collect();
+            let load_balancer_ip = match kind {
+                ServiceType::LoadBalancer => match s.spec.load_balancer_ip {
+                    Some((ip, _)) => Some(ip),
+                    // Sequential, as MetalLB hands out its pool.
+                    None => (pool_lo..=pool_hi)
+                        .find(|v| taken_lb.insert(*v))
+                        .map(Ipv4Addr::from),
+                },
+                _ => None,
+            };
+            let mut plan = ServicePlan {
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                kind,
+                cluster_ip,
+                load_balancer_ip,
+                external_name: s.spec.external_name.clone(),
+                selector: s.spec.selector.clone().unwrap_or_default(),
+                ports,
+                affinity_timeout: s.spec.affinity_timeout,
+                external_local: s.spec.external_local,
+                internal_local: s.spec.internal_local,
+                endpoints: Vec::new(),
+            };
+            plan.endpoints = endpoints(s, &plan.ports, pods);
+            plan
+        })
+        .collect()
+}
+
+/// Find a free value in `[lo, hi]` starting from `seed`, walking up.
+fn probe(seed: u64, lo: u32, hi: u32, mut claim: impl FnMut(u32) -> bool) -> Option<u32> {
+    if hi < lo {
+        return None;
+    }
+    let size = u64::from(hi - lo) + 1;
+    let start = seed % size;
+    (0..size)
+        .map(|i| lo + ((start + i) % size) as u32)
+        .find(|v| claim(*v))
+}
+
+/// Whether a pod's labels satisfy a selector (every pair present).
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The pods behind a service, with each service port's target resolved on
+/// each pod. A service without a selector has no managed endpoints.
+pub fn endpoints(s: &Service, ports: &[ServicePortPlan], pods: &[PodPlan]) -> Vec<EndpointPlan> {
+    let Some(selector) = &s.spec.selector else {
+        return Vec::new();
+    };
+    if s.spec.kind == ServiceKind::ExternalName {
+        return Vec::new();
+    }
+    pods.iter()
+        .filter(|p| p.namespace == s.namespace && selects(selector, &p.labels))
+        .map(|p| EndpointPlan {
+            pod: p.name.clone(),
+            namespace: p.namespace.clone(),
+            ip: p.ip,
+            node: p.node.clone(),
+            ports: ports.iter().map(|sp| resolve_target(sp, p)).collect(),
+        })
+        .collect()
+}
+
+fn resolve_target(sp: &ServicePortPlan, pod: &PodPlan) -> Option<u16> {
+    match &sp.target_port {
+        TargetPort::Number(n) => Some(*n),
+        TargetPort::Name(name) => pod
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name) && p.protocol == sp.protocol)
+            .map(|p| p.port),
+    }
+}
