@@ -24,6 +24,37 @@ pub enum Error {
     Kernel(#[from] kernel::Error),
     #[error("the lab daemon did not start: {0}")]
     Daemon(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Set by SIGINT/SIGTERM while `up` runs: it stops at the next step and
+/// removes what it made, instead of dying half-way.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+fn interrupted() -> Result<(), Error> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// Bring a planned lab up: state, kernel objects, daemon. On any failure
@@ -33,16 +64,19 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
         return Err(Error::AlreadyUp(plan.lab.clone()));
     }
     kernel::nft::require()?;
+    catch_interrupts();
     state::create(plan).map_err(|source| Error::State {
         lab: plan.lab.clone(),
         source,
     })?;
     let result = kernel::apply::build(plan, progress)
         .map_err(Error::from)
+        .and_then(|()| interrupted())
         .and_then(|()| {
             progress(Progress::Step("pods' servers and processes"));
             start_daemon(&plan.lab, timeout)
-        });
+        })
+        .and_then(|()| interrupted());
     if let Err(e) = result {
         let _ = down(&plan.lab);
         return Err(e);
@@ -108,6 +142,9 @@ fn start_daemon(lab: &str, timeout: Duration) -> Result<(), Error> {
                 "it exited ({status}); its log: {}",
                 dir.join("daemon.log").display()
             )));
+        }
+        if interrupted().is_err() {
+            return Err(Error::Interrupted);
         }
         if start.elapsed() > timeout {
             return Err(Error::Daemon(format!(

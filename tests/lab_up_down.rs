@@ -479,3 +479,56 @@ fn without_root_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn ctrl_c_during_up_removes_what_was_made() {
+    if !root_or_skip("ctrl_c") {
+        return;
+    }
+    let file = lab_file(
+        r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: t-intr}
+spec: {nodes: 4}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 400
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, ports: [{containerPort: 80}]}]
+"#,
+    );
+    let _ = run(&["down", "t-intr"]);
+    let child = podlab()
+        .args(["up", "-q", file.path.to_str().unwrap_or_default()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn up");
+    // Wait until it has started making namespaces, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while namespaces_of("t-intr").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let out = child.wait_with_output().expect("wait up");
+    if out.status.success() {
+        // It finished before the signal arrived: nothing to check but down.
+        let _ = run(&["down", "t-intr"]);
+    } else {
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_nothing_left("t-intr");
+}

@@ -109,7 +109,8 @@ pub fn run(args: Args) -> Result<u8> {
         );
     }
 
-    let mut last = None;
+    // Each name tried and its answer code (NOERROR: no record of the type).
+    let mut tried: Vec<String> = Vec::new();
     for name in &names {
         let mut reply = None;
         let mut errors = Vec::new();
@@ -155,26 +156,18 @@ pub fn run(args: Args) -> Result<u8> {
             }
             return Ok(exit::OK);
         }
-        last = Some((name.clone(), rcode));
+        tried.push(format!("{name} {rcode}"));
         // glibc walks on past "no such name" and "no such type" only.
         if !(nxdomain || nodata) {
             break;
         }
     }
-    let (name, rcode) = last.unwrap_or_default();
-    let tried = if names.len() > 1 {
-        format!(" (tried {})", names.join(", "))
-    } else {
-        String::new()
-    };
-    let what = if rcode == "NOERROR" {
-        format!("no {} record", args.qtype.to_ascii_uppercase())
-    } else {
-        rcode
-    };
-    Err(
-        CliError::new(format!("{}: {what} at {name}{tried}", args.name))
-            .hint("`--explain` shows each name tried; `podlab get svc -A` lists services")
-            .code(exit::CHECK_FAILED),
-    )
+    let qtype_name = args.qtype.to_ascii_uppercase();
+    Err(CliError::new(format!(
+        "{}: no {qtype_name} record found: {}",
+        args.name,
+        tried.join(", ")
+    ))
+    .hint("`--explain` shows each name tried; `podlab get svc -A` lists services")
+    .code(exit::CHECK_FAILED))
 }

@@ -69,6 +69,12 @@ pub fn run(args: Args) -> Result<u8> {
         lifecycle::Error::AlreadyUp(lab) => CliError::new(format!("lab {lab} is already up")).hint(
             format!("`podlab down {lab}` first, or name this lab differently in metadata.name"),
         ),
+        // 130: the shell's code for a command stopped by Ctrl-C.
+        lifecycle::Error::Interrupted => CliError::new(format!(
+            "interrupted: lab {} was not built, and what was made has been removed",
+            plan.lab
+        ))
+        .code(130),
         e => CliError::new(format!(
             "lab {} could not be built, and what was made has been removed: {}",
             plan.lab,
@@ -116,17 +122,55 @@ fn print_summary(plan: &Plan, took: Duration) {
     } else {
         String::new()
     };
-    if let (Some(a), Some(b)) = (plan.pods.first(), plan.pods.get(1)) {
-        println!("\nnext:");
-        println!("  podlab get pods -o wide{lab_flag}");
-        println!("  podlab exec{lab_flag} {} -- ip route", a.name);
-        println!("  podlab exec{lab_flag} {} -- curl -s {}", b.name, a.ip);
-        println!("  podlab exec{lab_flag} node/{} -- ip route", a.node);
-        println!("  podlab down {}", plan.lab);
+    // A pod that serves TCP, and a client on another node if there is one:
+    // the seed's check, made for this lab.
+    let user_pods: Vec<&crate::plan::PodPlan> = plan
+        .pods
+        .iter()
+        .filter(|p| p.namespace != "kube-system")
+        .collect();
+    let server = user_pods.iter().find(|p| {
+        p.ports
+            .iter()
+            .any(|x| x.protocol == crate::lab::Protocol::Tcp)
+    });
+    println!("\nnext:");
+    println!("  podlab get pods -o wide{lab_flag}");
+    if let Some(server) = server {
+        let client = user_pods
+            .iter()
+            .filter(|p| p.name != server.name)
+            .max_by_key(|p| p.node != server.node);
+        let port = server
+            .ports
+            .iter()
+            .find(|x| x.protocol == crate::lab::Protocol::Tcp)
+            .map_or(80, |x| x.port);
+        let target = if port == 80 {
+            server.ip.to_string()
+        } else {
+            format!("{}:{port}", server.ip)
+        };
+        if let Some(client) = client {
+            println!(
+                "  podlab exec{lab_flag} {} -- curl -s {target}",
+                pod_ref(client)
+            );
+        }
+        println!("  podlab exec{lab_flag} {} -- ip route", pod_ref(server));
+        println!("  podlab exec{lab_flag} node/{} -- ip route", server.node);
+    }
+    if !plan.services.iter().all(|s| s.namespace == "kube-system") {
+        println!("  podlab get svc -A{lab_flag}");
+    }
+    println!("  podlab down {}", plan.lab);
+}
+
+/// How `exec` names a pod: bare in `default`, `-n NS` otherwise.
+fn pod_ref(p: &crate::plan::PodPlan) -> String {
+    if p.namespace == "default" {
+        p.name.clone()
     } else {
-        println!(
-            "\nnext:\n  podlab get pods -o wide{lab_flag}\n  podlab down {}",
-            plan.lab
-        );
+        format!("-n {} {}", p.namespace, p.name)
     }
 }

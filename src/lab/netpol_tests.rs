@@ -473,7 +473,10 @@ spec:
     assert!(json.contains("\"counter\":\"allow-x-allow-y\""), "{json}");
     assert!(json.contains("drop-ingress-x-"), "{json}");
     assert!(json.contains("\"map\":\"verdict\""), "{json}");
-    assert!(json.contains("established"), "{json}");
+    assert!(
+        json.contains(r#""right":["established","related"]}},{"accept":null}"#),
+        "replies are accepted: {json}"
+    );
     // Only this node's pods get chains.
     for pod in p.pods.iter().filter(|x| x.namespace == "x") {
         let chain = netpol::pod_chain(PolicyType::Ingress, pod);

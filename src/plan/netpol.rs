@@ -647,15 +647,18 @@ pub fn node_ruleset(plan: &Plan, node: &NodePlan) -> Nftables<'static> {
     }));
     o.rule(
         "forward",
-        vec![cmp(
-            Expression::Named(NamedExpression::CT(CT {
-                key: "state".into(),
-                family: None,
-                dir: None,
-            })),
-            Operator::IN,
-            Expression::List(vec![s("established"), s("related")]),
-        )],
+        vec![
+            cmp(
+                Expression::Named(NamedExpression::CT(CT {
+                    key: "state".into(),
+                    family: None,
+                    dir: None,
+                })),
+                Operator::IN,
+                Expression::List(vec![s("established"), s("related")]),
+            ),
+            Statement::Accept(None),
+        ],
         "replies to allowed connections pass, as every NetworkPolicy implementation lets them"
             .into(),
     );
