@@ -30,6 +30,9 @@ pub fn plan_of(file: Option<&std::path::Path>) -> Result<Plan> {
         Some(path) => lab::load(path)?,
         None => lab::parse("built-in demo lab", lab::DEMO)?,
     };
+    for w in &parsed.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(plan::build(&parsed)?)
 }
 
