@@ -311,25 +311,36 @@ fn down_leaves_nothing_after_sigkill_of_the_daemon_and_lost_state() {
         let _ = Command::new("pkill")
             .args(["-KILL", "-f", "__daemon t-kill$"])
             .status();
+        // The pod's process, running on after its daemon died.
+        let pids = Command::new("ip")
+            .args(["netns", "pids", "t-kill-default-pod-2"])
+            .output()
+            .expect("ip netns pids");
+        let pids: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert!(!pids.is_empty(), "pod-2's sleep should still run");
         std::fs::remove_dir_all("/run/podlab/t-kill").expect("remove state");
         let o = run(&["down", "t-kill"]);
         assert!(o.status.success(), "{}", text(&o));
         assert_nothing_left("t-kill");
-        let sleepers = Command::new("pgrep")
-            .args(["-f", "sleep 3600"])
-            .output()
-            .expect("pgrep");
-        let netns_of_sleepers: Vec<String> = String::from_utf8_lossy(&sleepers.stdout)
-            .lines()
-            .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok())
-            .map(|p| p.display().to_string())
-            .collect();
-        let host = std::fs::read_link("/proc/self/ns/net")
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        // Killed processes may linger as zombies until init reaps them.
+        let alive = |p: &String| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| {
+                    !s.rsplit(')')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(false)
+        };
+        let survivors: Vec<&String> = pids.iter().filter(|p| alive(p)).collect();
         assert!(
-            netns_of_sleepers.iter().all(|n| *n == host),
-            "pod processes survived down: {netns_of_sleepers:?}"
+            survivors.is_empty(),
+            "pod processes survived down: {survivors:?}"
         );
     }
 }

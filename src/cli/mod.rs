@@ -2,6 +2,7 @@
 //! One file per command; each only parses, calls, and prints.
 
 mod delete;
+mod diagnose;
 mod dns;
 mod down;
 mod exec;
@@ -48,6 +49,8 @@ enum Command {
     Exec(exec::Args),
     /// Delete a pod from a running lab: its endpoints leave every service.
     Delete(delete::Args),
+    /// Walk the troubleshooting checklist from a pod to a pod, service or name.
+    Diagnose(diagnose::Args),
     /// Resolve a name as a pod would: its resolv.conf, its path to kube-dns.
     Dns(dns::Args),
     /// Check a lab file without building it (no root needed).
@@ -160,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Exec(a) => exec::run(a),
         Command::Dns(a) => dns::run(a),
         Command::Delete(a) => delete::run(a),
+        Command::Diagnose(a) => diagnose::run(a),
 
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test::run(a),

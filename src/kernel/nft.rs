@@ -71,3 +71,30 @@ pub fn load_all(rulesets: &[(String, String)]) -> Result<(), Error> {
         first
     })
 }
+
+/// `nft list table ip TABLE` inside `netns`, as text (what a learner sees).
+pub fn list_table(netns: &str, table: &str) -> Result<String, Error> {
+    let ns = Netns::open(netns)?;
+    let fail = |message: String| Error::Nft {
+        netns: netns.to_string(),
+        message,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter()?;
+            let out = std::process::Command::new("nft")
+                .args(["list", "table", "ip", table])
+                .output()
+                .map_err(|e| fail(e.to_string()))?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            } else {
+                Err(fail(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ))
+            }
+        })
+        .join()
+        .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
+    })
+}

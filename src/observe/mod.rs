@@ -2,6 +2,8 @@
 //! Every difference is a typed finding naming the object, what the plan
 //! says and what the kernel has.
 
+pub mod diagnose;
+
 use std::fmt;
 
 use serde::Serialize;

@@ -600,7 +600,7 @@ pub fn records(plan: &Plan) -> Zone {
         Data::Soa {
             mname: ns_name.clone(),
             rname: format!("hostmaster.{domain}"),
-            // Changes with the records, as CoreDNS's serial does.
+            // Fixed: no secondary ever transfers this zone.
             serial: 1,
             refresh: 7200,
             retry: 1800,

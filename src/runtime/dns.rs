@@ -39,6 +39,25 @@ impl ZoneHandle {
     }
 }
 
+/// The table the daemon serves, set when the coredns pod's sockets are up.
+static SERVED: std::sync::OnceLock<Arc<ZoneHandle>> = std::sync::OnceLock::new();
+
+/// Make `zone` the one `follow` updates.
+pub(crate) fn register(zone: Arc<ZoneHandle>) {
+    let _ = SERVED.set(zone);
+}
+
+/// Make the served records follow the lab: rebuilt from `plan` (the plan on
+/// disk, so a deleted pod has left it) without the endpoints of the pods in
+/// `not_ready` (`namespace/name`), as CoreDNS follows EndpointSlices. A
+/// headless service whose pods are all unready becomes NXDOMAIN.
+pub fn follow(plan: &crate::plan::Plan, not_ready: &std::collections::HashSet<String>) {
+    if let Some(zone) = SERVED.get() {
+        let view = crate::kernel::services::ready_view(plan, not_ready);
+        zone.replace(crate::plan::dns::records(&view));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,

@@ -342,6 +342,7 @@ pub(crate) fn forget_pod(shared: &Shared, namespace: &str, name: &str) -> bool {
 pub(crate) async fn resync(state_dir: &Path, shared: &Shared) -> Result<(), String> {
     let plan = load_plan(state_dir).map_err(|e| e.to_string())?;
     let keys: HashSet<String> = shared.not_ready().into_iter().map(|(k, _)| k).collect();
+    dns::follow(&plan, &keys);
     tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &[]))
         .await
         .map_err(|e| e.to_string())?
@@ -379,6 +380,8 @@ async fn sync_endpoints(state_dir: PathBuf, shared: Shared, mut shutdown: watch:
             .filter_map(|(_, ip)| ip.parse().ok())
             .collect();
         last = keys.clone();
+        // Cluster DNS follows the same ready endpoints as kube-proxy.
+        dns::follow(&plan, &keys);
         let r =
             tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &gone))
                 .await;
@@ -442,7 +445,9 @@ async fn setup(
         let dns_zone = (pod.role == crate::plan::PodRole::Dns).then(|| {
             let zone = crate::plan::dns::records(plan);
             tracing::info!(pod = %pod.key(), names = zone.len(), "serving cluster DNS");
-            Arc::new(dns::ZoneHandle::new(zone))
+            let zone = Arc::new(dns::ZoneHandle::new(zone));
+            dns::register(zone.clone());
+            zone
         });
         for (port, l) in b.tcp {
             let l = echo::tcp_to_tokio(l).map_err(register(port, Protocol::Tcp))?;

@@ -1,0 +1,687 @@
+//! `diagnose`: the seed's troubleshooting checklists ("Pods can't
+//! communicate", "Services not accessible", "DNS resolution issues"),
+//! walked in order against the kernel's real state, each step with its
+//! evidence and the command that shows it to a learner.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::kernel::inspect::{self, NetnsView};
+use crate::kernel::netns::{self, Netns};
+use crate::kernel::{nft, sysctl};
+use crate::lab::PolicyType;
+use crate::lab::Protocol;
+use crate::plan::netpol;
+use crate::plan::{kubeproxy, NodePlan, Plan, PodPlan, ServicePlan, ETH0, ETH0_INDEX, POD_BRIDGE};
+use crate::runtime::DaemonStatus;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The seed's checklist this step belongs to.
+    pub section: &'static str,
+    pub check: String,
+    pub ok: bool,
+    pub evidence: String,
+    /// The command that shows this to a learner.
+    pub show: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    pub fn healthy(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+
+    pub fn first_broken(&self) -> Option<&Step> {
+        self.steps.iter().find(|s| !s.ok)
+    }
+}
+
+const PODS: &str = "Pods can't communicate";
+const SERVICES: &str = "Services not accessible";
+const DNS: &str = "DNS resolution issues";
+
+/// What a diagnosis is about, resolved against the plan.
+pub enum To<'a> {
+    Pod(&'a PodPlan, Option<u16>),
+    Service(&'a ServicePlan, Option<u16>),
+    Name(String),
+}
+
+/// Kernel views, read once per namespace.
+struct Views {
+    cache: HashMap<String, Result<NetnsView, String>>,
+}
+
+impl Views {
+    fn get(&mut self, netns: &str) -> &Result<NetnsView, String> {
+        self.cache.entry(netns.to_string()).or_insert_with(|| {
+            if !Netns::exists(netns) {
+                return Err(format!("namespace {netns} does not exist"));
+            }
+            inspect::view(netns).map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn exec(target: &str, cmd: &str) -> String {
+    format!("podlab exec {target} -- {cmd}")
+}
+
+fn pod_target(p: &PodPlan) -> String {
+    if p.namespace == "default" {
+        p.name.clone()
+    } else {
+        format!("-n {} {}", p.namespace, p.name)
+    }
+}
+
+pub fn diagnose(plan: &Plan, status: Option<&DaemonStatus>, from: &PodPlan, to: &To) -> Report {
+    let mut r = Report {
+        from: from.key(),
+        to: match to {
+            To::Pod(p, port) => format!(
+                "{}{}",
+                p.key(),
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            To::Service(s, port) => format!(
+                "svc/{}{}",
+                s.key(),
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            To::Name(n) => n.clone(),
+        },
+        steps: Vec::new(),
+    };
+    let mut views = Views {
+        cache: HashMap::new(),
+    };
+    pod_checks(plan, status, from, &mut views, &mut r.steps);
+    match to {
+        To::Pod(dst, port) => {
+            pod_checks(plan, status, dst, &mut views, &mut r.steps);
+            if let Some(port) = port {
+                serves(dst, *port, status, &mut r.steps);
+            }
+            path_checks(plan, from, dst, &mut views, &mut r.steps);
+            policy_checks(plan, from, dst, port.unwrap_or(80), PODS, &mut r.steps);
+        }
+        To::Service(svc, port) => {
+            service_checks(plan, status, from, svc, *port, &mut views, &mut r.steps)
+        }
+        To::Name(name) => dns_checks(plan, status, from, name, &mut views, &mut r.steps),
+    }
+    r
+}
+
+fn step(
+    steps: &mut Vec<Step>,
+    section: &'static str,
+    check: String,
+    ok: bool,
+    evidence: String,
+    show: String,
+) {
+    steps.push(Step {
+        section,
+        check,
+        ok,
+        evidence,
+        show,
+    });
+}
+
+fn pod_checks(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    pod: &PodPlan,
+    views: &mut Views,
+    steps: &mut Vec<Step>,
+) {
+    let live = status.and_then(|s| s.pod(&pod.namespace, &pod.name));
+    let (ok, evidence) = match (Netns::exists(&pod.netns), live) {
+        (false, _) => (false, format!("its namespace {} is gone", pod.netns)),
+        (true, None) => (
+            false,
+            "the lab's daemon does not report it (is the daemon running?)".into(),
+        ),
+        (true, Some(s)) => (
+            s.status == "Running",
+            format!(
+                "{} {} on {}, restarts {}",
+                s.status, s.ready, s.node, s.restarts
+            ),
+        ),
+    };
+    step(
+        steps,
+        PODS,
+        format!("pod {} is running", pod.key()),
+        ok,
+        evidence,
+        "podlab get pods -A -o wide".into(),
+    );
+    let want = format!("{}/{}", pod.ip, pod.prefix);
+    let (ok, evidence) = match views.get(&pod.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => match v.link(ETH0) {
+            None => (false, "no eth0".into()),
+            Some(l) if !l.up => (false, "eth0 is down".into()),
+            Some(_) => {
+                let have: Vec<String> = v
+                    .addresses_of(ETH0)
+                    .iter()
+                    .map(|a| format!("{}/{}", a.ip, a.prefix))
+                    .collect();
+                (
+                    have.contains(&want),
+                    format!(
+                        "eth0 up, {}",
+                        if have.is_empty() {
+                            "no address".into()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                )
+            }
+        },
+    };
+    step(
+        steps,
+        PODS,
+        format!("pod {}: eth0 is up with {want}", pod.key()),
+        ok,
+        evidence,
+        exec(&pod_target(pod), "ip addr"),
+    );
+    let (ok, evidence) = match views.get(&pod.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => {
+            let default = v.routes.iter().find(|r| r.prefix == 0);
+            match default {
+                Some(r) if r.gateway == Some(pod.gateway) => {
+                    (true, format!("default via {}", pod.gateway))
+                }
+                Some(r) => (false, format!("default via {:?}", r.gateway)),
+                None => (false, "no default route".into()),
+            }
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!("pod {}: default route via {}", pod.key(), pod.gateway),
+        ok,
+        evidence,
+        exec(&pod_target(pod), "ip route"),
+    );
+    let Some(node) = plan.node(&pod.node) else {
+        return;
+    };
+    let (ok, evidence) = match views.get(&node.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => match v.link(&pod.host_veth) {
+            None => (false, format!("no {} on node {}", pod.host_veth, node.name)),
+            Some(l) if !l.up => (false, format!("{} is down", pod.host_veth)),
+            Some(l) if l.master != v.link(POD_BRIDGE).map(|b| b.index) => (
+                false,
+                format!("{} is not attached to {POD_BRIDGE}", pod.host_veth),
+            ),
+            Some(_) => (true, format!("{} up on {POD_BRIDGE}", pod.host_veth)),
+        },
+    };
+    step(
+        steps,
+        PODS,
+        format!(
+            "CNI: pod {}'s veth is attached on node {}",
+            pod.key(),
+            node.name
+        ),
+        ok,
+        evidence,
+        exec(&format!("node/{}", node.name), "ip -br link"),
+    );
+    node_checks(node, views, steps);
+}
+
+fn node_checks(node: &NodePlan, views: &mut Views, steps: &mut Vec<Step>) {
+    let target = format!("node/{}", node.name);
+    let (ok, evidence) = match views.get(&node.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => {
+            let bridge = v.link(POD_BRIDGE).map(|l| l.up);
+            let eth0 = v.links.iter().find(|l| l.index == ETH0_INDEX).map(|l| l.up);
+            match (bridge, eth0) {
+                (Some(true), Some(true)) => (true, format!("{POD_BRIDGE} and eth0 up")),
+                (b, e) => (
+                    false,
+                    format!("{POD_BRIDGE}: {}, eth0: {}", updown(b), updown(e)),
+                ),
+            }
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!("CNI: node {}'s {POD_BRIDGE} and eth0 are up", node.name),
+        ok,
+        evidence,
+        exec(&target, "ip -br link"),
+    );
+    let forwarding = netns::run_in(&node.netns, || {
+        sysctl::get(&node.netns, "net.ipv4.ip_forward")
+    });
+    let (ok, evidence) = match forwarding {
+        Ok(Ok(v)) => (v == "1", format!("net.ipv4.ip_forward = {v}")),
+        Ok(Err(e)) | Err(e) => (false, e.to_string()),
+    };
+    step(
+        steps,
+        PODS,
+        format!("CNI: node {} forwards packets", node.name),
+        ok,
+        evidence,
+        exec(&target, "sysctl net.ipv4.ip_forward"),
+    );
+}
+
+fn updown(v: Option<bool>) -> &'static str {
+    match v {
+        None => "missing",
+        Some(true) => "up",
+        Some(false) => "down",
+    }
+}
+
+fn serves(pod: &PodPlan, port: u16, status: Option<&DaemonStatus>, steps: &mut Vec<Step>) {
+    let declared = pod.ports.iter().any(|p| p.port == port);
+    let evidence = if declared {
+        format!("containerPort {port} is declared")
+    } else if !pod.processes.is_empty() {
+        format!("no containerPort {port}; its process may listen on it")
+    } else {
+        format!(
+            "nothing listens on {port}: the pod declares {}",
+            ports_of(pod)
+        )
+    };
+    let running = status
+        .and_then(|s| s.pod(&pod.namespace, &pod.name))
+        .is_some_and(|s| s.status == "Running");
+    step(
+        steps,
+        PODS,
+        format!("pod {} serves port {port}", pod.key()),
+        (declared || !pod.processes.is_empty()) && running,
+        evidence,
+        exec(&pod_target(pod), "ss -ltnu"),
+    );
+}
+
+fn ports_of(pod: &PodPlan) -> String {
+    if pod.ports.is_empty() {
+        return "no ports".into();
+    }
+    pod.ports
+        .iter()
+        .map(|p| format!("{}/{}", p.port, p.protocol))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn path_checks(
+    plan: &Plan,
+    from: &PodPlan,
+    to: &PodPlan,
+    views: &mut Views,
+    steps: &mut Vec<Step>,
+) {
+    if from.node == to.node {
+        return;
+    }
+    for (a, b) in [(from, to), (to, from)] {
+        let (Some(na), Some(nb)) = (plan.node(&a.node), plan.node(&b.node)) else {
+            continue;
+        };
+        let (ok, evidence) = match views.get(&na.netns) {
+            Err(e) => (false, e.clone()),
+            Ok(v) => {
+                let r = v.routes.iter().find(|r| {
+                    r.dst == nb.pod_cidr.network() && r.prefix == nb.pod_cidr.prefix_len()
+                });
+                match r {
+                    Some(r) if r.gateway == Some(nb.ip) => {
+                        (true, format!("{} via {}", nb.pod_cidr, nb.ip))
+                    }
+                    Some(r) => (
+                        false,
+                        format!("{} via {:?}, not {}", nb.pod_cidr, r.gateway, nb.ip),
+                    ),
+                    None => (false, format!("no route to {}", nb.pod_cidr)),
+                }
+            }
+        };
+        step(
+            steps,
+            PODS,
+            format!(
+                "CNI: node {} routes {}'s pod CIDR {} via {}",
+                na.name, nb.name, nb.pod_cidr, nb.ip
+            ),
+            ok,
+            evidence,
+            exec(&format!("node/{}", na.name), "ip route"),
+        );
+    }
+}
+
+fn policy_checks(
+    plan: &Plan,
+    from: &PodPlan,
+    to: &PodPlan,
+    port: u16,
+    section: &'static str,
+    steps: &mut Vec<Step>,
+) {
+    let egress: Vec<String> = netpol::selecting(plan, from, PolicyType::Egress)
+        .iter()
+        .map(|p| p.key())
+        .collect();
+    let ingress: Vec<String> = netpol::selecting(plan, to, PolicyType::Ingress)
+        .iter()
+        .map(|p| p.key())
+        .collect();
+    let ok = netpol::permitted(plan, from.ip, to.ip, Protocol::Tcp, port);
+    let mut evidence = Vec::new();
+    if egress.is_empty() {
+        evidence.push(format!("no policy limits {}'s egress", from.key()));
+    } else {
+        evidence.push(format!(
+            "egress of {} limited by {}",
+            from.key(),
+            egress.join(", ")
+        ));
+    }
+    if ingress.is_empty() {
+        evidence.push(format!("no policy limits {}'s ingress", to.key()));
+    } else {
+        evidence.push(format!(
+            "ingress of {} limited by {}",
+            to.key(),
+            ingress.join(", ")
+        ));
+    }
+    if !ok {
+        evidence.push(format!(
+            "this flow (TCP {port}) is dropped: no rule allows it"
+        ));
+    }
+    step(
+        steps,
+        section,
+        format!(
+            "network policies allow {} -> {}:{port}",
+            from.key(),
+            to.key()
+        ),
+        ok,
+        evidence.join("; "),
+        "podlab get netpol -A".into(),
+    );
+}
+
+fn service_checks(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    from: &PodPlan,
+    svc: &ServicePlan,
+    port: Option<u16>,
+    views: &mut Views,
+    steps: &mut Vec<Step>,
+) {
+    let port = port.or_else(|| svc.ports.first().map(|p| p.port));
+    let sp = svc.ports.iter().position(|p| Some(p.port) == port);
+    step(
+        steps,
+        SERVICES,
+        format!(
+            "service {} has port {}",
+            svc.key(),
+            port.map_or("?".into(), |p| p.to_string())
+        ),
+        sp.is_some(),
+        format!(
+            "ports: {}",
+            svc.ports
+                .iter()
+                .map(|p| format!("{}/{}", p.port, p.protocol))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!("podlab get svc -n {} {}", svc.namespace, svc.name),
+    );
+    let ready: Vec<&crate::plan::EndpointPlan> = svc
+        .endpoints
+        .iter()
+        .filter(|e| {
+            status
+                .and_then(|s| s.pod(&e.namespace, &e.pod))
+                .is_some_and(|p| {
+                    p.status == "Running" && p.ready.split('/').next() == p.ready.split('/').nth(1)
+                })
+        })
+        .collect();
+    let evidence = if svc.endpoints.is_empty() {
+        format!(
+            "selector {} matches no pod",
+            svc.selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    } else {
+        format!(
+            "{} of {} selected pods ready: {}",
+            ready.len(),
+            svc.endpoints.len(),
+            ready
+                .iter()
+                .map(|e| e.pod.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    step(
+        steps,
+        SERVICES,
+        format!("service {} has ready endpoints", svc.key()),
+        !ready.is_empty(),
+        evidence,
+        format!("podlab get endpoints -n {} {}", svc.namespace, svc.name),
+    );
+    if let Some(node) = plan.node(&from.node) {
+        let listing = nft::list_table(&node.netns, kubeproxy::TABLE);
+        let id = format!("{}/{}/", svc.namespace, svc.name);
+        let (ok, evidence) = match &listing {
+            Err(e) => (false, format!("no kube-proxy table: {e}")),
+            Ok(text) => {
+                let has = svc
+                    .cluster_ip
+                    .is_none_or(|ip| text.contains(&ip.to_string()))
+                    && (ready.is_empty() || text.contains(&id));
+                (
+                    has,
+                    if has {
+                        format!("rules for {} present", svc.key())
+                    } else {
+                        format!("no rules for {}", svc.key())
+                    },
+                )
+            }
+        };
+        step(
+            steps,
+            SERVICES,
+            format!("kube-proxy on node {} has {}'s rules", node.name, svc.key()),
+            ok,
+            evidence,
+            exec(
+                &format!("node/{}", node.name),
+                &format!("nft list table ip {}", kubeproxy::TABLE),
+            ),
+        );
+    }
+    // Then the path to one ready endpoint, as to a pod.
+    if let (Some(e), Some(i)) = (ready.first(), sp) {
+        if let Some(dst) = plan.pod(&e.namespace, &e.pod) {
+            let tp = e.ports.get(i).copied().flatten();
+            path_checks(plan, from, dst, views, steps);
+            policy_checks(plan, from, dst, tp.unwrap_or(80), SERVICES, steps);
+        }
+    }
+}
+
+fn dns_checks(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    from: &PodPlan,
+    name: &str,
+    views: &mut Views,
+    steps: &mut Vec<Step>,
+) {
+    let coredns = plan
+        .pods
+        .iter()
+        .find(|p| p.namespace == "kube-system" && p.name.starts_with("coredns"));
+    match coredns {
+        Some(c) => {
+            let live = status.and_then(|s| s.pod(&c.namespace, &c.name));
+            step(
+                steps,
+                DNS,
+                format!("CoreDNS pod {} is running", c.key()),
+                live.is_some_and(|s| s.status == "Running") && Netns::exists(&c.netns),
+                live.map_or("not reported by the daemon".into(), |s| {
+                    format!("{} {}", s.status, s.ready)
+                }),
+                "podlab get pods -n kube-system".into(),
+            );
+        }
+        None => step(
+            steps,
+            DNS,
+            "a CoreDNS pod exists".into(),
+            false,
+            "the lab has no coredns pod".into(),
+            "podlab get pods -A".into(),
+        ),
+    }
+    if let Some(svc) = plan
+        .services
+        .iter()
+        .find(|s| s.namespace == "kube-system" && s.name == "kube-dns")
+    {
+        service_checks(plan, status, from, svc, Some(53), views, steps);
+    }
+    let path = crate::kernel::apply::etc_dir(&from.netns).join("resolv.conf");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let want = format!("nameserver {}", plan.dns_ip);
+    step(
+        steps,
+        DNS,
+        format!(
+            "pod {}'s resolv.conf points at kube-dns ({})",
+            from.key(),
+            plan.dns_ip
+        ),
+        text.lines().any(|l| l.trim() == want),
+        if text.is_empty() {
+            format!("no {}", path.display())
+        } else {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        exec(&pod_target(from), "cat /etc/resolv.conf"),
+    );
+    let server = crate::probe::dns::nameserver(&from.netns).unwrap_or(plan.dns_ip);
+    let names = crate::probe::dns::candidates(name, &from.namespace, &plan.cluster_domain);
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(crate::probe::dns::resolve(
+                &from.netns,
+                server,
+                &names,
+                crate::lab::expect::RecordType::A,
+                std::time::Duration::from_secs(2),
+            ))
+        });
+    let (ok, evidence) = match answer {
+        Ok((q, a)) if a.rcode == 0 && !a.records.is_empty() => {
+            (true, format!("{q}: {}", a.records.join(", ")))
+        }
+        Ok((q, a)) => (
+            false,
+            format!("{q}: {}", crate::probe::dns::rcode_name(a.rcode)),
+        ),
+        Err(e) => (false, e),
+    };
+    step(
+        steps,
+        DNS,
+        format!("{name} resolves from pod {}", from.key()),
+        ok,
+        evidence,
+        exec(&pod_target(from), &format!("nslookup {name}")),
+    );
+}
+
+/// Resolve `TO[:PORT]` against the plan: a pod (`NAME`, `NS/NAME`,
+/// `pod/NAME`), a service (`svc/NAME`, `svc/NS/NAME`), an IP of either, or
+/// else a DNS name.
+pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
+    let (name, port) = match spec.rsplit_once(':') {
+        Some((n, p)) if p.parse::<u16>().is_ok() => (n, p.parse().ok()),
+        _ => (spec, None),
+    };
+    if let Some(rest) = name.strip_prefix("svc/") {
+        let (ns, n) = rest.split_once('/').unwrap_or((namespace, rest));
+        if let Some(s) = plan
+            .services
+            .iter()
+            .find(|s| s.namespace == ns && s.name == n)
+        {
+            return To::Service(s, port);
+        }
+    }
+    if let Ok(ip) = name.parse::<Ipv4Addr>() {
+        if let Some(p) = plan.pods.iter().find(|p| p.ip == ip) {
+            return To::Pod(p, port);
+        }
+        if let Some(s) = plan.services.iter().find(|s| s.cluster_ip == Some(ip)) {
+            return To::Service(s, port);
+        }
+    }
+    let bare = name.strip_prefix("pod/").unwrap_or(name);
+    let (ns, n) = bare.split_once('/').unwrap_or((namespace, bare));
+    if let Some(p) = plan.pod(ns, n) {
+        return To::Pod(p, port);
+    }
+    To::Name(name.to_string())
+}
