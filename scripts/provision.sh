@@ -15,7 +15,21 @@ declare -A wanted=(
   [conntrack]=conntrack
   [ps]=procps
   [bc]=bc
+  [jq]=jq
 )
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+
+# Same-node Service traffic needs bridged packets to pass conntrack
+# (br_netfilter); a fresh Ubuntu VM or CI runner has the module but has not
+# loaded it.
+if [ ! -d /proc/sys/net/bridge ]; then
+  $sudo modprobe br_netfilter 2>/dev/null ||
+    echo "provision: could not load br_netfilter: same-node Service traffic will fail" >&2
+fi
 
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -26,10 +40,6 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
 echo "provision: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq

@@ -179,17 +179,20 @@ pub fn down(lab: &str) -> DownReport {
         .as_ref()
         .map(|p| p.netns_names().into_iter().map(String::from).collect())
         .unwrap_or_default();
-    // Whatever the plan does not know (lost state, a plan from a failed
-    // apply) is found by name; other labs' namespaces are left alone.
-    let others: Vec<Plan> = state::labs()
-        .iter()
-        .filter(|l| l.as_str() != lab)
-        .filter_map(|l| state::load(l).ok())
-        .collect();
-    let claimed = |n: &str| others.iter().any(|p| p.netns_names().contains(&n));
-    for orphan in teardown::orphans(lab, &claimed) {
-        if !names.contains(&orphan) {
-            names.push(orphan);
+    // Without a plan (lost state), the lab's namespaces are found by name;
+    // other labs' are left alone. With one, only its names are touched: a
+    // user's own `<lab>-something` namespace is not the lab's.
+    if plan.is_none() {
+        let others: Vec<Plan> = state::labs()
+            .iter()
+            .filter(|l| l.as_str() != lab)
+            .filter_map(|l| state::load(l).ok())
+            .collect();
+        let claimed = |n: &str| others.iter().any(|p| p.netns_names().contains(&n));
+        for orphan in teardown::orphans(lab, &claimed) {
+            if !names.contains(&orphan) {
+                names.push(orphan);
+            }
         }
     }
     names.retain(|n| netns::Netns::exists(n) || crate::kernel::apply::etc_dir(n).exists());

@@ -1,7 +1,8 @@
 //! End-to-end: cluster DNS from inside pods, with the real `dig` and
 //! `nslookup` (dnsutils), as root. Every query stays inside the lab: the
 //! pods' resolv.conf points at kube-dns, and names outside the cluster
-//! domain are refused by podlab's responder, never forwarded.
+//! domain are answered from the lab's `spec.dns.upstream` or refused by
+//! podlab's responder, never forwarded.
 
 mod common;
 
@@ -11,7 +12,12 @@ use std::time::{Duration, Instant};
 const LAB: &str = r#"apiVersion: podlab/v1alpha1
 kind: Lab
 metadata: {name: t-dns}
-spec: {nodes: 2}
+spec:
+  nodes: 2
+  dns:
+    upstream:
+    - {name: www.example.com, cname: example.com}
+    - {name: example.com, a: [192.0.2.80, 192.0.2.81]}
 ---
 apiVersion: v1
 kind: Pod
@@ -211,11 +217,28 @@ fn cluster_dns_from_pods() {
     // Pod A record.
     let pod_name = format!("{}.default.pod.cluster.local", db0.replace('.', "-"));
     assert_eq!(short(&up, &[&pod_name]), [db0.as_str()]);
-    // ExternalName.
+    // ExternalName, followed through the lab's upstream entries.
     assert_eq!(
         short(&up, &["ext.default.svc.cluster.local"]),
-        ["www.example.com."]
+        [
+            "192.0.2.80",
+            "192.0.2.81",
+            "example.com.",
+            "www.example.com."
+        ]
     );
+    // Upstream names (spec.dns.upstream): addresses, and an alias.
+    assert_eq!(short(&up, &["example.com"]), ["192.0.2.80", "192.0.2.81"]);
+    assert_eq!(
+        short(&up, &["+tcp", "www.example.com"]),
+        ["192.0.2.80", "192.0.2.81", "example.com."]
+    );
+    assert_eq!(status(&up, &["AAAA", "example.com"]), "NOERROR");
+    // Through the search list: example.com has fewer than 5 dots, so the
+    // cluster names are tried first (NXDOMAIN each), then the name itself.
+    let o = up.exec("client", &["nslookup", "-timeout=2", "www.example.com"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(stdout(&o).contains("192.0.2.81"), "{}", text(&o));
     assert_eq!(
         short(&up, &["TXT", "dns-version.cluster.local"]),
         ["\"1.1.0\""]
@@ -232,7 +255,8 @@ fn cluster_dns_from_pods() {
         "NOERROR"
     );
     assert!(short(&up, &["AAAA", "web.default.svc.cluster.local"]).is_empty());
-    // Outside the cluster domain: refused at once, never a timeout.
+    // Outside the cluster domain and not in upstream: refused at once,
+    // never a timeout.
     let t = Instant::now();
     assert_eq!(status(&up, &["www.example.org"]), "REFUSED");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());

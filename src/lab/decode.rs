@@ -17,6 +17,7 @@ use super::validate::{self, did_you_mean, name_problem};
 use super::yaml::{resolve_plain, Node, Plain, Value};
 use super::Diagnostic;
 
+mod dns;
 mod netpol;
 mod service;
 
@@ -587,6 +588,7 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
             nodes: default_nodes(2, Pos { line: 1, col: 1 }),
             network: Network::default(),
             expect: Vec::new(),
+            dns_upstream: Vec::new(),
         },
         namespaces: Vec::new(),
         pods: Vec::new(),
@@ -821,7 +823,12 @@ fn lab(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
     let Some(spec_node) = f.get("spec") else {
         return;
     };
-    let Some(spec) = d.fields(spec_node, "spec", &["nodes", "network", "expect"], &[]) else {
+    let Some(spec) = d.fields(
+        spec_node,
+        "spec",
+        &["nodes", "network", "dns", "expect"],
+        &[],
+    ) else {
         return;
     };
     if let Some(n) = spec.get("nodes") {
@@ -829,6 +836,10 @@ fn lab(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
     }
     if let Some(n) = spec.get("network") {
         network(d, file, spans, n);
+    }
+    // After `network`: names are checked against its cluster domain.
+    if let Some(n) = spec.get("dns") {
+        file.lab.dns_upstream = dns::lab_dns(d, n, &file.lab.network.cluster_domain);
     }
     if let Some(n) = spec.get("expect") {
         file.lab.expect = super::expect::decode(d, n);

@@ -52,6 +52,27 @@ pub struct Lab {
     pub network: Network,
     /// Assertions for `podlab test` (`lab::expect`).
     pub expect: Vec<super::expect::Assertion>,
+    /// `spec.dns.upstream`: static answers for names outside the cluster
+    /// domain (the lab has no internet to forward them to).
+    pub dns_upstream: Vec<UpstreamEntry>,
+}
+
+/// One `spec.dns.upstream` entry: a name outside the cluster domain and
+/// what the lab's DNS answers for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamEntry {
+    /// Lowercase, without a trailing dot.
+    pub name: String,
+    pub pos: Pos,
+    pub answer: UpstreamAnswer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum UpstreamAnswer {
+    /// `a: [ip, ...]`: A records.
+    A(Vec<Ipv4Addr>),
+    /// `cname: target`: an alias, followed through the other entries.
+    Cname(String),
 }
 
 #[derive(Debug, Clone, Serialize)]

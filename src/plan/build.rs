@@ -325,8 +325,10 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
         services,
         policies,
         cluster_domain: net.cluster_domain.clone(),
+        service_cidr: net.service_cidr,
         dns_ip: net.dns_ip,
         mtu: net.mtu,
+        dns_upstream: super::dns::upstream_plan(&lab.dns_upstream),
     };
 
     // Namespace names are `<lab>-<thing>`: two things must not collide (a

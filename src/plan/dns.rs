@@ -15,7 +15,9 @@ use super::{
     EndpointPlan, NodePlan, Plan, PodDns, PodPlan, PodRole, PortPlan, ServicePlan, ServicePortPlan,
     ServiceType, TargetPort,
 };
-use crate::lab::{DnsConfig, DnsPolicy, LabFile, Pos, Protocol, RestartPolicy};
+use crate::lab::{
+    DnsConfig, DnsPolicy, LabFile, Pos, Protocol, RestartPolicy, UpstreamAnswer, UpstreamEntry,
+};
 
 pub const KUBE_SYSTEM: &str = "kube-system";
 /// The Deployment whose pod answers DNS, as kubeadm names it.
@@ -106,6 +108,36 @@ pub fn kube_dns_service(pods: &[PodPlan], dns_ip: Ipv4Addr) -> Option<ServicePla
             ports: vec![Some(53), Some(53)],
         }],
     })
+}
+
+/// One of the lab's static answers for a name outside the cluster domain
+/// (`spec.dns.upstream`), as the plan keeps it: `a` or `cname`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Upstream {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub a: Vec<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
+}
+
+/// The plan's form of the Lab's `spec.dns.upstream`.
+pub fn upstream_plan(entries: &[UpstreamEntry]) -> Vec<Upstream> {
+    entries
+        .iter()
+        .map(|e| match &e.answer {
+            UpstreamAnswer::A(ips) => Upstream {
+                name: e.name.clone(),
+                a: ips.clone(),
+                cname: None,
+            },
+            UpstreamAnswer::Cname(t) => Upstream {
+                name: e.name.clone(),
+                a: Vec::new(),
+                cname: Some(t.clone()),
+            },
+        })
+        .collect()
 }
 
 /// Objects of the lab file that take a name podlab reserves for cluster
@@ -508,6 +540,9 @@ pub struct Zone {
     nonterminals: HashSet<String>,
     /// Static A records for names outside the cluster domain.
     upstream: HashMap<String, Vec<Ipv4Addr>>,
+    /// Static CNAMEs for names outside the cluster domain, followed through
+    /// `upstream`.
+    upstream_cnames: HashMap<String, String>,
 }
 
 /// Normalised form of a name: lowercase, no trailing dot.
@@ -556,6 +591,15 @@ impl Zone {
         for (name, ip) in entries {
             self.upstream.entry(normalise(&name)).or_default().push(ip);
         }
+    }
+
+    /// Static aliases for names outside the cluster domain
+    /// (`spec.dns.upstream` entries with `cname`); replaces earlier ones.
+    pub fn set_upstream_cnames(&mut self, entries: impl IntoIterator<Item = (String, String)>) {
+        self.upstream_cnames = entries
+            .into_iter()
+            .map(|(name, target)| (normalise(&name), normalise(&target)))
+            .collect();
     }
 
     /// The number of owner names, for logs.
@@ -695,6 +739,16 @@ pub fn records(plan: &Plan) -> Zone {
         }
     }
     z.nonterminals = nonterminals;
+    z.set_upstream(
+        plan.dns_upstream
+            .iter()
+            .flat_map(|u| u.a.iter().map(|ip| (u.name.clone(), *ip))),
+    );
+    z.set_upstream_cnames(
+        plan.dns_upstream
+            .iter()
+            .filter_map(|u| Some((u.name.clone(), u.cname.clone()?))),
+    );
     z
 }
 
@@ -795,20 +849,43 @@ fn negative(zone: &Zone, name: &str, ans: &mut Answer) {
     }
 }
 
+/// A name outside the cluster domain, from the lab's static entries:
+/// CNAMEs followed through them (a CNAME or ANY question gets the first
+/// alias alone, as inside the domain), then the addresses; REFUSED when
+/// the lab knows nothing of the name. A chain to a name without an entry
+/// is answered as far as it goes.
 fn upstream(zone: &Zone, name: &str, owner: String, qtype: Qtype) -> Answer {
-    let Some(ips) = zone.upstream.get(name) else {
-        return Answer::empty(Rcode::Refused, false);
-    };
     let mut ans = Answer::empty(Rcode::NoError, false);
-    if matches!(qtype, Qtype::A | Qtype::Any) {
-        ans.records = ips
-            .iter()
-            .map(|ip| Record {
-                name: owner.clone(),
+    let mut cur = name.to_string();
+    let mut cur_owner = owner;
+    for _ in 0..=MAX_CHASE {
+        if let Some(target) = zone.upstream_cnames.get(&cur) {
+            ans.records.push(Record {
+                name: cur_owner,
+                ttl: TTL,
+                data: Data::Cname(target.clone()),
+            });
+            if matches!(qtype, Qtype::Cname | Qtype::Any) {
+                return ans;
+            }
+            cur = target.clone();
+            cur_owner = target.clone();
+            continue;
+        }
+        let Some(ips) = zone.upstream.get(&cur) else {
+            if ans.records.is_empty() {
+                return Answer::empty(Rcode::Refused, false);
+            }
+            return ans;
+        };
+        if matches!(qtype, Qtype::A | Qtype::Any) {
+            ans.records.extend(ips.iter().map(|ip| Record {
+                name: cur_owner.clone(),
                 ttl: TTL,
                 data: Data::A(*ip),
-            })
-            .collect();
+            }));
+        }
+        return ans;
     }
     ans
 }
@@ -1208,6 +1285,72 @@ spec:
         // And the ExternalName to it now reaches an address.
         let a = ask(&z, "search.default.svc.cluster.local", Qtype::A);
         assert_eq!(data(&a), ["www.example.com.", "192.0.2.7"]);
+    }
+
+    #[test]
+    fn upstream_entries_from_the_lab_file() {
+        let text = LAB.replace(
+            "spec:\n  nodes: 2\n",
+            "spec:\n  nodes: 2\n  dns:\n    upstream:\n    \
+             - {name: www.example.com, cname: edge.example.com}\n    \
+             - {name: edge.example.com, cname: Edge.CDN.example.}\n    \
+             - {name: edge.cdn.example, a: [192.0.2.8, 192.0.2.9]}\n    \
+             - {name: dangling.example, cname: nowhere.example}\n",
+        );
+        assert_ne!(text, LAB);
+        let file = crate::lab::parse("lab.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let p = crate::plan::build(&file).unwrap();
+        assert_eq!(p.dns_upstream.len(), 4);
+        let z = records(&p);
+        // A chain of aliases, followed to the addresses.
+        let a = ask(&z, "WWW.example.com.", Qtype::A);
+        assert_eq!((a.rcode, a.authoritative), (Rcode::NoError, false));
+        assert_eq!(
+            data(&a),
+            [
+                "edge.example.com.",
+                "edge.cdn.example.",
+                "192.0.2.8",
+                "192.0.2.9"
+            ]
+        );
+        assert_eq!(a.records[0].name, "WWW.example.com");
+        assert_eq!(a.records[2].name, "edge.cdn.example");
+        // The alias alone for CNAME; no addresses for AAAA.
+        assert_eq!(
+            data(&ask(&z, "www.example.com", Qtype::Cname)),
+            ["edge.example.com."]
+        );
+        assert_eq!(
+            data(&ask(&z, "www.example.com", Qtype::Aaaa)),
+            ["edge.example.com.", "edge.cdn.example."]
+        );
+        // As far as the chain goes; other names still refused.
+        let a = ask(&z, "dangling.example", Qtype::A);
+        assert_eq!(
+            (a.rcode, data(&a)),
+            (Rcode::NoError, vec!["nowhere.example.".to_string()])
+        );
+        assert_eq!(ask(&z, "nowhere.example", Qtype::A).rcode, Rcode::Refused);
+        // The ExternalName service `search` (to www.example.com) follows it.
+        assert_eq!(
+            data(&ask(&z, "search.default.svc.cluster.local", Qtype::A)),
+            [
+                "www.example.com.",
+                "edge.example.com.",
+                "edge.cdn.example.",
+                "192.0.2.8",
+                "192.0.2.9"
+            ]
+        );
+        // Kept when the zone follows readiness (a copy of the plan).
+        let view = crate::kernel::services::ready_view(&p, &HashSet::new());
+        assert_eq!(records(&view), z);
+        // And a plan saved before upstream entries existed still loads.
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("dns_upstream");
+        let old: Plan = serde_json::from_value(json).unwrap();
+        assert!(old.dns_upstream.is_empty());
     }
 
     #[test]

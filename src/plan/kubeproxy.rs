@@ -450,6 +450,22 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
     let mut no_ep_services = Vec::new();
     let mut no_ep_node_ports = Vec::new();
 
+    // Traffic to a ClusterIP from outside the pod network (a node, the
+    // external client) is masqueraded, so the endpoint's reply comes back
+    // through this node: one rule for every service, as the service CIDR
+    // holds them all.
+    t.rule(
+        "services",
+        vec![
+            eq(field("ip", "daddr"), prefix(plan.service_cidr)),
+            cmp(field("ip", "saddr"), Operator::NEQ, prefix(pods)),
+            jump("mark-for-masquerade"),
+        ],
+        "masquerade clients from outside the pod network to a ClusterIP",
+    );
+    // Sorted first below: a verdict map must exist before the rule using it.
+    let mut hairpin = Vec::new();
+
     for svc in &plan.services {
         for (i, port) in svc.ports.iter().enumerate() {
             let id = port_id(svc, i);
@@ -466,23 +482,18 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
                 .filter(|(e, _)| e.node == node.name)
                 .copied()
                 .collect();
-
-            // One chain per endpoint: hairpin masquerade, affinity, DNAT.
-            for (ep, tp) in &all {
-                let chain = endpoint_chain(&h, &id, ep, *tp);
-                t.chain(&chain);
-                t.rule(
-                    &chain,
-                    vec![
-                        eq(field("ip", "saddr"), s(ep.ip.to_string())),
-                        jump("mark-for-masquerade"),
-                    ],
-                    format!(
-                        "hairpin: {} reaching itself through {}/{}",
-                        ep.pod, svc.namespace, svc.name
-                    ),
-                );
-                if svc.affinity_timeout.is_some() {
+            for (ep, _) in &all {
+                let pair = concat(vec![s(ep.ip.to_string()), s(ep.ip.to_string())]);
+                if !hairpin.contains(&pair) {
+                    hairpin.push(pair);
+                }
+            }
+            // With sessionAffinity, an endpoint needs its own chain, to
+            // remember the client before the DNAT.
+            if svc.affinity_timeout.is_some() {
+                for (ep, tp) in &all {
+                    let chain = endpoint_chain(&h, &id, ep, *tp);
+                    t.chain(&chain);
                     t.rule(
                         &chain,
                         vec![Statement::Set(stmt::Set {
@@ -492,20 +503,8 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
                         })],
                         "remember this client for sessionAffinity",
                     );
+                    t.rule(&chain, dnat(proto, ep, *tp), endpoint_comment(ep, *tp));
                 }
-                t.rule(
-                    &chain,
-                    vec![
-                        eq(meta(MetaKey::L4proto), s(proto)),
-                        Statement::DNAT(Some(NAT {
-                            addr: Some(s(ep.ip.to_string())),
-                            family: Some(stmt::NATFamily::IP),
-                            port: Some(Expression::Number(u32::from(*tp))),
-                            flags: None,
-                        })),
-                    ],
-                    format!("endpoint {}/{} {}:{}", ep.namespace, ep.pod, ep.ip, tp),
-                );
             }
 
             let Some(cip) = svc.cluster_ip else { continue };
@@ -529,23 +528,7 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
             } else {
                 service_ips.push(Expression::List(vec![key, goto_verdict(&service_chain)]));
                 t.chain(&service_chain);
-                t.rule(
-                    &service_chain,
-                    vec![
-                        eq(field("ip", "daddr"), s(cip.to_string())),
-                        eq(
-                            field(proto, "dport"),
-                            Expression::Number(u32::from(port.port)),
-                        ),
-                        cmp(field("ip", "saddr"), Operator::NEQ, prefix(pods)),
-                        jump("mark-for-masquerade"),
-                    ],
-                    format!(
-                        "{}/{}: masquerade clients from outside the pod network",
-                        svc.namespace, svc.name
-                    ),
-                );
-                balance(&mut t, &service_chain, svc, &h, &id, internal);
+                balance(&mut t, &service_chain, svc, &h, &id, proto, internal);
             }
 
             // NodePort (and the NodePort behind a LoadBalancer).
@@ -578,24 +561,42 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
                     ],
                     "externalTrafficPolicy Local: only the node's own traffic is masqueraded",
                 );
-                let local_chain = format!("local-{h}-{id}");
-                t.rule(
-                    &external_chain,
-                    vec![goto(&local_chain)],
-                    "to an endpoint on this node only, keeping the client's IP",
-                );
-                t.chain(&local_chain);
-                balance(&mut t, &local_chain, svc, &h, &id, &local);
             } else {
                 t.rule(
                     &external_chain,
                     vec![jump("mark-for-masquerade")],
                     "externalTrafficPolicy Cluster: masquerade, the pod sees a node IP",
                 );
-                balance(&mut t, &external_chain, svc, &h, &id, &all);
             }
+            balance(&mut t, &external_chain, svc, &h, &id, proto, reachable);
         }
     }
+
+    t.objects.push(NfListObject::Set(Box::new(Set {
+        family: NfFamily::IP,
+        table: TABLE.into(),
+        name: "hairpin".into(),
+        set_type: SetTypeValue::Concatenated(Cow::Owned(vec![
+            SetType::Ipv4Addr,
+            SetType::Ipv4Addr,
+        ])),
+        elem: (!hairpin.is_empty()).then_some(Cow::Owned(hairpin)),
+        comment: Some(Cow::Borrowed(
+            "endpoint . itself: a pod reaching itself through a Service",
+        )),
+        ..Set::default()
+    })));
+    t.rule(
+        "nat-postrouting",
+        vec![
+            eq(
+                concat(vec![field("ip", "saddr"), field("ip", "daddr")]),
+                s("@hairpin"),
+            ),
+            Statement::Masquerade(None),
+        ],
+        "hairpin: the pod sees the connection come from its node, and answers through it",
+    );
 
     let ip_proto_port = vec![SetType::Ipv4Addr, SetType::InetProto, SetType::InetService];
     let proto_port = vec![SetType::InetProto, SetType::InetService];
@@ -623,8 +624,7 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
         no_ep_node_ports,
         "node ports without endpoints",
     );
-    // Sets and maps must exist before rules that use them: move them first
-    // (after chains, which rules also need).
+    // Chains, sets and maps must exist before the rules that use them.
     t.objects.sort_by_key(|o| match o {
         NfListObject::Chain(_) => 0,
         NfListObject::Set(_) | NfListObject::Map(_) => 1,
@@ -649,17 +649,38 @@ fn affinity_set(h: &str, ep: &super::EndpointPlan, port: u16) -> String {
     )
 }
 
+fn dnat(proto: &'static str, ep: &super::EndpointPlan, port: u16) -> Vec<Stmt> {
+    vec![
+        eq(meta(MetaKey::L4proto), s(proto)),
+        Statement::DNAT(Some(NAT {
+            addr: Some(s(ep.ip.to_string())),
+            family: Some(stmt::NATFamily::IP),
+            port: Some(Expression::Number(u32::from(port))),
+            flags: None,
+        })),
+    ]
+}
+
+fn endpoint_comment(ep: &super::EndpointPlan, port: u16) -> String {
+    format!("endpoint {}/{} {}:{port}", ep.namespace, ep.pod, ep.ip)
+}
+
 /// Rules that pick one endpoint: a returning client first (affinity), else
-/// at random.
+/// one at random, the way kube-proxy's iptables mode does it: the first
+/// endpoint with probability 1/n, the next 1/(n-1) of the rest, and so on.
+/// No set per service: the kernel allocates anonymous sets' names with a
+/// scan of the table's sets, which makes thousands of services quadratic.
 fn balance(
     t: &mut TableBuilder,
     chain: &str,
     svc: &ServicePlan,
     h: &str,
     id: &str,
+    proto: &'static str,
     endpoints: &[(&super::EndpointPlan, u16)],
 ) {
-    if let Some(timeout) = svc.affinity_timeout {
+    let affinity = svc.affinity_timeout;
+    if let Some(timeout) = affinity {
         for (ep, tp) in endpoints {
             let set = affinity_set(h, ep, *tp);
             if !t
@@ -679,33 +700,37 @@ fn balance(
             );
         }
     }
-    let items: Vec<SetItem<'static>> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, (ep, tp))| {
-            SetItem::Mapping(
-                Expression::Number(i as u32),
-                goto_verdict(&endpoint_chain(h, id, ep, *tp)),
-            )
-        })
-        .collect();
-    t.rule(
-        chain,
-        vec![Statement::VerdictMap(VerdictMap {
-            key: Expression::Named(NamedExpression::Numgen(Numgen {
-                mode: NgMode::Random,
-                ng_mod: endpoints.len() as u32,
-                offset: None,
-            })),
-            data: Expression::Named(NamedExpression::Set(items)),
-        })],
-        format!(
-            "{}/{}: one of {} endpoints at random",
-            svc.namespace,
-            svc.name,
-            endpoints.len()
-        ),
-    );
+    let n = endpoints.len();
+    for (k, (ep, tp)) in endpoints.iter().enumerate() {
+        let left = (n - k) as u32;
+        let mut rule = Vec::new();
+        if left > 1 {
+            rule.push(eq(
+                Expression::Named(NamedExpression::Numgen(Numgen {
+                    mode: NgMode::Random,
+                    ng_mod: left,
+                    offset: None,
+                })),
+                Expression::Number(0),
+            ));
+        }
+        let odds = if left > 1 {
+            format!(" (1 in {left})")
+        } else {
+            String::new()
+        };
+        if affinity.is_some() {
+            rule.push(goto(&endpoint_chain(h, id, ep, *tp)));
+            t.rule(
+                chain,
+                rule,
+                format!("{}/{}: to {}{odds}", svc.namespace, svc.name, ep.pod),
+            );
+        } else {
+            rule.extend(dnat(proto, ep, *tp));
+            t.rule(chain, rule, format!("{}{odds}", endpoint_comment(ep, *tp)));
+        }
+    }
 }
 
 /// The cloud load balancer in the `lb` namespace: a full proxy from each
@@ -816,19 +841,13 @@ pub fn lb_ruleset(plan: &Plan) -> Nftables<'static> {
 }
 
 /// The ruleset as `nft -j` input. Every map podlab makes maps to verdicts,
-/// a data type the nftables crate cannot name: it is set here.
+/// a data type the nftables crate cannot name: maps are declared with a
+/// `mark` placeholder, replaced here in the text (nothing else serialises
+/// as `"map":"mark"`; a mark in a rule is `{"meta":{"key":"mark"}}`).
 pub fn to_json(rules: &Nftables) -> String {
-    let mut v = serde_json::to_value(rules).unwrap_or_default();
-    if let Some(items) = v.get_mut("nftables").and_then(|n| n.as_array_mut()) {
-        for item in items {
-            for cmd in ["add", "create"] {
-                if let Some(map) = item.get_mut(cmd).and_then(|c| c.get_mut("map")) {
-                    map["map"] = serde_json::Value::String("verdict".into());
-                }
-            }
-        }
-    }
-    v.to_string()
+    serde_json::to_string(rules)
+        .unwrap_or_default()
+        .replace("\"map\":\"mark\"", "\"map\":\"verdict\"")
 }
 
 #[cfg(test)]

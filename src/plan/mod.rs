@@ -53,8 +53,13 @@ pub struct Plan {
     #[serde(default)]
     pub policies: Vec<netpol::PolicyPlan>,
     pub cluster_domain: String,
+    pub service_cidr: Ipv4Net,
     pub dns_ip: Ipv4Addr,
     pub mtu: u32,
+    /// The Lab's `spec.dns.upstream`: static answers for names outside the
+    /// cluster domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_upstream: Vec<dns::Upstream>,
 }
 
 /// The node network: a bridge in the lab's own `net` namespace.

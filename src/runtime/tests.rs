@@ -30,8 +30,10 @@ fn plan(lab: &str, pods: Vec<PodPlan>) -> Plan {
         services: vec![],
         policies: vec![],
         cluster_domain: "cluster.local".into(),
+        service_cidr: "10.96.0.0/12".parse().unwrap(),
         dns_ip: Ipv4Addr::new(10, 96, 0, 10),
         mtu: 1500,
+        dns_upstream: vec![],
     }
 }
 

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Queries per second of podlab's cluster DNS against dnsmasq, on the same
+# query set, in one run: a lab with 300 ClusterIP services, `dnsperf` run
+# from a pod against kube-dns, then the same `dnsperf` run from the same pod
+# against dnsmasq serving the same 300 names -> the same addresses from a
+# hosts file, inside the lab's `external` namespace (the pod reaches it
+# through its node's masquerade). Prints both figures and their ratio.
+#
+#   sudo scripts/bench-dns.sh             # 10 s per run
+#   sudo scripts/bench-dns.sh 30          # 30 s per run
+#   ROUNDS=3 sudo -E scripts/bench-dns.sh  # alternate the servers 3 times,
+#                                          # report each server's best run
+#   DNSPERF_ARGS="-c 4 -T 2" sudo -E scripts/bench-dns.sh
+#
+# Installs dnsperf and dnsmasq-base (the binary alone: the `dnsmasq`
+# package would start a resolver in the host's namespace) when missing.
+# Every query stays inside the lab; the lab is brought down and dnsmasq
+# killed however the script ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench-dns.sh: needs root" >&2; exit 2; }
+
+secs=${1:-10}
+rounds=${ROUNDS:-1}
+services=300
+lab=bdns
+external_ip=172.18.0.254 # the `external` namespace in the default nodeCIDR
+read -r -a perf_args <<<"${DNSPERF_ARGS:-}"
+
+missing=()
+command -v dnsperf >/dev/null || missing+=(dnsperf)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+command -v dig >/dev/null || missing+=(dnsutils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --locked -q
+bin=${CARGO_TARGET_DIR:-target}/release/podlab
+
+work=$(mktemp -d)
+chmod 755 "$work" # dnsmasq reads the hosts file after dropping root
+dnsmasq_pid=""
+cleanup() {
+  if [ -n "$dnsmasq_pid" ]; then
+    kill "$dnsmasq_pid" 2>/dev/null || true
+    wait "$dnsmasq_pid" 2>/dev/null || true
+  fi
+  "$bin" down "$lab" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The lab: 3 backends on node-1, the client on node-2, and 300 services
+# with fixed cluster IPs, so that the hosts file can give the same ones.
+ip_of() { echo "10.96.$(($1 / 200 + 1)).$(($1 % 200 + 1))"; }
+{
+  cat <<EOF
+apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: $lab}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-2
+  enableServiceLinks: false
+  containers: [{name: c, image: busybox}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: backend}}
+  template:
+    metadata: {labels: {app: backend}}
+    spec:
+      nodeName: node-1
+      containers: [{name: web, ports: [{containerPort: 8080}]}]
+EOF
+  for i in $(seq 1 $services); do
+    printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-%03d}\nspec:\n  clusterIP: %s\n  selector: {app: backend}\n  ports: [{port: 80, targetPort: 8080}]\n' \
+      "$i" "$(ip_of "$i")"
+  done
+} >"$work/lab.yaml"
+for i in $(seq 1 $services); do
+  name=$(printf 'svc-%03d.default.svc.cluster.local' "$i")
+  echo "$name A" >>"$work/queries.txt"
+  echo "$(ip_of "$i") $name" >>"$work/hosts.txt"
+done
+chmod 644 "$work"/*
+
+"$bin" down "$lab" >/dev/null 2>&1 || true
+env -u PODLAB_LOG "$bin" up -q "$work/lab.yaml"
+dns_ip=$("$bin" exec client --lab "$lab" -- sh -c "awk '/^nameserver/{print \$2; exit}' /etc/resolv.conf")
+
+# Both servers must give the same answers before they are timed.
+check() { # server
+  local got want
+  got=$("$bin" exec client --lab "$lab" -- dig +short +time=2 +tries=2 "@$1" svc-$services.default.svc.cluster.local)
+  want=$(ip_of $services)
+  [ "$got" = "$want" ] || { echo "bench-dns.sh: $1 answered '$got', expected $want" >&2; exit 1; }
+}
+
+# CPU time of a process (all its threads), in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+qps() { # server label server-pid
+  local out before after
+  before=$(ticks "$3")
+  out=$("$bin" exec client --lab "$lab" -- dnsperf -s "$1" -d "$work/queries.txt" -l "$secs" "${perf_args[@]}")
+  after=$(ticks "$3")
+  echo "$out" >"$work/$2.out"
+  local lost completed
+  completed=$(awk '/Queries completed:/{print $3}' <<<"$out")
+  lost=$(awk '/Queries lost:/{print $3}' <<<"$out")
+  echo "  $2: $(awk '/Queries per second:/{printf "%.0f q/s", $4}' <<<"$out"), completed $completed, lost $lost," \
+    "$(awk '/Average Latency/{print "latency avg " $4 " s"}' <<<"$out"), server CPU $(((after - before) * 100 / secs / hz))%," \
+    "$(((after - before) * 1000000 / hz / (completed > 0 ? completed : 1))) us/query" >&2
+  awk '/Queries per second:/{printf "%.0f\n", $4}' <<<"$out"
+}
+
+daemon_pid=$(pgrep -f -x ".*podlab __daemon $lab" | head -n 1)
+hz=$(getconf CLK_TCK)
+check "$dns_ip"
+# dnsmasq inside the lab's external namespace only: bound to that
+# namespace's address, and checked not to be listening on the host.
+ip netns exec "$lab-external" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+  --addn-hosts="$work/hosts.txt" --listen-address="$external_ip" --bind-interfaces \
+  --port 53 --pid-file= --log-facility=- --cache-size=1000 2>"$work/dnsmasq.log" &
+dnsmasq_pid=$!
+for _ in $(seq 50); do
+  ip netns exec "$lab-external" ss -lun | grep -q "$external_ip:53 " && break
+  sleep 0.1
+done
+if ss -lunp | grep -q "pid=$dnsmasq_pid,"; then
+  echo "bench-dns.sh: dnsmasq is listening in the host's namespace" >&2
+  exit 1
+fi
+check "$external_ip"
+
+# Alternated, so that a machine busy with something else weighs on both.
+echo "dnsperf ${secs}s, $services A names, from pod client (node-2), $rounds round(s):" >&2
+podlab_qps=0
+dnsmasq_qps=0
+for _ in $(seq "$rounds"); do
+  q=$(qps "$dns_ip" podlab "$daemon_pid")
+  [ "$q" -gt "$podlab_qps" ] && podlab_qps=$q
+  q=$(qps "$external_ip" dnsmasq "$dnsmasq_pid")
+  [ "$q" -gt "$dnsmasq_qps" ] && dnsmasq_qps=$q
+done
+
+echo
+printf '%-26s %10s\n' "server" "queries/s (best)"
+printf '%-26s %10s\n' "podlab (kube-dns $dns_ip)" "$podlab_qps"
+printf '%-26s %10s\n' "dnsmasq ($external_ip)" "$dnsmasq_qps"
+echo "ratio podlab/dnsmasq: $(echo "scale=2; $podlab_qps / $dnsmasq_qps" | bc -l)"
