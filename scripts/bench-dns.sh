@@ -6,6 +6,13 @@
 # hosts file, inside the lab's `external` namespace (the pod reaches it
 # through its node's masquerade). Prints both figures and their ratio.
 #
+# The two paths differ (kube-dns: a DNAT on the client's node, then the
+# coredns pod behind node-1; external: one hop less), so a second pair
+# compares the servers alone: podlab at the coredns pod's own address, and
+# a second dnsmasq in the coredns pod's namespace (port 5353). The server's
+# CPU per query, user and system (the kernel's forwarding of its replies
+# is charged to it), says where the time goes.
+#
 #   sudo scripts/bench-dns.sh             # 10 s per run
 #   sudo scripts/bench-dns.sh 30          # 30 s per run
 #   ROUNDS=3 sudo -E scripts/bench-dns.sh  # alternate the servers 3 times,
@@ -42,11 +49,12 @@ bin=${CARGO_TARGET_DIR:-target}/release/podlab
 work=$(mktemp -d)
 chmod 755 "$work" # dnsmasq reads the hosts file after dropping root
 dnsmasq_pid=""
+pod_dnsmasq_pid=""
 cleanup() {
-  if [ -n "$dnsmasq_pid" ]; then
-    kill "$dnsmasq_pid" 2>/dev/null || true
-    wait "$dnsmasq_pid" 2>/dev/null || true
-  fi
+  for pid in $dnsmasq_pid $pod_dnsmasq_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   "$bin" down "$lab" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -99,63 +107,81 @@ env -u PODLAB_LOG "$bin" up -q "$work/lab.yaml"
 dns_ip=$("$bin" exec client --lab "$lab" -- sh -c "awk '/^nameserver/{print \$2; exit}' /etc/resolv.conf")
 
 # Both servers must give the same answers before they are timed.
-check() { # server
+check() { # server [port]
   local got want
-  got=$("$bin" exec client --lab "$lab" -- dig +short +time=2 +tries=2 "@$1" svc-$services.default.svc.cluster.local)
+  got=$("$bin" exec client --lab "$lab" -- dig +short +time=2 +tries=2 -p "${2:-53}" "@$1" svc-$services.default.svc.cluster.local)
   want=$(ip_of $services)
   [ "$got" = "$want" ] || { echo "bench-dns.sh: $1 answered '$got', expected $want" >&2; exit 1; }
 }
 
-# CPU time of a process (all its threads), in clock ticks.
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU time of a process (all its threads), in clock ticks: user system.
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-qps() { # server label server-pid
-  local out before after
-  before=$(ticks "$3")
-  out=$("$bin" exec client --lab "$lab" -- dnsperf -s "$1" -d "$work/queries.txt" -l "$secs" "${perf_args[@]}")
-  after=$(ticks "$3")
+qps() { # server port label server-pid
+  local out u0 s0 u1 s1
+  read -r u0 s0 < <(ticks "$4")
+  out=$("$bin" exec client --lab "$lab" -- dnsperf -s "$1" -p "$2" -d "$work/queries.txt" -l "$secs" "${perf_args[@]}")
+  read -r u1 s1 < <(ticks "$4")
+  shift
   echo "$out" >"$work/$2.out"
   local lost completed
   completed=$(awk '/Queries completed:/{print $3}' <<<"$out")
   lost=$(awk '/Queries lost:/{print $3}' <<<"$out")
   echo "  $2: $(awk '/Queries per second:/{printf "%.0f q/s", $4}' <<<"$out"), completed $completed, lost $lost," \
-    "$(awk '/Average Latency/{print "latency avg " $4 " s"}' <<<"$out"), server CPU $(((after - before) * 100 / secs / hz))%," \
-    "$(((after - before) * 1000000 / hz / (completed > 0 ? completed : 1))) us/query" >&2
+    "$(awk '/Average Latency/{print "latency avg " $4 " s"}' <<<"$out"), server CPU $(((u1 + s1 - u0 - s0) * 100 / secs / hz))%:" \
+    "user $(((u1 - u0) * 1000000 / hz / (completed > 0 ? completed : 1))) us/query," \
+    "system $(((s1 - s0) * 1000000 / hz / (completed > 0 ? completed : 1))) us/query" >&2
   awk '/Queries per second:/{printf "%.0f\n", $4}' <<<"$out"
 }
 
 daemon_pid=$(pgrep -f -x ".*podlab __daemon $lab" | head -n 1)
 hz=$(getconf CLK_TCK)
 check "$dns_ip"
-# dnsmasq inside the lab's external namespace only: bound to that
-# namespace's address, and checked not to be listening on the host.
-ip netns exec "$lab-external" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
-  --addn-hosts="$work/hosts.txt" --listen-address="$external_ip" --bind-interfaces \
-  --port 53 --pid-file= --log-facility=- --cache-size=1000 2>"$work/dnsmasq.log" &
-dnsmasq_pid=$!
-for _ in $(seq 50); do
-  ip netns exec "$lab-external" ss -lun | grep -q "$external_ip:53 " && break
-  sleep 0.1
-done
-if ss -lunp | grep -q "pid=$dnsmasq_pid,"; then
-  echo "bench-dns.sh: dnsmasq is listening in the host's namespace" >&2
-  exit 1
-fi
+# dnsmasq in namespace $1 only, on address $2 port $3: bound to that
+# address, and checked not to be listening in the host's namespace.
+start_dnsmasq() { # netns address port -> pid in $started
+  ip netns exec "$1" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+    --addn-hosts="$work/hosts.txt" --listen-address="$2" --bind-interfaces \
+    --port "$3" --pid-file= --log-facility=- --cache-size=1000 2>>"$work/dnsmasq.log" &
+  started=$!
+  for _ in $(seq 50); do
+    ip netns exec "$1" ss -lun | grep -q "$2:$3 " && break
+    sleep 0.1
+  done
+  if ss -lunp | grep -q "pid=$started,"; then
+    echo "bench-dns.sh: dnsmasq is listening in the host's namespace" >&2
+    exit 1
+  fi
+}
+start_dnsmasq "$lab-external" "$external_ip" 53
+dnsmasq_pid=$started
 check "$external_ip"
+coredns_ns=$(ip netns list | awk -v p="$lab-kube-system-coredns-" 'index($1, p) == 1 {print $1; exit}')
+coredns_ip=$(ip -n "$coredns_ns" -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]; exit}')
+start_dnsmasq "$coredns_ns" "$coredns_ip" 5353
+pod_dnsmasq_pid=$started
+check "$coredns_ip" 5353
 
 # Alternated, so that a machine busy with something else weighs on both.
 echo "dnsperf ${secs}s, $services A names, from pod client (node-2), $rounds round(s):" >&2
 podlab_qps=0
 dnsmasq_qps=0
+pod_podlab_qps=0
+pod_dnsmasq_qps=0
+best() { [ "$1" -gt "$2" ] && echo "$1" || echo "$2"; }
 for _ in $(seq "$rounds"); do
-  q=$(qps "$dns_ip" podlab "$daemon_pid")
-  [ "$q" -gt "$podlab_qps" ] && podlab_qps=$q
-  q=$(qps "$external_ip" dnsmasq "$dnsmasq_pid")
-  [ "$q" -gt "$dnsmasq_qps" ] && dnsmasq_qps=$q
+  podlab_qps=$(best "$(qps "$dns_ip" 53 "podlab via kube-dns" "$daemon_pid")" "$podlab_qps")
+  dnsmasq_qps=$(best "$(qps "$external_ip" 53 "dnsmasq in external" "$dnsmasq_pid")" "$dnsmasq_qps")
+  pod_podlab_qps=$(best "$(qps "$coredns_ip" 53 "podlab at the pod IP" "$daemon_pid")" "$pod_podlab_qps")
+  pod_dnsmasq_qps=$(best "$(qps "$coredns_ip" 5353 "dnsmasq in the coredns pod" "$pod_dnsmasq_pid")" "$pod_dnsmasq_qps")
 done
 
+ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
 echo
-printf '%-26s %10s\n' "server" "queries/s (best)"
-printf '%-26s %10s\n' "podlab (kube-dns $dns_ip)" "$podlab_qps"
-printf '%-26s %10s\n' "dnsmasq ($external_ip)" "$dnsmasq_qps"
-echo "ratio podlab/dnsmasq: $(echo "scale=2; $podlab_qps / $dnsmasq_qps" | bc -l)"
+printf '%-36s %10s\n' "server (best of $rounds)" "queries/s"
+printf '%-36s %10s\n' "podlab via kube-dns $dns_ip" "$podlab_qps"
+printf '%-36s %10s\n' "dnsmasq in external $external_ip" "$dnsmasq_qps"
+echo "ratio podlab/dnsmasq: $(ratio "$podlab_qps" "$dnsmasq_qps")"
+printf '%-36s %10s\n' "podlab at the pod, $coredns_ip:53" "$pod_podlab_qps"
+printf '%-36s %10s\n' "dnsmasq in the pod, $coredns_ip:5353" "$pod_dnsmasq_qps"
+echo "ratio on the same path: $(ratio "$pod_podlab_qps" "$pod_dnsmasq_qps")"
