@@ -55,8 +55,20 @@ pub fn service_env(plan: &Plan, pod: &PodPlan) -> Vec<(String, String)> {
             out.push((format!("{pp}_ADDR"), ip.to_string()));
         }
     }
+    // Kubernetes injects these whatever their size, and a namespace of
+    // thousands of services then fails every exec with E2BIG ("argument
+    // list too long"). Past this size (a quarter of the kernel's usual
+    // 2 MiB for arguments and environment) they are left out: DNS still
+    // works, and `enableServiceLinks: false` says the same on purpose.
+    let size: usize = out.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if size > SERVICE_ENV_MAX {
+        return Vec::new();
+    }
     out
 }
+
+/// The most bytes of service variables a pod gets.
+pub const SERVICE_ENV_MAX: usize = 512 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -177,5 +189,23 @@ spec:
         assert!(env.contains(&("KUBE_DNS_SERVICE_HOST".into(), "10.96.0.10".into())));
         assert!(env.contains(&("KUBE_DNS_SERVICE_PORT_DNS_TCP".into(), "53".into())));
         assert!(env.contains(&("KUBE_DNS_PORT".into(), "udp://10.96.0.10:53".into())));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn thousands_of_services_do_not_overflow_the_environment() {
+        let mut text = String::from("apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: big}\nspec: {nodes: 1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, command: [sleep, '1']}]\n");
+        for i in 0..5000 {
+            text.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\nspec:\n  ports: [{{port: 80}}]\n"));
+        }
+        let file = crate::lab::parse("big.yaml", &text).expect("parses");
+        let plan = crate::plan::build(&file).expect("plans");
+        let pod = plan.pod("default", "p").expect("pod");
+        assert!(
+            super::service_env(&plan, pod).is_empty(),
+            "over the cap: none"
+        );
     }
 }
