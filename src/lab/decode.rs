@@ -222,6 +222,11 @@ pub(crate) fn describe(node: &Node) -> String {
     }
 }
 
+pub(crate) enum PortOrName<'n> {
+    Number(u16),
+    Name(&'n String),
+}
+
 pub(crate) struct Decoder {
     source: String,
     pub diags: Vec<Diagnostic>,
@@ -308,6 +313,37 @@ impl Decoder {
             }
         }
         Some(out)
+    }
+
+    /// A port given as a number or as a container port's name (a
+    /// Service's `targetPort`, a policy's `port`): the number checked, the
+    /// name returned as written for the caller's own rules. `None` after
+    /// reporting anything else.
+    pub(crate) fn port_or_name<'n>(&mut self, n: &'n Node, path: &str) -> Option<PortOrName<'n>> {
+        const EXPECTED: &str = "an integer 1-65535 or a port name";
+        let wrong = |d: &mut Self| {
+            d.err(
+                n.pos,
+                path,
+                format!("expected {EXPECTED}, found {}", describe(n)),
+                None,
+            );
+            None
+        };
+        match &n.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => match resolve_plain(text) {
+                Plain::Int(_) | Plain::BigInt => self
+                    .int(n, path, 1, 65535, EXPECTED)
+                    .map(|p| PortOrName::Number(p as u16)),
+                Plain::Str => Some(PortOrName::Name(text)),
+                _ => wrong(self),
+            },
+            Value::Scalar { text, quoted: true } => Some(PortOrName::Name(text)),
+            _ => wrong(self),
+        }
     }
 
     pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {

@@ -9,8 +9,8 @@ use ipnet::Ipv4Net;
 
 use super::super::types::*;
 use super::super::validate::{did_you_mean, is_iana_svc_name};
-use super::super::yaml::{resolve_plain, Node, Plain, Value};
-use super::{describe, join, Decoder};
+use super::super::yaml::{Node, Value};
+use super::{join, Decoder, PortOrName};
 
 const SPEC: &[&str] = &["podSelector", "policyTypes", "ingress", "egress"];
 const SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
@@ -409,38 +409,9 @@ fn port(d: &mut Decoder, node: &Node, path: &str) -> Option<PolicyPort> {
 
 /// `port`: a number, or the name of a container port.
 fn port_number(d: &mut Decoder, n: &Node, path: &str) -> Option<PolicyPortNumber> {
-    const EXPECTED: &str = "an integer 1-65535 or a port name";
-    let text = match &n.value {
-        Value::Scalar {
-            text,
-            quoted: false,
-        } => match resolve_plain(text) {
-            Plain::Int(_) | Plain::BigInt => {
-                return d
-                    .int(n, path, 1, 65535, EXPECTED)
-                    .map(|p| PolicyPortNumber::Number(p as u16));
-            }
-            Plain::Str => text,
-            _ => {
-                d.err(
-                    n.pos,
-                    path,
-                    format!("expected {EXPECTED}, found {}", describe(n)),
-                    None,
-                );
-                return None;
-            }
-        },
-        Value::Scalar { text, quoted: true } => text,
-        _ => {
-            d.err(
-                n.pos,
-                path,
-                format!("expected {EXPECTED}, found {}", describe(n)),
-                None,
-            );
-            return None;
-        }
+    let text = match d.port_or_name(n, path)? {
+        PortOrName::Number(p) => return Some(PolicyPortNumber::Number(p)),
+        PortOrName::Name(text) => text,
     };
     if !is_iana_svc_name(text) {
         let hint = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {

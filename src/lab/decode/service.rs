@@ -11,8 +11,8 @@ use std::net::Ipv4Addr;
 
 use super::super::types::*;
 use super::super::validate::{did_you_mean, is_dns1123_subdomain, is_iana_svc_name};
-use super::super::yaml::{resolve_plain, Node, Plain, Value};
-use super::{describe, join, Decoder};
+use super::super::yaml::{Node, Value};
+use super::{describe, join, Decoder, PortOrName};
 
 const SPEC: &[&str] = &[
     "type",
@@ -573,38 +573,9 @@ fn port(
 
 /// `targetPort`: a number, or the name of a container port.
 fn target(d: &mut Decoder, n: &Node, path: &str) -> Option<TargetPortSpec> {
-    const EXPECTED: &str = "an integer 1-65535 or a port name";
-    let text = match &n.value {
-        Value::Scalar {
-            text,
-            quoted: false,
-        } => match resolve_plain(text) {
-            Plain::Int(_) | Plain::BigInt => {
-                return d
-                    .int(n, path, 1, 65535, EXPECTED)
-                    .map(|p| TargetPortSpec::Number(p as u16));
-            }
-            Plain::Str => text,
-            _ => {
-                d.err(
-                    n.pos,
-                    path,
-                    format!("expected {EXPECTED}, found {}", describe(n)),
-                    None,
-                );
-                return None;
-            }
-        },
-        Value::Scalar { text, quoted: true } => text,
-        _ => {
-            d.err(
-                n.pos,
-                path,
-                format!("expected {EXPECTED}, found {}", describe(n)),
-                None,
-            );
-            return None;
-        }
+    let text = match d.port_or_name(n, path)? {
+        PortOrName::Number(p) => return Some(TargetPortSpec::Number(p)),
+        PortOrName::Name(text) => text,
     };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         // Kubernetes reads "8080" as a name, and rejects it: a name needs a
@@ -612,7 +583,7 @@ fn target(d: &mut Decoder, n: &Node, path: &str) -> Option<TargetPortSpec> {
         d.err(
             n.pos,
             path,
-            format!("expected {EXPECTED}, found {}", describe(n)),
+            format!("expected an integer 1-65535 or a port name, found {}", describe(n)),
             Some("remove the quotes: a number in quotes is a port name, and a port name needs a letter".into()),
         );
         return None;
