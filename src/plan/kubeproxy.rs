@@ -37,13 +37,13 @@ pub const LB_TABLE: &str = "cloud-lb";
 /// kube-proxy's masquerade mark bit.
 const MASQ_MARK: u32 = 0x4000;
 
-type Expr = Expression<'static>;
-type Stmt = Statement<'static>;
+pub(super) type Expr = Expression<'static>;
+pub(super) type Stmt = Statement<'static>;
 
-fn s(v: impl Into<String>) -> Expr {
+pub(super) fn s(v: impl Into<String>) -> Expr {
     Expression::String(Cow::Owned(v.into()))
 }
-fn field(proto: &'static str, name: &'static str) -> Expr {
+pub(super) fn field(proto: &'static str, name: &'static str) -> Expr {
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(
         PayloadField {
             protocol: proto.into(),
@@ -54,7 +54,7 @@ fn field(proto: &'static str, name: &'static str) -> Expr {
 fn meta(key: MetaKey) -> Expr {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
-fn cmp(left: Expr, op: Operator, right: Expr) -> Stmt {
+pub(super) fn cmp(left: Expr, op: Operator, right: Expr) -> Stmt {
     Statement::Match(Match { left, right, op })
 }
 fn eq(left: Expr, right: Expr) -> Stmt {
@@ -74,7 +74,7 @@ fn goto(t: &str) -> Stmt {
 fn goto_verdict(t: &str) -> Expr {
     Expression::Verdict(Verdict::Goto(target(t)))
 }
-fn prefix(net: ipnet::Ipv4Net) -> Expr {
+pub(super) fn prefix(net: ipnet::Ipv4Net) -> Expr {
     Expression::Named(NamedExpression::Prefix(Prefix {
         addr: Box::new(s(net.network().to_string())),
         len: u32::from(net.prefix_len()),
@@ -89,7 +89,7 @@ fn fib_type(flag: FibFlag) -> Expr {
         flags: HashSet::from([flag]),
     }))
 }
-fn proto_word(p: Protocol) -> &'static str {
+pub(super) fn proto_word(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",

@@ -27,17 +27,15 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use nftables::batch::Batch;
-use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, Range, SetItem,
-    Verdict, CT,
-};
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Range, SetItem, Verdict, CT};
 use nftables::schema::{
     Chain, Counter, Map, NfListObject, Nftables, Rule, SetType, SetTypeValue, Table,
 };
-use nftables::stmt::{self, JumpTarget, Match, Operator, Statement, VerdictMap};
+use nftables::stmt::{self, JumpTarget, Operator, Statement, VerdictMap};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use serde::{Deserialize, Serialize};
 
+use super::kubeproxy::{cmp, field, prefix, proto_word, s, Expr, Stmt};
 use super::names::fnv1a;
 use super::{NodePlan, Plan, PodPlan};
 use crate::lab::{
@@ -424,39 +422,6 @@ pub fn drop_counters(plan: &Plan, policy: &PolicyPlan) -> Vec<String> {
 
 // ---- the nftables table ----
 
-type Expr = Expression<'static>;
-type Stmt = Statement<'static>;
-
-fn s(v: impl Into<String>) -> Expr {
-    Expression::String(Cow::Owned(v.into()))
-}
-fn field(proto: &'static str, name: &'static str) -> Expr {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: proto.into(),
-            field: name.into(),
-        },
-    )))
-}
-fn cmp(left: Expr, op: Operator, right: Expr) -> Stmt {
-    Statement::Match(Match { left, right, op })
-}
-fn prefix(net: Ipv4Net) -> Expr {
-    if net.prefix_len() == 32 {
-        return s(net.addr().to_string());
-    }
-    Expression::Named(NamedExpression::Prefix(Prefix {
-        addr: Box::new(s(net.network().to_string())),
-        len: u32::from(net.prefix_len()),
-    }))
-}
-fn proto_word(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-        Protocol::Sctp => "sctp",
-    }
-}
 fn dir_word(t: PolicyType) -> &'static str {
     match t {
         PolicyType::Ingress => "ingress",
