@@ -23,6 +23,14 @@ struct Wanted<'a> {
 /// Build the plan of a lab. Errors are the lab file's (a node out of
 /// addresses, a name too long once generated), with positions.
 pub fn build(file: &LabFile) -> Result<Plan, LabError> {
+    build_with(file, None)
+}
+
+/// Build the plan of an edited lab for a lab that runs `previous`: a pod
+/// that is in both keeps its node, address and veth, and a service keeps
+/// its allocated addresses and ports, so that `apply` changes only what the
+/// edit changed (as Kubernetes never moves a running pod).
+pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabError> {
     let lab = &file.lab;
     let net = &lab.network;
     let mut diags = Vec::new();
@@ -154,7 +162,47 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
         .collect();
     let mut load = vec![0usize; nodes.len()];
     let mut placed: Vec<Option<usize>> = vec![None; wanted.len()];
+    // A running pod stays where it is, with its address and veth, unless it
+    // is now pinned to another node (then it is a new pod, as a changed
+    // pod spec makes one in Kubernetes).
+    let kept: Vec<Option<&PodPlan>> = wanted
+        .iter()
+        .map(|w| {
+            let old = previous?.pod(w.namespace, &w.name)?;
+            let i = *node_index.get(old.node.as_str())?;
+            let moved = w.spec.node_name.as_deref().is_some_and(|n| n != old.node);
+            let same_net =
+                nodes[i].pod_cidr.contains(&old.ip) && old.prefix == nodes[i].pod_cidr.prefix_len();
+            (!moved && same_net).then_some(old)
+        })
+        .collect();
+    let mut reserved: Vec<HashSet<Ipv4Addr>> = vec![HashSet::new(); nodes.len()];
+    let mut veths: Vec<HashSet<String>> = vec![HashSet::new(); nodes.len()];
+    for (slot, old) in placed.iter_mut().zip(&kept) {
+        if let Some(old) = old {
+            if let Some(&i) = node_index.get(old.node.as_str()) {
+                *slot = Some(i);
+                load[i] += 1;
+                reserved[i].insert(old.ip);
+                veths[i].insert(old.host_veth.clone());
+            }
+        }
+    }
+    let coredns_kept = previous
+        .and_then(|p| {
+            p.pods.iter().find(|x| {
+                x.role == PodRole::Dns && Some(&x.node) == lab.nodes.first().map(|n| &n.name)
+            })
+        })
+        .filter(|old| nodes.first().is_some_and(|n| n.pod_cidr.contains(&old.ip)));
+    if let Some(old) = coredns_kept {
+        reserved[0].insert(old.ip);
+        veths[0].insert(old.host_veth.clone());
+    }
     for (w, slot) in wanted.iter().zip(placed.iter_mut()) {
+        if slot.is_some() {
+            continue;
+        }
         if let Some(i) = w.spec.node_name.as_deref().and_then(|n| node_index.get(n)) {
             *slot = Some(*i);
             load[*i] += 1;
@@ -169,18 +217,31 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
     }
 
     // IPAM: .1 of each node's pod CIDR is cni0, pods from .2 in file order.
+    // Addresses of pods kept from a running lab are skipped.
     let mut next_host: Vec<Box<dyn Iterator<Item = Ipv4Addr>>> = nodes
         .iter()
-        .map(|n| Box::new(n.pod_cidr.hosts().skip(1)) as Box<dyn Iterator<Item = Ipv4Addr>>)
+        .zip(&reserved)
+        .map(|(n, taken)| {
+            let taken = taken.clone();
+            Box::new(
+                n.pod_cidr
+                    .hosts()
+                    .skip(1)
+                    .filter(move |ip| !taken.contains(ip)),
+            ) as Box<dyn Iterator<Item = Ipv4Addr>>
+        })
         .collect();
-    let mut veths: Vec<HashSet<String>> = vec![HashSet::new(); nodes.len()];
     let mut pods = Vec::with_capacity(wanted.len());
     let mut full_reported = vec![false; nodes.len()];
-    for (w, slot) in wanted.iter().zip(placed) {
+    for ((w, slot), old) in wanted.iter().zip(placed).zip(&kept) {
         // A pod pinned to a missing node was already reported by validation.
         let Some(ni) = slot else { continue };
         let node = &nodes[ni];
-        let Some(ip) = next_host[ni].next() else {
+        let ip = match old {
+            Some(old) => Some(old.ip),
+            None => next_host[ni].next(),
+        };
+        let Some(ip) = ip else {
             if !full_reported[ni] {
                 full_reported[ni] = true;
                 let holds = node.pod_cidr.hosts().count().saturating_sub(1);
@@ -196,13 +257,18 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
             }
             continue;
         };
-        let mut salt = 0;
-        let host_veth = loop {
-            let v = host_veth_name(w.namespace, &w.name, salt);
-            if veths[ni].insert(v.clone()) {
-                break v;
+        let host_veth = match old {
+            Some(old) => old.host_veth.clone(),
+            None => {
+                let mut salt = 0;
+                loop {
+                    let v = host_veth_name(w.namespace, &w.name, salt);
+                    if veths[ni].insert(v.clone()) {
+                        break v;
+                    }
+                    salt += 1;
+                }
             }
-            salt += 1;
         };
         pods.push(PodPlan {
             namespace: w.namespace.to_string(),
@@ -260,13 +326,21 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
     // Cluster DNS: the coredns pod on the first node, after the lab's own
     // pods so that their addresses do not depend on it.
     if let Some(node) = nodes.first() {
-        match next_host[0].next() {
+        match coredns_kept
+            .map(|old| old.ip)
+            .or_else(|| next_host[0].next())
+        {
             Some(ip) => {
                 let mut pod = super::dns::coredns_pod(&lab.name, node, ip);
-                let mut salt = 0;
-                while !veths[0].insert(pod.host_veth.clone()) {
-                    salt += 1;
-                    pod.host_veth = host_veth_name(&pod.namespace, &pod.name, salt);
+                match coredns_kept {
+                    Some(old) => pod.host_veth = old.host_veth.clone(),
+                    None => {
+                        let mut salt = 0;
+                        while !veths[0].insert(pod.host_veth.clone()) {
+                            salt += 1;
+                            pod.host_veth = host_veth_name(&pod.namespace, &pod.name, salt);
+                        }
+                    }
                 }
                 pods.push(pod);
             }
@@ -306,7 +380,8 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
         })
         .collect();
 
-    let mut services = super::services::plan_services(file, &pods);
+    let mut services =
+        super::services::plan_services(file, &pods, previous.map(|p| p.services.as_slice()));
     services.extend(super::dns::kube_dns_service(&pods, net.dns_ip));
     let policies = super::netpol::plan_policies(file, &pods);
     let plan = Plan {
@@ -354,4 +429,146 @@ pub fn build(file: &LabFile) -> Result<Plan, LabError> {
 
 fn first_host(net: Ipv4Net) -> Ipv4Addr {
     net.hosts().next().unwrap_or(net.network())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = "apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: carry}
+spec: {nodes: 2}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80}]
+";
+
+    fn plan(text: &str, previous: Option<&Plan>) -> Plan {
+        let file = crate::lab::parse("t.yaml", text).expect("test lab parses");
+        build_with(&file, previous).expect("test lab plans")
+    }
+
+    fn lab(replicas: u32, extra: &str) -> String {
+        format!("{}{extra}", LAB.replace("REPLICAS", &replicas.to_string()))
+    }
+
+    fn addr(p: &Plan, name: &str) -> (String, Ipv4Addr, String) {
+        let pod = p.pods.iter().find(|x| x.name == name).expect("pod in plan");
+        (pod.node.clone(), pod.ip, pod.host_veth.clone())
+    }
+
+    #[test]
+    fn unchanged_lab_plans_the_same_with_its_previous_plan() {
+        let first = plan(&lab(3, ""), None);
+        assert_eq!(plan(&lab(3, ""), Some(&first)), first);
+    }
+
+    #[test]
+    fn running_pods_keep_node_address_and_veth_when_pods_are_added_before_them() {
+        let first = plan(&lab(3, ""), None);
+        // A pod listed first would take the first addresses of a fresh plan.
+        let first_pod = "---
+apiVersion: v1
+kind: Pod
+metadata: {name: aaa}
+spec: {containers: [{name: c, image: busybox}]}
+";
+        let text = format!("{}{first_pod}", lab(5, ""));
+        let second = plan(&text, Some(&first));
+        for p in first.pods.iter() {
+            assert_eq!(
+                addr(&second, &p.name),
+                addr(&first, &p.name),
+                "{} moved",
+                p.name
+            );
+        }
+        let ips: HashSet<Ipv4Addr> = second.pods.iter().map(|p| p.ip).collect();
+        assert_eq!(ips.len(), second.pods.len(), "an address was given twice");
+        let fresh = plan(&text, None);
+        assert_eq!(fresh.pods.len(), second.pods.len());
+    }
+
+    #[test]
+    fn scaling_down_frees_addresses_and_keeps_the_rest() {
+        let first = plan(&lab(4, ""), None);
+        let second = plan(&lab(2, ""), Some(&first));
+        assert_eq!(second.pods.len(), first.pods.len() - 2);
+        for p in &second.pods {
+            assert_eq!(addr(&second, &p.name), addr(&first, &p.name));
+        }
+        let web = second
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .expect("svc");
+        assert_eq!(web.endpoints.len(), 2);
+    }
+
+    #[test]
+    fn services_keep_cluster_ip_and_node_port_when_others_are_added() {
+        let first = plan(&lab(1, ""), None);
+        let more: String = (0..40)
+            .map(|i| {
+                format!(
+                    "---
+apiVersion: v1
+kind: Service
+metadata: {{name: s{i}}}
+spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{port: 80}}]}}
+"
+                )
+            })
+            .collect();
+        let second = plan(&lab(1, &more), Some(&first));
+        let a = first
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .expect("svc");
+        let b = second
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .expect("svc");
+        assert_eq!(a.cluster_ip, b.cluster_ip);
+        assert_eq!(a.ports[0].node_port, b.ports[0].node_port);
+        let ips: HashSet<_> = second
+            .services
+            .iter()
+            .filter_map(|s| s.cluster_ip)
+            .collect();
+        assert_eq!(
+            ips.len(),
+            second.services.len(),
+            "a cluster IP was given twice"
+        );
+        let ports: HashSet<_> = second
+            .services
+            .iter()
+            .filter_map(|s| s.ports[0].node_port)
+            .collect();
+        assert_eq!(
+            ports.len(),
+            second.services.len() - 1,
+            "a node port was given twice"
+        );
+    }
 }

@@ -12,7 +12,7 @@ mod names;
 pub mod netpol;
 pub mod services;
 
-pub use build::build;
+pub use build::{build, build_with};
 pub use names::{deployment_pod_name, host_veth_name, uplink_name};
 
 use std::collections::BTreeMap;

@@ -11,7 +11,17 @@ use crate::lab::{ClusterIpSpec, LabFile, Protocol, Service, ServiceKind, TargetP
 /// Every service of the lab, with addresses. Validation has already
 /// rejected fixed addresses that clash, so allocation only has to avoid
 /// them.
-pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
+///
+/// With `previous` (the services of a running lab), a service that is in
+/// both keeps the addresses and ports it was given, where the file still
+/// leaves them to allocation.
+pub fn plan_services(
+    file: &LabFile,
+    pods: &[PodPlan],
+    previous: Option<&[ServicePlan]>,
+) -> Vec<ServicePlan> {
+    let previous = previous.unwrap_or_default();
+    let old = |key: &str| previous.iter().find(|p| p.key() == key);
     let net = &file.lab.network;
     let cidr = net.service_cidr;
     let first = u32::from(cidr.network()) + 1;
@@ -42,6 +52,43 @@ pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
         .filter_map(|s| s.spec.load_balancer_ip.map(|(ip, _)| u32::from(ip)))
         .collect();
 
+    // What running services were given stays theirs.
+    let kept_ip = |s: &Service| -> Option<Ipv4Addr> {
+        let o = old(&format!("{}/{}", s.namespace, s.name))?;
+        let ip = o.cluster_ip?;
+        (matches!(s.spec.cluster_ip, ClusterIpSpec::Auto)
+            && s.spec.kind != ServiceKind::ExternalName
+            && (first..=last).contains(&u32::from(ip)))
+        .then_some(ip)
+    };
+    let kept_node_port = |s: &Service, port: u16, protocol: Protocol| -> Option<u16> {
+        let o = old(&format!("{}/{}", s.namespace, s.name))?;
+        o.ports
+            .iter()
+            .find(|p| p.port == port && p.protocol == protocol)?
+            .node_port
+            .filter(|n| (np_lo..=np_hi).contains(n))
+    };
+    let kept_lb = |s: &Service| -> Option<Ipv4Addr> {
+        let o = old(&format!("{}/{}", s.namespace, s.name))?;
+        let ip = o.load_balancer_ip?;
+        (s.spec.load_balancer_ip.is_none() && (pool_lo..=pool_hi).contains(&u32::from(ip)))
+            .then_some(ip)
+    };
+    for s in &file.services {
+        if let Some(ip) = kept_ip(s) {
+            taken_ips.insert(u32::from(ip));
+        }
+        for p in s.spec.ports.iter().filter(|p| p.node_port.is_none()) {
+            if let Some(n) = kept_node_port(s, p.port, p.protocol) {
+                taken_ports.insert((n, p.protocol));
+            }
+        }
+        if let Some(ip) = kept_lb(s) {
+            taken_lb.insert(u32::from(ip));
+        }
+    }
+
     file.services
         .iter()
         .map(|s| {
@@ -55,6 +102,7 @@ pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
             let cluster_ip = match (&s.spec.cluster_ip, kind) {
                 (_, ServiceType::ExternalName) | (ClusterIpSpec::Headless, _) => None,
                 (ClusterIpSpec::Fixed(ip, _), _) => Some(*ip),
+                (ClusterIpSpec::Auto, _) if kept_ip(s).is_some() => kept_ip(s),
                 (ClusterIpSpec::Auto, _) => {
                     // Stable per service (a hash, probing on collision), like
                     // the random allocation of Kubernetes but repeatable, so
@@ -79,6 +127,9 @@ pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
                     node_port: match (wants_node_port, p.node_port) {
                         (false, _) => None,
                         (true, Some((n, _))) => Some(n),
+                        (true, None) if kept_node_port(s, p.port, p.protocol).is_some() => {
+                            kept_node_port(s, p.port, p.protocol)
+                        }
                         (true, None) => {
                             let seed = fnv1a(&[&key, &p.port.to_string(), &p.protocol.to_string()]);
                             probe(seed, u32::from(np_lo), u32::from(np_hi), |v| {
@@ -92,6 +143,7 @@ pub fn plan_services(file: &LabFile, pods: &[PodPlan]) -> Vec<ServicePlan> {
             let load_balancer_ip = match kind {
                 ServiceType::LoadBalancer => match s.spec.load_balancer_ip {
                     Some((ip, _)) => Some(ip),
+                    None if kept_lb(s).is_some() => kept_lb(s),
                     // Sequential, as MetalLB hands out its pool.
                     None => (pool_lo..=pool_hi)
                         .find(|v| taken_lb.insert(*v))
