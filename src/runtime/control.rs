@@ -6,6 +6,11 @@
 //! {"op":"status"}    -> {"ok":true,"status":{...DaemonStatus...}}
 //! {"op":"shutdown"}  -> {"ok":true}, then the connection stays open until
 //!                       the daemon has stopped every process and exits
+//! {"op":"forget","namespace":..,"name":..}    a pod left the plan on disk
+//! {"op":"stoppod","namespace":..,"name":..}   stop a pod's servers and
+//!                       processes (a crash); its namespace stays
+//! {"op":"reconcile","restart":[..]}  -> {"ok":true,"reconciled":{..}}: run
+//!                       what the plan on disk has, restart the pods listed
 //! anything else      -> {"ok":false,"error":"..."}
 //! ```
 //!
@@ -23,6 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use super::pods::{Pods, Reconciled};
 use super::state::Shared;
 use super::status::DaemonStatus;
 use super::Error;
@@ -48,6 +54,18 @@ pub enum Request {
         namespace: String,
         name: String,
     },
+    /// Stop a pod's servers and processes, as if its containers crashed.
+    StopPod {
+        namespace: String,
+        name: String,
+    },
+    /// The plan on disk changed (`podlab apply`): start, stop and restart
+    /// pods to match it, and resync DNS and the rules. `restart`: pods
+    /// (`ns/name`) whose namespace was made anew.
+    Reconcile {
+        #[serde(default)]
+        restart: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +75,8 @@ pub struct Response {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled: Option<Reconciled>,
 }
 
 impl Response {
@@ -65,6 +85,7 @@ impl Response {
             ok: true,
             error: None,
             status: None,
+            reconciled: None,
         }
     }
 
@@ -73,6 +94,7 @@ impl Response {
             ok: false,
             error: Some(msg),
             status: None,
+            reconciled: None,
         }
     }
 }
@@ -116,6 +138,7 @@ pub fn bind(state_dir: &Path) -> Result<UnixListener, Error> {
 #[derive(Clone)]
 pub(crate) struct Control {
     pub shared: Shared,
+    pub pods: std::sync::Arc<Pods>,
     pub stop: watch::Sender<bool>,
     pub state_dir: std::path::PathBuf,
 }
@@ -178,7 +201,7 @@ async fn handle(stream: UnixStream, ctl: Control) {
         let reply = match &request {
             Request::Ping | Request::Shutdown => Response::ok(),
             Request::Forget { namespace, name } => {
-                if !super::forget_pod(&ctl.shared, namespace, name) {
+                if !ctl.pods.forget(namespace, name) {
                     Response::error(format!("no pod {namespace}/{name} in this lab"))
                 } else {
                     // Answer once the rules no longer send traffic there.
@@ -188,6 +211,17 @@ async fn handle(stream: UnixStream, ctl: Control) {
                     }
                 }
             }
+            Request::StopPod { namespace, name } => {
+                if !ctl.pods.stop(namespace, name) {
+                    Response::error(format!("no running pod {namespace}/{name} in this lab"))
+                } else {
+                    match super::resync(&ctl.state_dir, &ctl.shared).await {
+                        Ok(()) => Response::ok(),
+                        Err(e) => Response::error(e),
+                    }
+                }
+            }
+            Request::Reconcile { restart } => serve_reconcile(&ctl, restart).await,
             Request::Status => Response {
                 status: Some(ctl.shared.snapshot(std::process::id(), rss_bytes())),
                 ..Response::ok()
@@ -203,6 +237,26 @@ async fn handle(stream: UnixStream, ctl: Control) {
             // when the daemon exits, after every process has stopped.
             std::future::pending::<()>().await;
         }
+    }
+}
+
+async fn serve_reconcile(ctl: &Control, restart: &[String]) -> Response {
+    let plan = match super::load_plan(&ctl.state_dir) {
+        Ok(p) => p,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    let restart = restart.iter().cloned().collect();
+    let done = match ctl.pods.reconcile(&plan, &restart).await {
+        Ok(d) => d,
+        Err(e) => return Response::error(e.to_string()),
+    };
+    // Answer once DNS and the rules follow the new plan.
+    match super::resync(&ctl.state_dir, &ctl.shared).await {
+        Ok(()) => Response {
+            reconciled: Some(done),
+            ..Response::ok()
+        },
+        Err(e) => Response::error(e),
     }
 }
 
@@ -324,6 +378,36 @@ pub fn forget(
         Some(e) if !reply.ok => Err(Error::Daemon(e)),
         _ => Ok(()),
     }
+}
+
+/// Stop a pod's servers and processes (its namespace stays): a crashed
+/// pod, for faults and exercises. `reconcile` starts it again.
+pub fn stop_pod(
+    state_dir: &Path,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let req = Request::StopPod {
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    call(state_dir, req, Instant::now() + timeout).map(drop)
+}
+
+/// Make the daemon run what the plan on disk has: pods started, stopped
+/// and restarted (`restart`: `ns/name` of pods whose namespace was made
+/// anew), DNS and rules resynced. Answers when all that is done.
+pub fn reconcile(
+    state_dir: &Path,
+    restart: &[String],
+    timeout: Duration,
+) -> Result<Reconciled, Error> {
+    let req = Request::Reconcile {
+        restart: restart.to_vec(),
+    };
+    let (reply, _) = call(state_dir, req, Instant::now() + timeout)?;
+    Ok(reply.reconciled.unwrap_or_default())
 }
 
 pub fn request_shutdown(state_dir: &Path, timeout: Duration) -> Result<(), Error> {

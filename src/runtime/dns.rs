@@ -42,9 +42,12 @@ impl ZoneHandle {
 /// The table the daemon serves, set when the coredns pod's sockets are up.
 static SERVED: std::sync::OnceLock<Arc<ZoneHandle>> = std::sync::OnceLock::new();
 
-/// Make `zone` the one `follow` updates.
-pub(crate) fn register(zone: Arc<ZoneHandle>) {
-    let _ = SERVED.set(zone);
+/// The table to serve, filled from `plan`: one for the daemon's life, so
+/// that a restarted coredns pod serves the table `follow` keeps current.
+pub(crate) fn served_zone(plan: &crate::plan::Plan) -> Arc<ZoneHandle> {
+    let zone = SERVED.get_or_init(|| Arc::new(ZoneHandle::new(Zone::default())));
+    zone.replace(crate::plan::dns::records(plan));
+    zone.clone()
 }
 
 /// Make the served records follow the lab: rebuilt from `plan` (the plan on

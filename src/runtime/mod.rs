@@ -11,11 +11,13 @@
 pub mod control;
 pub mod dns;
 pub mod echo;
+pub mod pods;
 pub mod process;
 mod state;
 pub mod status;
 
-pub use control::{forget, ping, query_status, request_shutdown};
+pub use control::{forget, ping, query_status, reconcile, request_shutdown, stop_pod};
+pub use pods::Reconciled;
 pub use process::{
     netns_exec_setup, node_exec_setup, node_pre_exec, pod_exec_setup, pod_pre_exec, PreparedExec,
 };
@@ -24,7 +26,6 @@ pub use status::{ContainerState, ContainerStatus, DaemonStatus, Phase, PodStatus
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -33,8 +34,7 @@ use tokio::task::JoinSet;
 use crate::lab::Protocol;
 use crate::plan::{Plan, PLAN_VERSION};
 
-use echo::{EchoInfo, Wanted};
-use process::Container;
+use echo::Wanted;
 use state::Shared;
 
 pub const PLAN_FILE: &str = "plan.json";
@@ -199,6 +199,8 @@ async fn daemon(
     })?;
     let nofile = raise_nofile_limit();
 
+    let pods = pods::Pods::new(shared.clone(), logs.clone(), nofile, shutdown.clone());
+
     // First, so that `get pods` can show pods as ContainerCreating while
     // the rest comes up.
     let control = control::bind(state_dir)?;
@@ -207,38 +209,23 @@ async fn daemon(
         control,
         control::Control {
             shared: shared.clone(),
+            pods: pods.clone(),
             stop: stop.clone(),
             state_dir: state_dir.to_path_buf(),
         },
     ));
-
-    // One stop signal per pod, so that a deleted pod's servers and
-    // processes stop alone; the daemon's own stop reaches them all.
-    let pod_stops: Arc<Vec<watch::Sender<bool>>> =
-        Arc::new(plan.pods.iter().map(|_| watch::channel(false).0).collect());
+    // The daemon's stop reaches every pod, whenever it was started.
     {
-        let pod_stops = pod_stops.clone();
+        let pods = pods.clone();
         let mut shutdown = shutdown.clone();
         servers.spawn(async move {
             stopped(&mut shutdown).await;
-            for s in pod_stops.iter() {
-                s.send_replace(true);
-            }
+            pods.stop_all();
         });
     }
-    forget_tx_slot(&pod_stops);
 
-    let mut supervisors = JoinSet::new();
-    let setup = setup(
-        &plan,
-        &shared,
-        &logs,
-        nofile,
-        &pod_stops,
-        &mut servers,
-        &mut supervisors,
-    )
-    .await;
+    let all: Vec<(usize, usize)> = (0..plan.pods.len()).map(|i| (i, i)).collect();
+    let setup = pods.start(&plan, &all).await;
     let setup = setup.and_then(|()| {
         if *shutdown.borrow() {
             return Err(Error::Interrupted);
@@ -285,22 +272,15 @@ async fn daemon(
         // Whatever did start must stop before the failure is reported.
         Err(_) => {
             stop.send_replace(true);
+            pods.stop_all();
         }
     }
 
     tracing::info!("stopping");
     // Supervisors send SIGTERM, then SIGKILL after the grace; a little more
     // than that is all they can take.
-    let grace = process::TERMINATION_GRACE + Duration::from_secs(2);
-    if tokio::time::timeout(grace, async {
-        while supervisors.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("some processes did not stop in time");
-        supervisors.abort_all();
-    }
+    pods.join_supervisors(process::TERMINATION_GRACE + Duration::from_secs(2))
+        .await;
     // Listeners return on the shutdown signal; dropping them closes them.
     if tokio::time::timeout(Duration::from_secs(1), async {
         while servers.join_next().await.is_some() {}
@@ -316,25 +296,6 @@ async fn daemon(
     }
     tracing::info!("stopped");
     setup
-}
-
-/// The daemon's pods' stop signals, for the control socket's `forget`.
-static POD_STOPS: std::sync::OnceLock<Arc<Vec<watch::Sender<bool>>>> = std::sync::OnceLock::new();
-
-fn forget_tx_slot(stops: &Arc<Vec<watch::Sender<bool>>>) {
-    let _ = POD_STOPS.set(stops.clone());
-}
-
-/// Stop serving a pod deleted from the lab: its sockets close, its
-/// processes get SIGTERM. Returns whether the pod was known.
-pub(crate) fn forget_pod(shared: &Shared, namespace: &str, name: &str) -> bool {
-    let Some(i) = shared.forget(namespace, name) else {
-        return false;
-    };
-    if let Some(s) = POD_STOPS.get().and_then(|v| v.get(i)) {
-        s.send_replace(true);
-    }
-    true
 }
 
 /// Reload every node's rules now, for the plan on disk and the pods that
@@ -400,103 +361,10 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Bind every socket, then start every process, pod by pod in the table.
-async fn setup(
-    plan: &Plan,
-    shared: &Shared,
-    logs: &Path,
-    nofile: Option<libc::rlimit>,
-    pod_stops: &[watch::Sender<bool>],
-    servers: &mut JoinSet<()>,
-    supervisors: &mut JoinSet<()>,
-) -> Result<(), Error> {
-    let wanted = wanted_ports(plan);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("podlab-netns".into())
-        .spawn(move || {
-            let _ = tx.send(echo::bind_all(&wanted));
-        })
-        .map_err(|source| Error::Io {
-            what: "start the socket-binding thread".into(),
-            source,
-        })?;
-    let bound = rx.await.map_err(|_| Error::BindThread)??;
-
-    for b in bound {
-        let pod = &plan.pods[b.pod];
-        let info = Arc::new(EchoInfo {
-            pod: pod.name.clone(),
-            namespace: pod.namespace.clone(),
-            node: pod.node.clone(),
-            pod_ip: pod.ip,
-        });
-        let register = |port: u16, protocol: Protocol| {
-            let pod = pod.key();
-            move |source| Error::Bind {
-                pod,
-                port,
-                protocol,
-                source,
-            }
-        };
-        let shutdown = pod_stops[b.pod].subscribe();
-        // The coredns pod answers DNS on its ports instead of the echo.
-        let dns_zone = (pod.role == crate::plan::PodRole::Dns).then(|| {
-            let zone = crate::plan::dns::records(plan);
-            tracing::info!(pod = %pod.key(), names = zone.len(), "serving cluster DNS");
-            let zone = Arc::new(dns::ZoneHandle::new(zone));
-            dns::register(zone.clone());
-            zone
-        });
-        for (port, l) in b.tcp {
-            let l = echo::tcp_to_tokio(l).map_err(register(port, Protocol::Tcp))?;
-            if let Some(zone) = &dns_zone {
-                servers.spawn(dns::serve_tcp(l, zone.clone(), pod.key(), shutdown.clone()));
-                continue;
-            }
-            servers.spawn(echo::serve_tcp(l, info.clone(), port, shutdown.clone()));
-            tracing::info!(pod = %pod.key(), port, "serving HTTP echo");
-        }
-        for (port, s) in b.udp {
-            let s = echo::udp_to_tokio(s).map_err(register(port, Protocol::Udp))?;
-            if let Some(zone) = &dns_zone {
-                servers.spawn(dns::serve_udp(s, zone.clone(), pod.key(), shutdown.clone()));
-                continue;
-            }
-            servers.spawn(echo::serve_udp(s, info.clone(), port, shutdown.clone()));
-            tracing::info!(pod = %pod.key(), port, "serving UDP echo");
-        }
-        shared.ports_bound(b.pod);
-    }
-
-    for (i, pod) in plan.pods.iter().enumerate() {
-        if !pod.processes.is_empty() {
-            let prep = Arc::new(process::pod_exec_setup(pod));
-            for p in &pod.processes {
-                let Some(slot) = shared.slot(i, &p.container) else {
-                    continue;
-                };
-                let c = Container::new(plan, pod, p, logs, prep.clone(), slot, nofile);
-                let first = c.spawn();
-                process::record_start(shared, &c, &first);
-                supervisors.spawn(process::supervise(
-                    c,
-                    shared.clone(),
-                    first,
-                    pod_stops[i].subscribe(),
-                ));
-            }
-        }
-        shared.pod_set_up(i);
-    }
-    Ok(())
-}
-
 /// The ports podlab's echo servers answer on, per pod. A container that
 /// runs a process serves its own ports (that is what `containerPort` means
 /// in Kubernetes); an echo server there would take the port from it.
-fn wanted_ports(plan: &Plan) -> Vec<Wanted> {
+pub(crate) fn wanted_ports(plan: &Plan) -> Vec<Wanted> {
     plan.pods
         .iter()
         .enumerate()

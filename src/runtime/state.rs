@@ -147,6 +147,34 @@ impl Shared {
         }
     }
 
+    /// A row for a pod started after the daemon: its index.
+    pub fn add(&self, pod: &PodPlan) -> usize {
+        let mut t = self.lock();
+        t.pods.push(pod_entry(pod));
+        t.generation += 1;
+        let slot = t.pods.len() - 1;
+        drop(t);
+        self.1.notify_one();
+        slot
+    }
+
+    /// The pod's servers and processes were stopped on request: it is down
+    /// and not ready, as a pod whose containers crashed.
+    pub fn pod_stopped(&self, pod: usize) {
+        let mut t = self.lock();
+        if let Some(p) = t.pods.get_mut(pod) {
+            for c in &mut p.containers {
+                c.state = ContainerState::Error;
+                c.ready = false;
+                c.pid = None;
+                c.message = Some("stopped (podlab stop-pod)".into());
+            }
+        }
+        t.generation += 1;
+        drop(t);
+        self.1.notify_one();
+    }
+
     pub fn set_ready(&self) {
         self.lock().ready = true;
     }

@@ -1,0 +1,311 @@
+//! Small changes to a running lab's namespaces: the fixes `podlab apply`
+//! makes when the kernel has drifted from the plan (a link set down, a
+//! route deleted, an address changed, a sysctl turned off), and removing a
+//! pod's veth before its namespace is made anew.
+//!
+//! A `Fix` is a plain value: `reconcile` decides them from the findings of
+//! `observe`, this module only carries them out, one netlink connection per
+//! namespace, every fix tried even when another fails.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use serde::Serialize;
+
+use super::netns::Netns;
+use super::{sysctl, Error};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "fix", rename_all = "camelCase")]
+pub enum Fix {
+    /// `ip link set LINK up`.
+    LinkUp { netns: String, link: String },
+    /// `ip link set LINK mtu N`.
+    Mtu {
+        netns: String,
+        link: String,
+        mtu: u32,
+    },
+    /// Remove the addresses of `link` that are not `want`, add `want`.
+    Address {
+        netns: String,
+        link: String,
+        want: (Ipv4Addr, u8),
+    },
+    /// `ip route replace DST via VIA` (`0.0.0.0/0` for the default route).
+    Route {
+        netns: String,
+        dst: ipnet::Ipv4Net,
+        via: Ipv4Addr,
+    },
+    /// `sysctl -w KEY=VALUE` inside the namespace.
+    Sysctl {
+        netns: String,
+        key: String,
+        value: String,
+    },
+    /// `ip link del LINK`: a veth goes with its peer.
+    DeleteLink { netns: String, link: String },
+}
+
+impl Fix {
+    pub fn netns(&self) -> &str {
+        match self {
+            Fix::LinkUp { netns, .. }
+            | Fix::Mtu { netns, .. }
+            | Fix::Address { netns, .. }
+            | Fix::Route { netns, .. }
+            | Fix::Sysctl { netns, .. }
+            | Fix::DeleteLink { netns, .. } => netns,
+        }
+    }
+}
+
+impl fmt::Display for Fix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fix::LinkUp { netns, link } => write!(f, "{netns}: ip link set {link} up"),
+            Fix::Mtu { netns, link, mtu } => write!(f, "{netns}: ip link set {link} mtu {mtu}"),
+            Fix::Address { netns, link, want } => {
+                write!(f, "{netns}: {link} gets {}/{} back", want.0, want.1)
+            }
+            Fix::Route { netns, dst, via } => {
+                write!(f, "{netns}: ip route replace {dst} via {via}")
+            }
+            Fix::Sysctl { netns, key, value } => write!(f, "{netns}: sysctl {key}={value}"),
+            Fix::DeleteLink { netns, link } => write!(f, "{netns}: ip link del {link}"),
+        }
+    }
+}
+
+/// Carry out `fixes`, grouped by namespace (in parallel across them, in
+/// order within one). Returns each fix with its outcome.
+pub fn run(fixes: &[Fix]) -> Vec<(Fix, Result<(), Error>)> {
+    let mut by_ns: BTreeMap<&str, Vec<&Fix>> = BTreeMap::new();
+    for f in fixes {
+        by_ns.entry(f.netns()).or_default().push(f);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = by_ns
+            .into_iter()
+            .map(|(ns, fixes)| (fixes.clone(), s.spawn(move || run_in(ns, &fixes))))
+            .collect();
+        let mut out = Vec::new();
+        for (fixes, h) in handles {
+            match h.join() {
+                Ok(results) => out.extend(results),
+                Err(_) => out.extend(fixes.into_iter().map(|f| {
+                    (
+                        f.clone(),
+                        Err(Error::Io {
+                            what: f.to_string(),
+                            source: std::io::Error::other("repair thread panicked"),
+                        }),
+                    )
+                })),
+            }
+        }
+        out
+    })
+}
+
+fn run_in(netns: &str, fixes: &[&Fix]) -> Vec<(Fix, Result<(), Error>)> {
+    let fail_all = |e: &Error| -> Vec<(Fix, Result<(), Error>)> {
+        fixes
+            .iter()
+            .map(|f| {
+                (
+                    (*f).clone(),
+                    Err(Error::Io {
+                        what: f.to_string(),
+                        source: std::io::Error::other(e.to_string()),
+                    }),
+                )
+            })
+            .collect()
+    };
+    let ns = match Netns::open(netns) {
+        Ok(ns) => ns,
+        Err(e) => return fail_all(&e),
+    };
+    let inside = match ns.enter() {
+        Ok(g) => g,
+        Err(e) => return fail_all(&e),
+    };
+    // Sysctls go through /proc of this thread's namespace; the netlink
+    // socket is made here too, so it lives in the namespace.
+    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE);
+    let mut results: Vec<(Fix, Result<(), Error>)> = Vec::new();
+    let mut netlink_fixes = Vec::new();
+    for f in fixes {
+        match f {
+            Fix::Sysctl { key, value, .. } => {
+                results.push(((*f).clone(), sysctl::set(netns, key, value)));
+            }
+            _ => netlink_fixes.push(*f),
+        }
+    }
+    drop(inside);
+    if netlink_fixes.is_empty() {
+        return results;
+    }
+    let sock = match sock {
+        Ok(s) => s,
+        Err(source) => {
+            let e = Error::Io {
+                what: format!("netlink socket in {netns}"),
+                source,
+            };
+            results.extend(
+                fail_all(&e)
+                    .into_iter()
+                    .filter(|(f, _)| netlink_fixes.contains(&f)),
+            );
+            return results;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(source) => {
+            let e = Error::Io {
+                what: "tokio runtime".into(),
+                source,
+            };
+            results.extend(
+                fail_all(&e)
+                    .into_iter()
+                    .filter(|(f, _)| netlink_fixes.contains(&f)),
+            );
+            return results;
+        }
+    };
+    rt.block_on(async {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor comes straight out of an owned socket.
+        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+        let (conn, nl, _) = rtnetlink::from_socket(sock);
+        tokio::spawn(conn);
+        for f in netlink_fixes {
+            let r = apply_one(&nl, netns, f).await;
+            results.push((f.clone(), r));
+        }
+    });
+    results
+}
+
+async fn link_index(nl: &rtnetlink::Handle, netns: &str, link: &str) -> Result<u32, Error> {
+    let mut links = nl.link().get().match_name(link.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(m)) => Ok(m.header.index),
+        Ok(None) => Err(Error::Io {
+            what: format!("link {link} in {netns}"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        }),
+        Err(source) => Err(Error::Netlink {
+            netns: netns.into(),
+            what: format!("find link {link}"),
+            source,
+        }),
+    }
+}
+
+async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(), Error> {
+    use rtnetlink::{LinkUnspec, RouteMessageBuilder};
+    let fail = |what: String| {
+        let netns = netns.to_string();
+        move |source| Error::Netlink {
+            netns,
+            what,
+            source,
+        }
+    };
+    match fix {
+        Fix::LinkUp { link, .. } => {
+            let index = link_index(nl, netns, link).await?;
+            nl.link()
+                .set(LinkUnspec::new_with_index(index).up().build())
+                .execute()
+                .await
+                .map_err(fail(format!("set {link} up")))
+        }
+        Fix::Mtu { link, mtu, .. } => {
+            let index = link_index(nl, netns, link).await?;
+            nl.link()
+                .set(LinkUnspec::new_with_index(index).mtu(*mtu).build())
+                .execute()
+                .await
+                .map_err(fail(format!("set {link} mtu {mtu}")))
+        }
+        Fix::Address { link, want, .. } => {
+            let index = link_index(nl, netns, link).await?;
+            let have: Vec<_> = nl
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(fail(format!("list addresses of {link}")))?;
+            let mut present = false;
+            for m in have {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    netlink_packet_route::address::AddressAttribute::Local(IpAddr::V4(ip)) => {
+                        Some(*ip)
+                    }
+                    _ => None,
+                });
+                let Some(ip) = ip else { continue };
+                if (ip, m.header.prefix_len) == *want {
+                    present = true;
+                    continue;
+                }
+                nl.address()
+                    .del(m)
+                    .execute()
+                    .await
+                    .map_err(fail(format!("remove {ip} from {link}")))?;
+            }
+            if present {
+                return Ok(());
+            }
+            nl.address()
+                .add(index, IpAddr::V4(want.0), want.1)
+                .execute()
+                .await
+                .map_err(fail(format!("add {}/{} to {link}", want.0, want.1)))
+        }
+        Fix::Route { dst, via, .. } => {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst.network(), dst.prefix_len())
+                .gateway(*via)
+                .build();
+            nl.route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(fail(format!("replace route {dst} via {via}")))
+        }
+        Fix::DeleteLink { link, .. } => {
+            let index = match link_index(nl, netns, link).await {
+                Ok(i) => i,
+                // Already gone: what was wanted.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            };
+            nl.link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(fail(format!("delete {link}")))
+        }
+        Fix::Sysctl { .. } => Ok(()),
+    }
+}
