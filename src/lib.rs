@@ -11,5 +11,6 @@ pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 pub mod probe;
+pub mod reconcile;
 pub mod runtime;
 pub mod state;

@@ -28,11 +28,11 @@ pub enum Fix {
         link: String,
         mtu: u32,
     },
-    /// Remove the addresses of `link` that are not `want`, add `want`.
+    /// Make `link`'s IPv4 addresses exactly `want`.
     Address {
         netns: String,
         link: String,
-        want: (Ipv4Addr, u8),
+        want: Vec<(Ipv4Addr, u8)>,
     },
     /// `ip route replace DST via VIA` (`0.0.0.0/0` for the default route).
     Route {
@@ -69,7 +69,8 @@ impl fmt::Display for Fix {
             Fix::LinkUp { netns, link } => write!(f, "{netns}: ip link set {link} up"),
             Fix::Mtu { netns, link, mtu } => write!(f, "{netns}: ip link set {link} mtu {mtu}"),
             Fix::Address { netns, link, want } => {
-                write!(f, "{netns}: {link} gets {}/{} back", want.0, want.1)
+                let want: Vec<String> = want.iter().map(|(ip, p)| format!("{ip}/{p}")).collect();
+                write!(f, "{netns}: addresses of {link} set to {}", want.join(", "))
             }
             Fix::Route { netns, dst, via } => {
                 write!(f, "{netns}: ip route replace {dst} via {via}")
@@ -251,7 +252,7 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                 .try_collect()
                 .await
                 .map_err(fail(format!("list addresses of {link}")))?;
-            let mut present = false;
+            let mut present = Vec::new();
             for m in have {
                 let ip = m.attributes.iter().find_map(|a| match a {
                     netlink_packet_route::address::AddressAttribute::Local(IpAddr::V4(ip)) => {
@@ -260,8 +261,8 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                     _ => None,
                 });
                 let Some(ip) = ip else { continue };
-                if (ip, m.header.prefix_len) == *want {
-                    present = true;
+                if want.contains(&(ip, m.header.prefix_len)) {
+                    present.push((ip, m.header.prefix_len));
                     continue;
                 }
                 nl.address()
@@ -270,14 +271,14 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                     .await
                     .map_err(fail(format!("remove {ip} from {link}")))?;
             }
-            if present {
-                return Ok(());
+            for (ip, prefix) in want.iter().filter(|w| !present.contains(w)) {
+                nl.address()
+                    .add(index, IpAddr::V4(*ip), *prefix)
+                    .execute()
+                    .await
+                    .map_err(fail(format!("add {ip}/{prefix} to {link}")))?;
             }
-            nl.address()
-                .add(index, IpAddr::V4(want.0), want.1)
-                .execute()
-                .await
-                .map_err(fail(format!("add {}/{} to {link}", want.0, want.1)))
+            Ok(())
         }
         Fix::Route { dst, via, .. } => {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()
