@@ -493,7 +493,14 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     restart.extend(fix.restart.iter().cloned());
     let restart: Vec<String> = restart.into_iter().collect();
     match runtime::reconcile(&dir, &restart, DAEMON_TIMEOUT) {
-        Ok(done) => report.daemon = Some(done),
+        Ok(done) => {
+            for k in fix.restart.iter().filter(|k| done.restarted.contains(*k)) {
+                report.repaired.push(format!(
+                    "pod {k} was down: its servers and processes restarted"
+                ));
+            }
+            report.daemon = Some(done);
+        }
         Err(runtime::Error::NotRunning { .. }) => {
             report.failed.push(
                 "the lab's daemon is not running: no pod is served (podlab down, then up)".into(),
