@@ -522,16 +522,21 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         removed.iter().chain(&old_recreated).map(|p| p.ip).collect();
     services::flush_udp(desired, &gone);
 
-    // Rules that still differ from the plan were changed by hand: reload
-    // those namespaces whole.
+    // Rules changed by hand may survive the daemon's resync, which loads
+    // only what the plan changed: those namespaces are checked again and
+    // reloaded whole if they still differ. Without a daemon, every one.
     let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
-    let drifted: BTreeSet<String> = observe::compare_rules(desired, status.as_ref())
-        .into_iter()
-        .filter_map(|f| match f {
-            Finding::Rules { netns, .. } => Some(netns),
-            _ => None,
-        })
-        .collect();
+    let drifted: BTreeSet<String> = if rules_drift.is_empty() && report.daemon.is_some() {
+        BTreeSet::new()
+    } else {
+        observe::compare_rules(desired, status.as_ref())
+            .into_iter()
+            .filter_map(|f| match f {
+                Finding::Rules { netns, .. } => Some(netns),
+                _ => None,
+            })
+            .collect()
+    };
     if !drifted.is_empty() {
         let view = services::ready_view(desired, &observe::not_ready(desired, status.as_ref()));
         let sets: Vec<(String, String)> = apply::rulesets(&view)
@@ -541,7 +546,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         nft::load_all(&sets)?;
         report.rules_reloaded = drifted.into_iter().collect();
     }
-    report.repaired.extend(rules_drift);
+    report.repaired.extend(rules_drift.iter().cloned());
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }

@@ -9,8 +9,12 @@ use crate::{plan, reconcile, state};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The lab file, edited (or as it was, to repair drift).
-    file: PathBuf,
+    /// The lab file, edited (or as it was, to repair drift). Without it,
+    /// the running lab's own file as last applied: puts the lab back.
+    file: Option<PathBuf>,
+    /// The lab, without FILE (default: the only one up).
+    #[arg(long)]
+    lab: Option<String>,
     /// Print what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -20,7 +24,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let file = lab::load(&args.file)?;
+    let Some(path) = &args.file else {
+        require_root("apply")?;
+        let lab = super::pick_lab(args.lab.as_deref())?;
+        let (file, _) = running_file(&lab)?;
+        return apply_file(&lab, &file, args.dry_run, args.json);
+    };
+    let file = lab::load(path)?;
     for w in &file.warnings {
         eprintln!("warning: {w}");
     }
@@ -29,16 +39,16 @@ pub fn run(args: Args) -> Result<u8> {
     if !state::dir(&lab).exists() {
         return Err(CliError::new(format!("lab {lab} is not up")).hint(format!(
             "bring it up first: sudo podlab up {}",
-            args.file.display()
+            path.display()
         )));
     }
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| CliError::new(format!("cannot read {}: {e}", args.file.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
     let code = apply_file(&lab, &file, args.dry_run, args.json)?;
     if !args.dry_run {
         // The file is the running lab's from now on: `scale` and `delete`
         // edit from it.
-        state::save_source(&lab, &args.file.display().to_string(), &text)
+        state::save_source(&lab, &path.display().to_string(), &text)
             .map_err(|e| CliError::new(format!("cannot save the lab file of {lab}: {e}")))?;
     }
     Ok(code)
