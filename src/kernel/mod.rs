@@ -3,11 +3,13 @@
 //! namespaces.
 
 pub mod apply;
+pub mod conntrack;
 pub mod counters;
 pub mod inspect;
 pub mod netns;
 pub mod nft;
 pub mod procs;
+pub mod route;
 pub mod services;
 pub mod sysctl;
 pub mod teardown;

@@ -98,3 +98,30 @@ pub fn list_table(netns: &str, table: &str) -> Result<String, Error> {
         .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
     })
 }
+
+/// `nft -j list ...` inside `netns` (`what`: `["table", "ip", "kube-proxy"]`,
+/// `["counters", "table", "ip", T]`); `None` when the table does not exist.
+pub fn list_json(netns: &str, what: &[&str]) -> Result<Option<String>, Error> {
+    let ns = Netns::open(netns)?;
+    let fail = |message: String| Error::Nft {
+        netns: netns.to_string(),
+        message,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter()?;
+            let args = std::iter::once("list").chain(what.iter().copied());
+            match nftables::helper::get_current_ruleset_raw(None::<&str>, args) {
+                Ok(json) => Ok(Some(json)),
+                Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
+                    if stderr.contains("No such file or directory") =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(fail(e.to_string())),
+            }
+        })
+        .join()
+        .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
+    })
+}
