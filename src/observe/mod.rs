@@ -3,6 +3,8 @@
 //! says and what the kernel has.
 
 pub mod diagnose;
+pub mod target;
+pub mod trace;
 
 use std::fmt;
 
