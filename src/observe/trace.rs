@@ -262,14 +262,13 @@ impl Kernel for Live {
         protocol: &str,
         t: &Tuple,
     ) -> Result<Option<conntrack::Entry>, String> {
-        if let Some(e) =
-            conntrack::get(netns, protocol, t).map_err(|e| crate::cli::error_chain(&e))?
-        {
+        let read = conntrack::get(netns, protocol, t);
+        if let Ok(Some(e)) = read {
             return Ok(Some(e));
         }
         // Gone already (a reset removes an unanswered TCP flow at once):
         // as it was announced when it was made.
-        Ok(self
+        let announced = self
             .events
             .iter()
             .filter(|(n, _)| n == netns)
@@ -281,7 +280,12 @@ impl Kernel for Live {
                     e.state.as_deref().unwrap_or("new")
                 )),
                 ..e.clone()
-            }))
+            });
+        match (announced, read) {
+            (Some(e), _) => Ok(Some(e)),
+            (None, Err(e)) => Err(crate::cli::error_chain(&e)),
+            (None, Ok(_)) => Ok(None),
+        }
     }
 
     fn nat_table(&mut self, netns: &str, table: &str) -> Result<Option<NatTable>, String> {
@@ -1304,6 +1308,9 @@ pub fn trace(
     to: &Destination,
     timeout: Duration,
 ) -> Result<Trace, TraceError> {
+    if !matches!(to.protocol, Protocol::Tcp | Protocol::Udp) {
+        return Err(TraceError::Protocol(to.protocol));
+    }
     let mut notes = Vec::new();
     let before = counters::read_each(plan, netpol::TABLE);
     let target = SocketAddrV4::new(to.ip, to.port);
@@ -1322,8 +1329,7 @@ pub fn trace(
                 let ask = timeout.min(Duration::from_millis(500));
                 crate::probe::net::tcp_traced(&netns, target, timeout, Some(ask)).await
             }
-            Protocol::Udp => crate::probe::net::udp_traced(&netns, target, timeout).await,
-            p => (None, Seen::Failed(TraceError::Protocol(p).to_string())),
+            _ => crate::probe::net::udp_traced(&netns, target, timeout).await,
         }
     });
     let events = watch.drain();
