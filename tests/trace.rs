@@ -52,6 +52,13 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: web-bad}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 9999}]
+---
+apiVersion: v1
+kind: Service
 metadata: {name: empty}
 spec:
   selector: {app: nothing}
@@ -301,6 +308,27 @@ fn trace_follows_the_kernel_across_nodes_through_services_and_policies() {
         nodes_seen.insert(ep_node);
     }
     assert!(!nodes_seen.is_empty());
+
+    // An endpoint that refuses: a reset deletes the flow from conntrack at
+    // once, yet the trace still names the endpoint (from conntrack's
+    // new-flow event) and ends at that pod.
+    let (code, v, out) = trace_json(&["client", "svc/web-bad"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(v["verdict"]["kind"], "refused", "{out}");
+    assert_eq!(v["endpoint"]["port"], 9999, "{out}");
+    let ep_pod = v["endpoint"]["pod"].as_str().expect("endpoint pod");
+    let (ns, name) = ep_pod.split_once('/').expect("ns/name");
+    assert_eq!(
+        netnses(&v).last().map(String::as_str),
+        pod(&plan, ns, name)["netns"].as_str(),
+        "{out}"
+    );
+    assert!(
+        v["hops"][1]["conntrack"]
+            .as_str()
+            .is_some_and(|s| s.contains("removed since")),
+        "{out}"
+    );
 
     // From outside to a NodePort: DNAT and masquerade on the node.
     let (code, v, out) = trace_json(&["external", "172.18.0.2:30080"]);
