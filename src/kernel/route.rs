@@ -37,6 +37,21 @@ pub enum RouteKind {
     Other,
 }
 
+impl RouteKind {
+    /// As `ip route` writes the type.
+    pub fn word(self) -> &'static str {
+        match self {
+            RouteKind::Unicast => "unicast",
+            RouteKind::Local => "local",
+            RouteKind::Broadcast => "broadcast",
+            RouteKind::Unreachable => "unreachable",
+            RouteKind::Prohibit => "prohibit",
+            RouteKind::Blackhole => "blackhole",
+            RouteKind::Other => "other",
+        }
+    }
+}
+
 /// One route lookup: `ip route get DST`, with the route that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lookup {

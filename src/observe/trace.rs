@@ -173,16 +173,7 @@ impl std::fmt::Display for RouteStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             RouteKind::Unicast => f.write_str(&self.dst)?,
-            RouteKind::Local => write!(f, "local {}", self.dst)?,
-            k => write!(
-                f,
-                "{} {}",
-                serde_json::to_value(k)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                self.dst
-            )?,
+            k => write!(f, "{} {}", k.word(), self.dst)?,
         }
         if let Some(g) = self.gateway {
             write!(f, " via {g}")?;
