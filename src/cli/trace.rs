@@ -26,6 +26,7 @@ pub struct Args {
     /// How long the probe waits for an answer, in milliseconds.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     timeout: u64,
+    /// The lab (default: the only one up).
     #[arg(long)]
     lab: Option<String>,
     /// Machine-readable output.
