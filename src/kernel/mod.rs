@@ -3,12 +3,14 @@
 //! namespaces.
 
 pub mod apply;
+pub mod conntrack;
 pub mod counters;
 pub mod inspect;
 pub mod netns;
 pub mod nft;
 pub mod procs;
 pub mod repair;
+pub mod route;
 pub mod services;
 pub mod sysctl;
 pub mod teardown;
