@@ -98,8 +98,16 @@ fn keyed_diff<'a, T: PartialEq + 'a>(
 /// What `desired` changes in `current`. Pure.
 pub fn diff(current: &Plan, desired: &Plan) -> Diff {
     let mut d = Diff::default();
+    let index = |plan: &Plan| -> std::collections::HashMap<String, usize> {
+        plan.pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.key(), i))
+            .collect()
+    };
+    let (old_pods, new_pods) = (index(current), index(desired));
     for p in &desired.pods {
-        match current.pod(&p.namespace, &p.name) {
+        match old_pods.get(&p.key()).map(|&i| &current.pods[i]) {
             None => d.pods_added.push(p.key()),
             Some(old) if rewired(old, p) => d.pods_recreated.push(p.key()),
             Some(old) if old != p => d.pods_changed.push(p.key()),
@@ -107,7 +115,7 @@ pub fn diff(current: &Plan, desired: &Plan) -> Diff {
         }
     }
     for p in &current.pods {
-        if desired.pod(&p.namespace, &p.name).is_none() {
+        if !new_pods.contains_key(&p.key()) {
             d.pods_removed.push(p.key());
         }
     }
@@ -346,6 +354,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
             what,
         });
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before loaded"
+    );
     let mut report = Report {
         diff: diff(&current, desired),
         ..Report::default()
@@ -353,6 +365,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     let dir = state::dir(lab);
     let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before status"
+    );
     // Drift of what stays, read before anything changes.
     let leaving: HashSet<&str> = report
         .diff
@@ -372,6 +388,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
                 .all(|p| !finding_is_about(&current, other, p)),
         })
         .collect();
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before observed"
+    );
     let rules_drift: Vec<String> = findings
         .iter()
         .filter(|f| matches!(f, Finding::Rules { .. }))
@@ -478,6 +498,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         }
     }
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before kernel changes"
+    );
     // The new plan, then the daemon: it serves new pods, stops removed
     // ones, restarts the recreated and stopped ones, and resyncs DNS and
     // the rules for the pods that are ready.
@@ -510,6 +534,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         Err(e) => return Err(e.into()),
     }
 
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before daemon reconciled"
+    );
     // Removed pods: out of the rules now, so their namespaces can go.
     let removed: Vec<&PodPlan> = report
         .diff
@@ -546,6 +574,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         nft::load_all(&sets)?;
         report.rules_reloaded = drifted.into_iter().collect();
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "apply: before rules checked"
+    );
     report.repaired.extend(rules_drift.iter().cloned());
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)

@@ -30,7 +30,12 @@ pub fn run(args: Args) -> Result<u8> {
         let (file, _) = running_file(&lab)?;
         return apply_file(&lab, &file, args.dry_run, args.json);
     };
+    let t = std::time::Instant::now();
     let file = lab::load(path)?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "apply: file decoded"
+    );
     for w in &file.warnings {
         eprintln!("warning: {w}");
     }
@@ -57,8 +62,13 @@ pub fn run(args: Args) -> Result<u8> {
 /// Plan `file` against the running lab and apply it (or, with `dry_run`,
 /// say what would change). Shared by `apply`, `scale` and `delete`.
 pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -> Result<u8> {
+    let t = std::time::Instant::now();
     let current = load_plan(lab)?;
     let desired = plan::build_with(file, Some(&current))?;
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "apply: planned"
+    );
     if let Some(what) = reconcile::incompatible(&current, &desired) {
         return Err(CliError::new(format!(
             "lab {lab}: {what} cannot change while the lab runs"

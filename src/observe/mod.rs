@@ -303,9 +303,15 @@ fn check_mtu(view: &NetnsView, netns: &str, link: &str, want: u32, findings: &mu
 /// with the daemon's status, whether every pod runs.
 pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let t = std::time::Instant::now();
     let names = plan.netns_names();
     let mut views: std::collections::HashMap<String, NetnsView> = Default::default();
-    for (name, v) in read_all(&names) {
+    let all = read_all(&names);
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "observe: namespaces read"
+    );
+    for (name, v) in all {
         match v {
             Ok(v) => {
                 views.insert(name, v);
@@ -458,7 +464,15 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             }
         }
     }
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "observe: links, files compared"
+    );
     findings.extend(compare_rules(plan, status));
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "observe: rules compared"
+    );
     if let Some(st) = status {
         for p in &plan.pods {
             match st.pod(&p.namespace, &p.name) {

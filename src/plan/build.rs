@@ -165,10 +165,18 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
     // A running pod stays where it is, with its address and veth, unless it
     // is now pinned to another node (then it is a new pod, as a changed
     // pod spec makes one in Kubernetes).
+    let previous_pods: std::collections::HashMap<(&str, &str), &PodPlan> = previous
+        .map(|p| {
+            p.pods
+                .iter()
+                .map(|x| ((x.namespace.as_str(), x.name.as_str()), x))
+                .collect()
+        })
+        .unwrap_or_default();
     let kept: Vec<Option<&PodPlan>> = wanted
         .iter()
         .map(|w| {
-            let old = previous?.pod(w.namespace, &w.name)?;
+            let old = *previous_pods.get(&(w.namespace, w.name.as_str()))?;
             let i = *node_index.get(old.node.as_str())?;
             let moved = w.spec.node_name.as_deref().is_some_and(|n| n != old.node);
             let same_net =

@@ -20,8 +20,12 @@ pub fn plan_services(
     pods: &[PodPlan],
     previous: Option<&[ServicePlan]>,
 ) -> Vec<ServicePlan> {
-    let previous = previous.unwrap_or_default();
-    let old = |key: &str| previous.iter().find(|p| p.key() == key);
+    let previous: std::collections::HashMap<String, &ServicePlan> = previous
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (p.key(), p))
+        .collect();
+    let old = |key: &str| previous.get(key).copied();
     let net = &file.lab.network;
     let cidr = net.service_cidr;
     let first = u32::from(cidr.network()) + 1;
