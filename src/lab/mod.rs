@@ -3,6 +3,7 @@
 //! Nothing here touches the kernel or needs root.
 
 mod decode;
+pub mod exercise;
 pub mod expect;
 #[cfg(test)]
 mod netpol_tests;
@@ -23,6 +24,8 @@ use std::path::Path;
 
 /// The built-in lab: two nodes and the seed's two pods, one per node.
 pub const DEMO: &str = include_str!("demo.yaml");
+/// How the built-in lab is named as a source (in messages and `Plan::source`).
+pub const DEMO_SOURCE: &str = "built-in demo lab";
 
 /// Decode and validate a lab file. `source` names it in messages.
 ///
