@@ -13,5 +13,6 @@ pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 pub mod probe;
+pub mod reconcile;
 pub mod runtime;
 pub mod state;

@@ -69,6 +69,13 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
         lab: plan.lab.clone(),
         source,
     })?;
+    if let Some(text) = source_text(plan) {
+        // Best effort: only `scale` and `delete svc|netpol` need it, and
+        // they say so when it is missing.
+        if let Err(e) = state::save_source(&plan.lab, &plan.source, &text) {
+            tracing::warn!("cannot save the lab file in the state: {e}");
+        }
+    }
     let result = kernel::apply::build(plan, progress)
         .map_err(Error::from)
         .and_then(|()| interrupted())
@@ -82,6 +89,14 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
         return Err(e);
     }
     Ok(())
+}
+
+/// The text of the lab file a plan was made from, where it can be read.
+fn source_text(plan: &Plan) -> Option<String> {
+    if plan.source == crate::cli::DEMO_SOURCE {
+        return Some(crate::lab::DEMO.to_string());
+    }
+    std::fs::read_to_string(&plan.source).ok()
 }
 
 /// A lab counts as up when any trace of it is left: state, daemon, or its

@@ -86,3 +86,52 @@ pub fn remove(lab: &str) -> io::Result<()> {
     let _ = fs::remove_dir(STATE_ROOT);
     Ok(())
 }
+
+/// The lab file a running lab was last brought up or applied from, as
+/// text, with where it came from: `scale` and `delete svc|netpol` edit the
+/// running lab from it.
+pub fn save_source(lab: &str, origin: &str, text: &str) -> io::Result<()> {
+    let d = dir(lab);
+    write_atomic(&d.join("lab.yaml"), text.as_bytes())?;
+    write_atomic(&d.join("lab.origin"), origin.as_bytes())?;
+    match fs::remove_file(d.join("edits.json")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The saved lab file: its origin (for messages) and text.
+pub fn load_source(lab: &str) -> io::Result<(String, String)> {
+    let d = dir(lab);
+    let text = fs::read_to_string(d.join("lab.yaml"))?;
+    let origin = fs::read_to_string(d.join("lab.origin")).unwrap_or_else(|_| "lab.yaml".into());
+    Ok((origin, text))
+}
+
+/// Changes made with `scale` and `delete svc|netpol` since the lab file
+/// was last applied, as `kubectl scale` and `kubectl delete` change a
+/// cluster without changing the manifest. `apply` starts again from the
+/// file.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Edits {
+    /// `namespace/name` of a Deployment → replicas.
+    #[serde(default)]
+    pub replicas: std::collections::BTreeMap<String, u32>,
+    #[serde(default)]
+    pub deleted_services: std::collections::BTreeSet<String>,
+    #[serde(default)]
+    pub deleted_policies: std::collections::BTreeSet<String>,
+}
+
+pub fn load_edits(lab: &str) -> io::Result<Edits> {
+    match fs::read(dir(lab).join("edits.json")) {
+        Ok(data) => serde_json::from_slice(&data).map_err(io::Error::other),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Edits::default()),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn save_edits(lab: &str, edits: &Edits) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(edits).map_err(io::Error::other)?;
+    write_atomic(&dir(lab).join("edits.json"), &json)
+}

@@ -1,6 +1,9 @@
-//! `podlab delete pod NAME [-n NS]`: remove a pod from a running lab, as
-//! the kubelet would: its endpoints leave every service at once, its
-//! processes stop, its namespace goes.
+//! `podlab delete pod|svc|netpol NAME [-n NS]`.
+//!
+//! A pod goes as the kubelet removes one: its endpoints leave every service
+//! at once, its processes stop, its namespace goes. A service or a policy
+//! goes through `apply` (its rules, DNS records and counters follow), and
+//! stays gone until the lab file is applied again, as with kubectl.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,6 +16,10 @@ use crate::{runtime, state};
 enum Kind {
     #[value(alias = "pods", alias = "po")]
     Pod,
+    #[value(alias = "svc", alias = "services")]
+    Service,
+    #[value(name = "networkpolicy", alias = "netpol", alias = "networkpolicies")]
+    NetworkPolicy,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,8 +38,11 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     require_root("delete")?;
     let lab = pick_lab(args.lab.as_deref())?;
+    match args.kind {
+        Kind::Pod => {}
+        Kind::Service | Kind::NetworkPolicy => return delete_object(&lab, &args),
+    }
     let mut plan = load_plan(&lab)?;
-    let Kind::Pod = args.kind;
     let Some(i) = plan
         .pods
         .iter()
@@ -76,4 +86,49 @@ pub fn run(args: Args) -> Result<u8> {
     }
     println!("pod \"{}\" deleted", pod.name);
     Ok(exit::OK)
+}
+
+/// Delete a service or a policy from the running lab: through `apply`, so
+/// that rules, DNS and counters follow.
+fn delete_object(lab: &str, args: &Args) -> Result<u8> {
+    let (mut file, mut edits) = super::apply::running_file(lab)?;
+    let key = format!("{}/{}", args.namespace, args.name);
+    let (kind, names, set): (&str, Vec<&str>, &mut std::collections::BTreeSet<String>) =
+        match args.kind {
+            Kind::Service => (
+                "service",
+                file.services
+                    .iter()
+                    .filter(|s| s.namespace == args.namespace)
+                    .map(|s| s.name.as_str())
+                    .collect(),
+                &mut edits.deleted_services,
+            ),
+            _ => (
+                "networkpolicy",
+                file.policies
+                    .iter()
+                    .filter(|p| p.namespace == args.namespace)
+                    .map(|p| p.name.as_str())
+                    .collect(),
+                &mut edits.deleted_policies,
+            ),
+        };
+    if !names.contains(&args.name.as_str()) {
+        let e = CliError::new(format!(
+            "{kind} {} not found in namespace {}",
+            args.name, args.namespace
+        ));
+        return Err(match crate::lab::did_you_mean(&args.name, &names) {
+            Some(m) => e.hint(format!("did you mean {m}?")),
+            None => e.hint(format!("`podlab get {kind}s -A` lists them")),
+        });
+    }
+    set.insert(key);
+    super::apply::edit(&mut file, &edits);
+    let code = super::apply::apply_file(lab, &file, false, false)?;
+    state::save_edits(lab, &edits)
+        .map_err(|e| CliError::new(format!("cannot save the edits of lab {lab}: {e}")))?;
+    println!("{kind} \"{}\" deleted", args.name);
+    Ok(code)
 }

@@ -92,20 +92,12 @@ fn whole_lab(
     status: Option<&runtime::DaemonStatus>,
     json: bool,
 ) -> Result<u8> {
-    let findings = observe::compare(plan);
-    let mut pods_down = Vec::new();
-    for p in &plan.pods {
-        let live = status.and_then(|s| s.pod(&p.namespace, &p.name));
-        if live.is_none_or(|s| s.status != "Running") {
-            pods_down.push(format!(
-                "pod {} is {}",
-                p.key(),
-                live.map_or("not reported (is the daemon running?)".to_string(), |s| s
-                    .status
-                    .clone())
-            ));
-        }
-    }
+    let findings = observe::compare_with(plan, status);
+    let pods_down: Vec<String> = if status.is_none() {
+        vec!["the lab's daemon does not answer: no pod is served (podlab down, then up)".into()]
+    } else {
+        Vec::new()
+    };
     if json {
         let v = serde_json::json!({"findings": findings, "pods": pods_down, "healthy": findings.is_empty() && pods_down.is_empty()});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -1,6 +1,7 @@
 //! Command-line edge: argument parsing, dispatch, and how errors are shown.
 //! One file per command; each only parses, calls, and prints.
 
+mod apply;
 mod delete;
 mod diagnose;
 mod dns;
@@ -12,6 +13,7 @@ mod fault;
 mod get;
 mod get_netpol;
 mod ls;
+mod scale;
 mod table;
 mod test;
 mod up;
@@ -51,6 +53,8 @@ enum Command {
     Exec(exec::Args),
     /// Delete a pod from a running lab: its endpoints leave every service.
     Delete(delete::Args),
+    Apply(apply::Args),
+    Scale(scale::Args),
     /// Walk the troubleshooting checklist from a pod to a pod, service or name.
     Diagnose(diagnose::Args),
     /// Resolve a name as a pod would: its resolv.conf, its path to kube-dns.
@@ -65,7 +69,9 @@ enum Command {
     Exercise(exercise::Args),
     /// The per-lab daemon (started by `up`).
     #[command(name = DAEMON_ARG, hide = true)]
-    Daemon { lab: String },
+    Daemon {
+        lab: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,6 +153,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
+/// What a plan made from the built-in lab gives as its source.
+pub const DEMO_SOURCE: &str = "built-in demo lab";
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -169,6 +178,8 @@ pub fn main() -> ExitCode {
         Command::Exec(a) => exec::run(a),
         Command::Dns(a) => dns::run(a),
         Command::Delete(a) => delete::run(a),
+        Command::Apply(a) => apply::run(a),
+        Command::Scale(a) => scale::run(a),
         Command::Diagnose(a) => diagnose::run(a),
 
         Command::Validate(a) => validate::run(a),

@@ -28,7 +28,7 @@ pub struct Args {
 pub fn plan_of(file: Option<&std::path::Path>) -> Result<Plan> {
     let parsed = match file {
         Some(path) => lab::load(path)?,
-        None => lab::parse(lab::DEMO_SOURCE, lab::DEMO)?,
+        None => lab::parse(super::DEMO_SOURCE, lab::DEMO)?,
     };
     for w in &parsed.warnings {
         eprintln!("warning: {w}");

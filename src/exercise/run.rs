@@ -460,7 +460,9 @@ fn healthy_now(lab: &str) -> Result<Vec<Finding>, Error> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        findings = observe::compare_with(&plan, &faults_run::not_ready(lab));
+        let status =
+            crate::runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
+        findings = observe::compare_with(&plan, status.as_ref());
         if findings.is_empty() {
             break;
         }

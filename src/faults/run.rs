@@ -209,22 +209,11 @@ pub fn clear(lab: &str, ids: &[u32]) -> Result<Vec<Cleared>, Error> {
     Ok(out)
 }
 
-/// Pods whose endpoints the daemon has taken out of service (not running,
-/// or a container not ready), as `ns/name`: what kube-proxy's rules leave
-/// out. Without a daemon, none.
-pub fn not_ready(lab: &str) -> HashSet<String> {
-    runtime::query_status(&state::dir(lab), Duration::from_secs(2))
-        .map(|s| not_ready_of(&s))
-        .unwrap_or_default()
-}
-
-pub fn not_ready_of(status: &runtime::DaemonStatus) -> HashSet<String> {
-    status
-        .pods
-        .iter()
-        .filter(|p| p.status != "Running" || p.containers.iter().any(|c| !c.ready))
-        .map(|p| format!("{}/{}", p.namespace, p.name))
-        .collect()
+/// Pods whose endpoints the daemon has taken out of service, as `ns/name`:
+/// what kube-proxy's rules leave out. Without a daemon, none.
+pub fn not_ready(lab: &str, plan: &Plan) -> HashSet<String> {
+    let status = runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
+    crate::observe::not_ready(plan, status.as_ref())
 }
 
 fn step_error(step: &Step, message: impl Into<String>) -> Error {
@@ -313,7 +302,7 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
         }
         Step::ReloadRules { netns } => {
             let plan = current_plan(lab)?;
-            let view = services::ready_view(&plan, &not_ready(lab));
+            let view = services::ready_view(&plan, &not_ready(lab, &plan));
             let rulesets: Vec<(String, String)> = apply::rulesets(&view)
                 .into_iter()
                 .filter(|(ns, _)| netns.as_ref().is_none_or(|n| n == ns))
@@ -322,7 +311,7 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
         }
         Step::StaleEndpoint { service, endpoint } => {
             let plan = current_plan(lab)?;
-            let mut view = services::ready_view(&plan, &not_ready(lab));
+            let mut view = services::ready_view(&plan, &not_ready(lab, &plan));
             let Some(svc) = view.services.iter_mut().find(|s| &s.key() == service) else {
                 return Err(step_error(step, format!("no service {service} in the plan")));
             };
@@ -478,7 +467,7 @@ pub fn exec(
 /// The lab file a running lab was made from, decoded: plan-level faults
 /// change it and plan again.
 pub fn lab_file_of(plan: &Plan) -> Result<crate::lab::LabFile, crate::lab::LabError> {
-    if plan.source == crate::lab::DEMO_SOURCE {
+    if plan.source == crate::cli::DEMO_SOURCE {
         return crate::lab::parse(&plan.source, crate::lab::DEMO);
     }
     crate::lab::load(std::path::Path::new(&plan.source))

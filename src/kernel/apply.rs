@@ -327,6 +327,88 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     Ok(())
 }
 
+/// Make `pods` in a running lab (whose nodes exist): namespaces, veths,
+/// addresses, routes and `/etc/netns` files, as `build` makes them.
+pub fn add_pods(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
+    if pods.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            what: "tokio runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(add_pods_async(plan, pods))?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for pod in pods {
+        write_pod_files(plan, pod, &host_resolv)?;
+    }
+    Ok(())
+}
+
+/// Open an existing namespace with a netlink socket made inside it.
+fn open_with_socket(name: &str) -> Result<(Netns, Socket), Error> {
+    let ns = Netns::open(name)?;
+    let sock = {
+        let _inside = ns.enter()?;
+        Socket::new(NETLINK_ROUTE).map_err(|e| Error::Io {
+            what: format!("netlink socket in {name}"),
+            source: e,
+        })?
+    };
+    Ok((ns, sock))
+}
+
+async fn add_pods_async(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
+    let mut node_names: Vec<&str> = pods.iter().map(|p| p.node.as_str()).collect();
+    node_names.sort_unstable();
+    node_names.dedup();
+    let mut nodes = Vec::new();
+    for name in node_names {
+        let node = plan.node(name).ok_or_else(|| Error::Io {
+            what: format!("node {name}"),
+            source: std::io::Error::other("not in the plan"),
+        })?;
+        let netns = node.netns.clone();
+        let (ns, sock) = tokio::task::spawn_blocking(move || open_with_socket(&netns))
+            .await
+            .map_err(|e| Error::Io {
+                what: "namespace worker".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        nodes.push((name, connect(ns, sock)));
+    }
+    for batch in pods.chunks(POD_BATCH) {
+        let names = batch
+            .iter()
+            .map(|p| (p.netns.clone(), Vec::new()))
+            .collect();
+        let made = create_many_async(names).await?;
+        stream::iter(batch.iter().zip(&made).map(Ok))
+            .try_for_each_concurrent(IN_FLIGHT, |(pod, ns)| {
+                let node = nodes.iter().find(|(n, _)| *n == pod.node).map(|(_, ns)| ns);
+                async move {
+                    let node = node.ok_or_else(|| Error::Io {
+                        what: format!("pod {}", pod.key()),
+                        source: std::io::Error::other(format!("no node {}", pod.node)),
+                    })?;
+                    wire_pod(pod, node, ns, plan.mtu).await
+                }
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Rewrite a pod's `/etc/hosts` and `resolv.conf` as the plan has them.
+pub fn write_files(plan: &Plan, pod: &PodPlan) -> Result<(), Error> {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    write_pod_files(plan, pod, &host_resolv)
+}
+
 /// Every namespace's nftables ruleset, as `nft -j` input.
 pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = plan

@@ -98,3 +98,31 @@ pub fn list_table(netns: &str, table: &str) -> Result<String, Error> {
         .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
     })
 }
+
+/// `nft -j list ruleset` inside `netns`, parsed: what `observe` compares
+/// with the plan's rules.
+pub fn list_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
+    let ns = Netns::open(netns)?;
+    let fail = |message: String| Error::Nft {
+        netns: netns.to_string(),
+        message,
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _inside = ns.enter()?;
+            let out = std::process::Command::new("nft")
+                .args(["-j", "list", "ruleset"])
+                .output()
+                .map_err(|e| fail(e.to_string()))?;
+            if !out.status.success() {
+                return Err(fail(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+            serde_json::from_slice(&out.stdout)
+                .map_err(|e| fail(format!("unreadable listing: {e}")))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
+    })
+}

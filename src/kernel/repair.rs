@@ -28,11 +28,11 @@ pub enum Fix {
         link: String,
         mtu: u32,
     },
-    /// Remove the addresses of `link` that are not `want`, add `want`.
+    /// Make `link`'s IPv4 addresses exactly `want`.
     Address {
         netns: String,
         link: String,
-        want: (Ipv4Addr, u8),
+        want: Vec<(Ipv4Addr, u8)>,
     },
     /// `ip route replace DST via VIA` (`0.0.0.0/0` for the default route).
     Route {
@@ -48,6 +48,8 @@ pub enum Fix {
     },
     /// `ip link del LINK`: a veth goes with its peer.
     DeleteLink { netns: String, link: String },
+    /// `tc qdisc del dev LINK root`: back to the link's default (`noqueue`).
+    DeleteQdisc { netns: String, link: String },
 }
 
 impl Fix {
@@ -58,7 +60,8 @@ impl Fix {
             | Fix::Address { netns, .. }
             | Fix::Route { netns, .. }
             | Fix::Sysctl { netns, .. }
-            | Fix::DeleteLink { netns, .. } => netns,
+            | Fix::DeleteLink { netns, .. }
+            | Fix::DeleteQdisc { netns, .. } => netns,
         }
     }
 }
@@ -69,13 +72,15 @@ impl fmt::Display for Fix {
             Fix::LinkUp { netns, link } => write!(f, "{netns}: ip link set {link} up"),
             Fix::Mtu { netns, link, mtu } => write!(f, "{netns}: ip link set {link} mtu {mtu}"),
             Fix::Address { netns, link, want } => {
-                write!(f, "{netns}: {link} gets {}/{} back", want.0, want.1)
+                let want: Vec<String> = want.iter().map(|(ip, p)| format!("{ip}/{p}")).collect();
+                write!(f, "{netns}: addresses of {link} set to {}", want.join(", "))
             }
             Fix::Route { netns, dst, via } => {
                 write!(f, "{netns}: ip route replace {dst} via {via}")
             }
             Fix::Sysctl { netns, key, value } => write!(f, "{netns}: sysctl {key}={value}"),
             Fix::DeleteLink { netns, link } => write!(f, "{netns}: ip link del {link}"),
+            Fix::DeleteQdisc { netns, link } => write!(f, "{netns}: tc qdisc del dev {link} root"),
         }
     }
 }
@@ -225,6 +230,17 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
         }
     };
     match fix {
+        Fix::DeleteQdisc { link, .. } => {
+            let index = link_index(nl, netns, link).await?;
+            let mut req = nl
+                .clone()
+                .qdisc()
+                .del(i32::try_from(index).unwrap_or_default());
+            req.message_mut().header.parent = netlink_packet_route::tc::TcHandle::ROOT;
+            req.execute()
+                .await
+                .map_err(fail(format!("delete the root qdisc of {link}")))
+        }
         Fix::LinkUp { link, .. } => {
             let index = link_index(nl, netns, link).await?;
             nl.link()
@@ -251,7 +267,7 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                 .try_collect()
                 .await
                 .map_err(fail(format!("list addresses of {link}")))?;
-            let mut present = false;
+            let mut present = Vec::new();
             for m in have {
                 let ip = m.attributes.iter().find_map(|a| match a {
                     netlink_packet_route::address::AddressAttribute::Local(IpAddr::V4(ip)) => {
@@ -260,8 +276,8 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                     _ => None,
                 });
                 let Some(ip) = ip else { continue };
-                if (ip, m.header.prefix_len) == *want {
-                    present = true;
+                if want.contains(&(ip, m.header.prefix_len)) {
+                    present.push((ip, m.header.prefix_len));
                     continue;
                 }
                 nl.address()
@@ -270,14 +286,14 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                     .await
                     .map_err(fail(format!("remove {ip} from {link}")))?;
             }
-            if present {
-                return Ok(());
+            for (ip, prefix) in want.iter().filter(|w| !present.contains(w)) {
+                nl.address()
+                    .add(index, IpAddr::V4(*ip), *prefix)
+                    .execute()
+                    .await
+                    .map_err(fail(format!("add {ip}/{prefix} to {link}")))?;
             }
-            nl.address()
-                .add(index, IpAddr::V4(want.0), want.1)
-                .execute()
-                .await
-                .map_err(fail(format!("add {}/{} to {link}", want.0, want.1)))
+            Ok(())
         }
         Fix::Route { dst, via, .. } => {
             let route = RouteMessageBuilder::<Ipv4Addr>::new()

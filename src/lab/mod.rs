@@ -24,8 +24,6 @@ use std::path::Path;
 
 /// The built-in lab: two nodes and the seed's two pods, one per node.
 pub const DEMO: &str = include_str!("demo.yaml");
-/// How the built-in lab is named as a source (in messages and `Plan::source`).
-pub const DEMO_SOURCE: &str = "built-in demo lab";
 
 /// Decode and validate a lab file. `source` names it in messages.
 ///

@@ -279,6 +279,34 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
         evidence,
         exec(&target, "ip -br link"),
     );
+    let want = format!("{}/{}", node.ip, plan.net.cidr.prefix_len());
+    let (ok, evidence) = match views.get(&node.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => {
+            let have: Vec<String> = v
+                .addresses
+                .iter()
+                .filter(|a| a.index == ETH0_INDEX)
+                .map(|a| format!("{}/{}", a.ip, a.prefix))
+                .collect();
+            (
+                have.contains(&want),
+                if have.is_empty() {
+                    "eth0 has no address".into()
+                } else {
+                    format!("eth0 has {}", have.join(", "))
+                },
+            )
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!("CNI: node {} has its address {want} on eth0", node.name),
+        ok,
+        evidence,
+        exec(&target, "ip -br addr show eth0"),
+    );
     let forwarding = netns::run_in(&node.netns, || {
         sysctl::get(&node.netns, "net.ipv4.ip_forward")
     });
@@ -369,8 +397,10 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
                 format!("ip {}", kubeproxy::CNI_TABLE),
                 format!("ip {}", netpol::TABLE),
             ];
-            let other: Vec<String> = crate::observe::rules_tables(&listing)
+            let other: Vec<String> = crate::observe::rules::of_listing(&listing)
                 .into_keys()
+                .filter(|k| k.2 == "table")
+                .map(|k| format!("{} {}", k.0, k.1))
                 .filter(|t| !ours.contains(t))
                 .collect();
             if other.is_empty() {
@@ -620,26 +650,7 @@ fn service_checks(
         }),
     };
     if let Some(node) = plan.node(&from.node) {
-        let (ok, evidence) = match &listing {
-            Err(e) => (false, format!("no kube-proxy table: {e}")),
-            Ok(text) => {
-                let has = svc
-                    .cluster_ip
-                    .is_none_or(|ip| text.contains(&ip.to_string()))
-                    // A flushed table keeps its chains and maps, not the
-                    // rules that DNAT.
-                    && text.contains("vmap @service-ips")
-                    && (ready.is_empty() || !dnat_targets(text, &id).is_empty());
-                (
-                    has,
-                    if has {
-                        format!("rules for {} present", svc.key())
-                    } else {
-                        format!("no rules for {}", svc.key())
-                    },
-                )
-            }
-        };
+        let (ok, evidence) = kube_proxy_rules(plan, status, node, &id, ready.len());
         step(
             steps,
             SERVICES,
@@ -708,6 +719,47 @@ fn service_checks(
             path_checks(plan, from, dst, views, steps);
             policy_checks(plan, from, dst, tp.unwrap_or(80), SERVICES, steps);
         }
+    }
+}
+
+/// Whether the node's kube-proxy table has the shape the plan loads, in
+/// what concerns this service (its chains) or every service (the maps).
+fn kube_proxy_rules(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    node: &NodePlan,
+    id: &str,
+    endpoints: usize,
+) -> (bool, String) {
+    use crate::observe::rules;
+    let listing = match nft::list_ruleset(&node.netns) {
+        Ok(v) => v,
+        Err(e) => return (false, format!("cannot list the rules: {e}")),
+    };
+    let view = crate::kernel::services::ready_view(plan, &crate::observe::not_ready(plan, status));
+    let want = crate::kernel::apply::rulesets(&view)
+        .into_iter()
+        .find(|(n, _)| *n == node.netns)
+        .and_then(|(_, json)| serde_json::from_str(&json).ok())
+        .map(|v| rules::of_commands(&v))
+        .unwrap_or_default();
+    let table = ("ip".to_string(), kubeproxy::TABLE.to_string());
+    let diffs: Vec<String> = rules::differences(&want, &rules::of_listing(&listing))
+        .remove(&table)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.contains(id) || !d.starts_with("chain "))
+        .collect();
+    if diffs.is_empty() {
+        (
+            true,
+            format!(
+                "rules for {} present, {endpoints} endpoint(s)",
+                id.trim_end_matches('/')
+            ),
+        )
+    } else {
+        (false, diffs.join("; "))
     }
 }
 

@@ -3,6 +3,7 @@
 //! says and what the kernel has.
 
 pub mod diagnose;
+pub mod rules;
 
 use std::fmt;
 
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::kernel::inspect::{self, NetnsView};
 use crate::kernel::netns::Netns;
 use crate::plan::{Plan, ETH0, POD_BRIDGE};
+use crate::runtime::DaemonStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -40,6 +42,68 @@ pub enum Finding {
         netns: String,
         route: String,
     },
+    WrongMtu {
+        netns: String,
+        link: String,
+        want: u32,
+        have: u32,
+    },
+    /// A veth that should be a port of the bridge is not.
+    NotOnBridge {
+        netns: String,
+        link: String,
+        bridge: String,
+    },
+    Sysctl {
+        netns: String,
+        key: String,
+        want: String,
+        have: String,
+    },
+    /// A table's shape differs from the plan's rules (`rules`).
+    Rules {
+        netns: String,
+        table: String,
+        differences: Vec<String>,
+    },
+    /// A pod's `/etc/hosts` or `resolv.conf` is not what the plan writes.
+    File {
+        netns: String,
+        path: String,
+    },
+    /// The daemon reports a pod not running (stopped, crashed, gone).
+    PodDown {
+        pod: String,
+        status: String,
+    },
+    /// A queueing discipline the lab did not make (`tbf`, `netem`, ...):
+    /// every link podlab makes sends without a queue (`noqueue`).
+    Qdisc {
+        netns: String,
+        link: String,
+        qdisc: String,
+    },
+}
+
+impl Finding {
+    /// The namespace and, where there is one, the link a finding is about.
+    pub fn location(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            Finding::MissingNamespace { netns }
+            | Finding::Unreadable { netns, .. }
+            | Finding::MissingRoute { netns, .. }
+            | Finding::Sysctl { netns, .. }
+            | Finding::Rules { netns, .. }
+            | Finding::File { netns, .. } => Some((netns, None)),
+            Finding::MissingLink { netns, link }
+            | Finding::LinkDown { netns, link }
+            | Finding::WrongAddress { netns, link, .. }
+            | Finding::WrongMtu { netns, link, .. }
+            | Finding::NotOnBridge { netns, link, .. }
+            | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
+            Finding::PodDown { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Finding {
@@ -67,6 +131,39 @@ impl fmt::Display for Finding {
             ),
             Finding::MissingRoute { netns, route } => {
                 write!(f, "{netns}: route {route} is missing")
+            }
+            Finding::WrongMtu {
+                netns,
+                link,
+                want,
+                have,
+            } => write!(f, "{netns}: {link} has MTU {have}, the plan has {want}"),
+            Finding::NotOnBridge {
+                netns,
+                link,
+                bridge,
+            } => write!(f, "{netns}: {link} is not attached to {bridge}"),
+            Finding::Sysctl {
+                netns,
+                key,
+                want,
+                have,
+            } => write!(f, "{netns}: {key} is {have}, the plan needs {want}"),
+            Finding::Rules {
+                netns,
+                table,
+                differences,
+            } => write!(
+                f,
+                "{netns}: nftables table {table}: {}",
+                differences.join("; ")
+            ),
+            Finding::File { netns, path } => {
+                write!(f, "{netns}: {path} is not the one podlab wrote")
+            }
+            Finding::PodDown { pod, status } => write!(f, "pod {pod} is {status}"),
+            Finding::Qdisc { netns, link, qdisc } => {
+                write!(f, "{netns}: {link} has a {qdisc} qdisc the lab did not make")
             }
         }
     }
@@ -149,59 +246,356 @@ fn check_route(
 
 /// Compare the node network, nodes and pods with the plan.
 pub fn compare(plan: &Plan) -> Vec<Finding> {
+    compare_with(plan, None)
+}
+
+/// Pods the daemon does not report ready: kube-proxy's rules and DNS leave
+/// them out, so the expected rules do too. Without a daemon, none.
+pub fn not_ready(plan: &Plan, status: Option<&DaemonStatus>) -> std::collections::HashSet<String> {
+    let Some(status) = status else {
+        return Default::default();
+    };
+    plan.pods
+        .iter()
+        .filter(|p| match status.pod(&p.namespace, &p.name) {
+            None => true,
+            Some(s) => {
+                matches!(s.status.as_str(), "Pending" | "ContainerCreating")
+                    || s.containers.iter().any(|c| !c.ready)
+            }
+        })
+        .map(|p| p.key())
+        .collect()
+}
+
+/// Read many namespaces at once: one netlink dump each, a few threads.
+fn read_all(names: &[&str]) -> Vec<(String, Result<NetnsView, Finding>)> {
+    let threads = 4.min(names.len().max(1));
+    let chunk = names.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|n| {
+                            let mut f = Vec::new();
+                            let v = read(n, &mut f);
+                            (n.to_string(), v.ok_or_else(|| f.remove(0)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn check_mtu(view: &NetnsView, netns: &str, link: &str, want: u32, findings: &mut Vec<Finding>) {
+    if let Some(l) = view.link(link) {
+        if l.mtu != want {
+            findings.push(Finding::WrongMtu {
+                netns: netns.into(),
+                link: link.into(),
+                want,
+                have: l.mtu,
+            });
+        }
+    }
+}
+
+/// Compare the whole lab with its plan: namespaces, links (state, MTU,
+/// bridge ports), addresses, routes, forwarding, nftables, pod files, and,
+/// with the daemon's status, whether every pod runs.
+pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    if let Some(v) = read(&plan.net.netns, &mut findings) {
+    let names = plan.netns_names();
+    let mut views: std::collections::HashMap<String, NetnsView> = Default::default();
+    for (name, v) in read_all(&names) {
+        match v {
+            Ok(v) => {
+                views.insert(name, v);
+            }
+            Err(f) => findings.push(f),
+        }
+    }
+    let mtu = plan.mtu;
+    if let Some(v) = views.get(&plan.net.netns) {
         let want = format!("{}/{}", plan.net.gateway, plan.net.cidr.prefix_len());
         check_link(
-            &v,
+            v,
             &plan.net.netns,
             &plan.net.bridge,
             Some(want),
             &mut findings,
         );
+        let uplinks = plan
+            .nodes
+            .iter()
+            .map(|n| &n.uplink)
+            .chain(plan.clients.iter().map(|c| &c.uplink));
+        for up in uplinks {
+            check_link(v, &plan.net.netns, up, None, &mut findings);
+            check_mtu(v, &plan.net.netns, up, mtu, &mut findings);
+        }
     }
     let node_prefix = plan.net.cidr.prefix_len();
     for n in &plan.nodes {
-        let Some(v) = read(&n.netns, &mut findings) else {
+        let Some(v) = views.get(&n.netns) else {
             continue;
         };
         check_link(
-            &v,
+            v,
             &n.netns,
             ETH0,
             Some(format!("{}/{node_prefix}", n.ip)),
             &mut findings,
         );
+        check_mtu(v, &n.netns, ETH0, mtu, &mut findings);
         check_link(
-            &v,
+            v,
             &n.netns,
             POD_BRIDGE,
             Some(format!("{}/{}", n.pod_gateway, n.pod_cidr.prefix_len())),
             &mut findings,
         );
+        check_route(
+            v,
+            &n.netns,
+            ipnet::Ipv4Net::default(),
+            plan.net.gateway,
+            &mut findings,
+        );
         for r in &n.routes {
-            check_route(&v, &n.netns, r.dst, r.via, &mut findings);
+            check_route(v, &n.netns, r.dst, r.via, &mut findings);
+        }
+        let bridge = v.link(POD_BRIDGE).map(|b| b.index);
+        for p in plan.pods.iter().filter(|p| p.node == n.name) {
+            let Some(l) = v.link(&p.host_veth) else {
+                // Reported on the pod's side when its namespace is gone.
+                if views.contains_key(&p.netns) {
+                    findings.push(Finding::MissingLink {
+                        netns: n.netns.clone(),
+                        link: p.host_veth.clone(),
+                    });
+                }
+                continue;
+            };
+            if !l.up {
+                findings.push(Finding::LinkDown {
+                    netns: n.netns.clone(),
+                    link: p.host_veth.clone(),
+                });
+            }
+            if bridge.is_some() && l.master != bridge {
+                findings.push(Finding::NotOnBridge {
+                    netns: n.netns.clone(),
+                    link: p.host_veth.clone(),
+                    bridge: POD_BRIDGE.into(),
+                });
+            }
+            check_mtu(v, &n.netns, &p.host_veth, mtu, &mut findings);
+        }
+        match crate::kernel::netns::run_in(&n.netns, || {
+            crate::kernel::sysctl::get(&n.netns, "net.ipv4.ip_forward")
+        }) {
+            Ok(Ok(have)) if have != "1" => findings.push(Finding::Sysctl {
+                netns: n.netns.clone(),
+                key: "net.ipv4.ip_forward".into(),
+                want: "1".into(),
+                have,
+            }),
+            _ => {}
         }
     }
-    for p in &plan.pods {
-        let Some(v) = read(&p.netns, &mut findings) else {
+    for c in &plan.clients {
+        let Some(v) = views.get(&c.netns) else {
             continue;
         };
         check_link(
-            &v,
+            v,
+            &c.netns,
+            ETH0,
+            Some(format!("{}/{node_prefix}", c.ip)),
+            &mut findings,
+        );
+        if c.name == "lb" {
+            for ip in plan.services.iter().filter_map(|s| s.load_balancer_ip) {
+                check_link(v, &c.netns, ETH0, Some(format!("{ip}/32")), &mut findings);
+            }
+        }
+    }
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for p in &plan.pods {
+        let Some(v) = views.get(&p.netns) else {
+            continue;
+        };
+        check_link(
+            v,
             &p.netns,
             ETH0,
             Some(format!("{}/{}", p.ip, p.prefix)),
             &mut findings,
         );
-        check_link(&v, &p.netns, "lo", None, &mut findings);
+        check_mtu(v, &p.netns, ETH0, mtu, &mut findings);
+        check_link(v, &p.netns, "lo", None, &mut findings);
         check_route(
-            &v,
+            v,
             &p.netns,
             ipnet::Ipv4Net::default(),
             p.gateway,
             &mut findings,
         );
+        let dir = crate::kernel::apply::etc_dir(&p.netns);
+        let want_resolv =
+            crate::plan::dns::resolv_conf(p, &plan.cluster_domain, plan.dns_ip, &host_resolv);
+        let files = [
+            ("hosts", Some(p.hosts_file(&plan.cluster_domain))),
+            ("resolv.conf", want_resolv),
+        ];
+        for (file, want) in files {
+            let path = dir.join(file);
+            let have = std::fs::read_to_string(&path).ok();
+            if have != want {
+                findings.push(Finding::File {
+                    netns: p.netns.clone(),
+                    path: path.display().to_string(),
+                });
+            }
+        }
+    }
+    findings.extend(compare_rules(plan, status));
+    findings.extend(compare_qdiscs(&names, &views));
+    if let Some(st) = status {
+        for p in &plan.pods {
+            match st.pod(&p.namespace, &p.name) {
+                Some(s) if s.status == "Running" => {}
+                live => findings.push(Finding::PodDown {
+                    pod: p.key(),
+                    status: live.map_or("not run by the daemon".to_string(), |s| s.status.clone()),
+                }),
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert(f.to_string()));
+    findings
+}
+
+/// Traffic control on any link of the lab: podlab makes every veth and
+/// bridge without a queue, so any other root or ingress qdisc (a rate
+/// limit, a delay) was added afterwards.
+fn compare_qdiscs(
+    names: &[&str],
+    views: &std::collections::HashMap<String, NetnsView>,
+) -> Vec<Finding> {
+    let present: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| views.contains_key(*n))
+        .collect();
+    let threads = 4.min(present.len().max(1));
+    let chunk = present.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = present
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for ns in part {
+                        let qdiscs = match crate::kernel::change::qdiscs(ns) {
+                            Ok(q) => q,
+                            Err(e) => {
+                                out.push(Finding::Unreadable {
+                                    netns: ns.to_string(),
+                                    error: e.to_string(),
+                                });
+                                continue;
+                            }
+                        };
+                        for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
+                            let link = views
+                                .get(*ns)
+                                .and_then(|v| v.links.iter().find(|l| l.index == q.index))
+                                .map_or_else(|| format!("link {}", q.index), |l| l.name.clone());
+                            out.push(Finding::Qdisc {
+                                netns: ns.to_string(),
+                                link,
+                                qdisc: q.kind.clone(),
+                            });
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Each namespace's nftables against the rules the plan loads for the
+/// pods that are ready.
+pub fn compare_rules(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> {
+    let view = crate::kernel::services::ready_view(plan, &not_ready(plan, status));
+    let wanted = crate::kernel::apply::rulesets(&view);
+    let mut netns: Vec<&str> = plan.nodes.iter().map(|n| n.netns.as_str()).collect();
+    netns.extend(plan.clients.iter().map(|c| c.netns.as_str()));
+    let results: Vec<(String, Result<serde_json::Value, crate::kernel::Error>)> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = netns
+                .iter()
+                .filter(|n| Netns::exists(n))
+                .map(|n| {
+                    (
+                        n.to_string(),
+                        s.spawn(move || crate::kernel::nft::list_ruleset(n)),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, h)| {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(crate::kernel::Error::Nft {
+                            netns: n.clone(),
+                            message: "nft thread panicked".into(),
+                        })
+                    });
+                    (n, r)
+                })
+                .collect()
+        });
+    let mut findings = Vec::new();
+    for (ns, listing) in results {
+        let want = wanted
+            .iter()
+            .find(|(n, _)| *n == ns)
+            .and_then(|(_, json)| serde_json::from_str(json).ok())
+            .map(|v| rules::of_commands(&v))
+            .unwrap_or_default();
+        let have = match listing {
+            Ok(v) => rules::of_listing(&v),
+            Err(e) => {
+                findings.push(Finding::Unreadable {
+                    netns: ns,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for ((family, table), differences) in rules::differences(&want, &have) {
+            findings.push(Finding::Rules {
+                netns: ns.clone(),
+                table: format!("{family} {table}"),
+                differences,
+            });
+        }
     }
     findings
 }

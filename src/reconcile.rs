@@ -1,0 +1,605 @@
+//! `podlab apply`: change a running lab to a new plan without tearing it
+//! down, and put back what drifted from the plan (a deleted route, a
+//! flushed table, a downed link) on the way.
+//!
+//! The order keeps traffic flowing to what stays: new pods are wired before
+//! the daemon serves them and before the rules point at them; removed pods
+//! leave the rules (the daemon's resync) before their namespaces go, as
+//! Kubernetes takes an endpoint out before it kills the pod.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::kernel::repair::Fix;
+use crate::kernel::{self, apply, nft, repair, services, teardown};
+use crate::observe::{self, Finding};
+use crate::plan::{Plan, PodPlan, ETH0, POD_BRIDGE};
+use crate::{runtime, state};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("lab {0} is not up")]
+    NotUp(String),
+    #[error("lab {lab}: {what} cannot change while the lab runs\n  hint: bring it down and up again: podlab down {lab} && podlab up FILE")]
+    Incompatible { lab: String, what: String },
+    #[error("cannot save the state of lab {lab}: {source}")]
+    State {
+        lab: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Kernel(#[from] kernel::Error),
+    #[error("the lab's daemon: {0}")]
+    Daemon(#[from] runtime::Error),
+}
+
+/// What changed between two plans of one lab, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    pub pods_added: Vec<String>,
+    pub pods_removed: Vec<String>,
+    /// In both, but on another node, address or veth: made anew.
+    pub pods_recreated: Vec<String>,
+    /// In both, changed in what runs in them or in their labels.
+    pub pods_changed: Vec<String>,
+    pub services_added: Vec<String>,
+    pub services_removed: Vec<String>,
+    pub services_changed: Vec<String>,
+    pub policies_added: Vec<String>,
+    pub policies_removed: Vec<String>,
+    pub policies_changed: Vec<String>,
+    pub dns_changed: bool,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        *self == Diff::default()
+    }
+}
+
+/// Whether a pod must be made anew: its namespace, veth or address differ.
+fn rewired(a: &PodPlan, b: &PodPlan) -> bool {
+    a.netns != b.netns
+        || a.node != b.node
+        || a.ip != b.ip
+        || a.prefix != b.prefix
+        || a.gateway != b.gateway
+        || a.host_veth != b.host_veth
+}
+
+fn keyed_diff<'a, T: PartialEq + 'a>(
+    old: impl Iterator<Item = (String, &'a T)>,
+    new: impl Iterator<Item = (String, &'a T)>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let old: std::collections::BTreeMap<String, &T> = old.collect();
+    let new: std::collections::BTreeMap<String, &T> = new.collect();
+    let added = new
+        .keys()
+        .filter(|k| !old.contains_key(*k))
+        .cloned()
+        .collect();
+    let removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
+    let changed = new
+        .iter()
+        .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    (added, removed, changed)
+}
+
+/// What `desired` changes in `current`. Pure.
+pub fn diff(current: &Plan, desired: &Plan) -> Diff {
+    let mut d = Diff::default();
+    for p in &desired.pods {
+        match current.pod(&p.namespace, &p.name) {
+            None => d.pods_added.push(p.key()),
+            Some(old) if rewired(old, p) => d.pods_recreated.push(p.key()),
+            Some(old) if old != p => d.pods_changed.push(p.key()),
+            Some(_) => {}
+        }
+    }
+    for p in &current.pods {
+        if desired.pod(&p.namespace, &p.name).is_none() {
+            d.pods_removed.push(p.key());
+        }
+    }
+    (d.services_added, d.services_removed, d.services_changed) = keyed_diff(
+        current.services.iter().map(|s| (s.key(), s)),
+        desired.services.iter().map(|s| (s.key(), s)),
+    );
+    (d.policies_added, d.policies_removed, d.policies_changed) = keyed_diff(
+        current.policies.iter().map(|p| (p.key(), p)),
+        desired.policies.iter().map(|p| (p.key(), p)),
+    );
+    d.dns_changed = current.dns_upstream != desired.dns_upstream;
+    for v in [
+        &mut d.pods_added,
+        &mut d.pods_removed,
+        &mut d.pods_recreated,
+        &mut d.pods_changed,
+    ] {
+        v.sort();
+    }
+    d
+}
+
+/// What a running lab cannot change: its network, its nodes, its name.
+/// `None` when `desired` can be applied. Pure.
+pub fn incompatible(current: &Plan, desired: &Plan) -> Option<String> {
+    if current.lab != desired.lab {
+        return Some(format!(
+            "the lab's name (running: {}, file: {})",
+            current.lab, desired.lab
+        ));
+    }
+    let nodes = |p: &Plan| -> Vec<(String, String, String)> {
+        p.nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.ip.to_string(), n.pod_cidr.to_string()))
+            .collect()
+    };
+    if nodes(current) != nodes(desired) {
+        return Some("the nodes (their number, names or addresses)".into());
+    }
+    let checks: [(&str, bool); 5] = [
+        ("spec.network.nodeCIDR", current.net != desired.net),
+        (
+            "spec.network.serviceCIDR",
+            current.service_cidr != desired.service_cidr,
+        ),
+        ("spec.network.dnsIP", current.dns_ip != desired.dns_ip),
+        (
+            "spec.network.clusterDomain",
+            current.cluster_domain != desired.cluster_domain,
+        ),
+        ("spec.network.mtu", current.mtu != desired.mtu),
+    ];
+    checks
+        .iter()
+        .find(|(_, differs)| *differs)
+        .map(|(what, _)| what.to_string())
+}
+
+/// How drift found by `observe` is put back.
+#[derive(Debug, Default)]
+struct Repairs {
+    fixes: Vec<Fix>,
+    /// Pods (`ns/name`) whose namespace or veth is broken beyond a fix:
+    /// made anew.
+    recreate: BTreeSet<String>,
+    /// Pods whose `/etc/netns` files are rewritten.
+    files: BTreeSet<String>,
+    /// Pods the daemon must start again.
+    restart: BTreeSet<String>,
+    /// What cannot be put back without `down` and `up`.
+    cannot: Vec<String>,
+}
+
+fn pod_of_netns<'a>(plan: &'a Plan, netns: &str) -> Option<&'a PodPlan> {
+    plan.pods.iter().find(|p| p.netns == netns)
+}
+
+fn pod_of_veth<'a>(plan: &'a Plan, netns: &str, link: &str) -> Option<&'a PodPlan> {
+    let node = plan.nodes.iter().find(|n| n.netns == netns)?;
+    plan.pods
+        .iter()
+        .find(|p| p.node == node.name && p.host_veth == link)
+}
+
+/// The addresses a link should have, from the plan.
+fn wanted_addresses(plan: &Plan, netns: &str, link: &str) -> Option<Vec<(std::net::Ipv4Addr, u8)>> {
+    let node_prefix = plan.net.cidr.prefix_len();
+    if netns == plan.net.netns && link == plan.net.bridge {
+        return Some(vec![(plan.net.gateway, node_prefix)]);
+    }
+    if let Some(n) = plan.nodes.iter().find(|n| n.netns == netns) {
+        return match link {
+            ETH0 => Some(vec![(n.ip, node_prefix)]),
+            POD_BRIDGE => Some(vec![(n.pod_gateway, n.pod_cidr.prefix_len())]),
+            _ => None,
+        };
+    }
+    if let Some(c) = plan.clients.iter().find(|c| c.netns == netns) {
+        let mut v = vec![(c.ip, node_prefix)];
+        if c.name == "lb" {
+            v.extend(
+                plan.services
+                    .iter()
+                    .filter_map(|s| s.load_balancer_ip)
+                    .map(|ip| (ip, 32)),
+            );
+        }
+        return (link == ETH0).then_some(v);
+    }
+    pod_of_netns(plan, netns)
+        .filter(|_| link == ETH0)
+        .map(|p| vec![(p.ip, p.prefix)])
+}
+
+/// Decide the repairs for `findings` against `plan`. Pure.
+fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
+    let mut r = Repairs::default();
+    for f in findings {
+        match f {
+            Finding::MissingNamespace { netns } | Finding::Unreadable { netns, .. } => {
+                match pod_of_netns(plan, netns) {
+                    Some(p) => {
+                        r.recreate.insert(p.key());
+                    }
+                    None => r.cannot.push(f.to_string()),
+                }
+            }
+            Finding::MissingLink { netns, link } | Finding::NotOnBridge { netns, link, .. } => {
+                if let Some(p) =
+                    pod_of_netns(plan, netns).or_else(|| pod_of_veth(plan, netns, link))
+                {
+                    r.recreate.insert(p.key());
+                } else {
+                    r.cannot.push(f.to_string());
+                }
+            }
+            Finding::LinkDown { netns, link } => r.fixes.push(Fix::LinkUp {
+                netns: netns.clone(),
+                link: link.clone(),
+            }),
+            Finding::WrongAddress { netns, link, .. } => {
+                match wanted_addresses(plan, netns, link) {
+                    Some(want) => r.fixes.push(Fix::Address {
+                        netns: netns.clone(),
+                        link: link.clone(),
+                        want,
+                    }),
+                    None => r.cannot.push(f.to_string()),
+                }
+            }
+            Finding::MissingRoute { netns, route } => {
+                let parsed = route.split_once(" via ").and_then(|(dst, via)| {
+                    Some((dst.parse::<ipnet::Ipv4Net>().ok()?, via.parse().ok()?))
+                });
+                match parsed {
+                    Some((dst, via)) => r.fixes.push(Fix::Route {
+                        netns: netns.clone(),
+                        dst,
+                        via,
+                    }),
+                    None => r.cannot.push(f.to_string()),
+                }
+            }
+            Finding::WrongMtu {
+                netns, link, want, ..
+            } => r.fixes.push(Fix::Mtu {
+                netns: netns.clone(),
+                link: link.clone(),
+                mtu: *want,
+            }),
+            Finding::Sysctl {
+                netns, key, want, ..
+            } => r.fixes.push(Fix::Sysctl {
+                netns: netns.clone(),
+                key: key.clone(),
+                value: want.clone(),
+            }),
+            Finding::File { netns, .. } => {
+                if let Some(p) = pod_of_netns(plan, netns) {
+                    r.files.insert(p.key());
+                }
+            }
+            Finding::PodDown { pod, .. } => {
+                r.restart.insert(pod.clone());
+            }
+            // Rules are compared again once the daemon has resynced.
+            Finding::Rules { .. } => {}
+            Finding::Qdisc { netns, link, .. } => r.fixes.push(Fix::DeleteQdisc {
+                netns: netns.clone(),
+                link: link.clone(),
+            }),
+        }
+    }
+    // Within a namespace: links up and MTUs first, then addresses, then
+    // routes (a route needs its gateway's subnet on an up link).
+    let rank = |f: &Fix| match f {
+        Fix::DeleteLink { .. } => 0,
+        Fix::LinkUp { .. } | Fix::Mtu { .. } => 1,
+        Fix::Address { .. } => 2,
+        Fix::Route { .. } => 3,
+        Fix::Sysctl { .. } | Fix::DeleteQdisc { .. } => 4,
+    };
+    r.fixes.sort_by_key(rank);
+    r
+}
+
+/// What `apply` did.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub diff: Diff,
+    /// Drift put back, one line each.
+    pub repaired: Vec<String>,
+    /// Drift that could not be put back.
+    pub failed: Vec<String>,
+    /// Namespaces whose nftables rules were reloaded whole.
+    pub rules_reloaded: Vec<String>,
+    pub daemon: Option<runtime::Reconciled>,
+    pub elapsed_ms: u64,
+}
+
+impl Report {
+    pub fn changed_nothing(&self) -> bool {
+        self.diff.is_empty() && self.repaired.is_empty() && self.rules_reloaded.is_empty()
+    }
+}
+
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Make the running lab `desired`'s: see the module's comment for the
+/// order. The plan is saved before the daemon is told, so that the daemon
+/// and every later command read the new one.
+pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
+    let started = Instant::now();
+    let current = state::load(lab).map_err(|_| Error::NotUp(lab.into()))?;
+    if let Some(what) = incompatible(&current, desired) {
+        return Err(Error::Incompatible {
+            lab: lab.into(),
+            what,
+        });
+    }
+    let mut report = Report {
+        diff: diff(&current, desired),
+        ..Report::default()
+    };
+    let dir = state::dir(lab);
+    let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
+
+    // Drift of what stays, read before anything changes.
+    let leaving: HashSet<&str> = report
+        .diff
+        .pods_removed
+        .iter()
+        .chain(&report.diff.pods_recreated)
+        .map(String::as_str)
+        .collect();
+    let findings: Vec<Finding> = observe::compare_with(&current, status.as_ref())
+        .into_iter()
+        .filter(|f| match f {
+            Finding::PodDown { pod, .. } => !leaving.contains(pod.as_str()),
+            other => current
+                .pods
+                .iter()
+                .filter(|p| leaving.contains(p.key().as_str()))
+                .all(|p| !finding_is_about(&current, other, p)),
+        })
+        .collect();
+    let rules_drift: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Rules { .. }))
+        .map(|f| format!("{f}: reloaded"))
+        .collect();
+    let mut fix = repairs(desired, &findings);
+    report.failed.extend(fix.cannot.iter().cloned());
+
+    // Pods made anew: the ones the plan moved, and the ones broken beyond
+    // a fix. Their veths go first (with their peers), then their
+    // namespaces, so that the names are free again.
+    let mut recreate: BTreeSet<String> = report.diff.pods_recreated.iter().cloned().collect();
+    recreate.extend(fix.recreate.iter().cloned());
+    let old_of = |key: &str| current.pods.iter().find(|p| p.key() == key);
+    let remove_pods = |pods: &[&PodPlan]| -> Vec<String> {
+        let fixes: Vec<Fix> = pods
+            .iter()
+            .filter_map(|p| {
+                current.node(&p.node).map(|n| Fix::DeleteLink {
+                    netns: n.netns.clone(),
+                    link: p.host_veth.clone(),
+                })
+            })
+            .collect();
+        let mut errors: Vec<String> = repair::run(&fixes)
+            .into_iter()
+            .filter_map(|(f, r)| {
+                r.err()
+                    .map(|e| format!("{f}: {}", crate::cli::error_chain(&e)))
+            })
+            .collect();
+        let names: Vec<String> = pods.iter().map(|p| p.netns.clone()).collect();
+        errors.extend(
+            teardown::remove_namespaces(&names)
+                .iter()
+                .map(|e| crate::cli::error_chain(e)),
+        );
+        errors
+    };
+    let old_recreated: Vec<&PodPlan> = recreate.iter().filter_map(|k| old_of(k)).collect();
+    report.failed.extend(remove_pods(&old_recreated));
+
+    let new_pods: Vec<&PodPlan> = desired
+        .pods
+        .iter()
+        .filter(|p| {
+            let k = p.key();
+            recreate.contains(&k) || report.diff.pods_added.contains(&k)
+        })
+        .collect();
+    apply::add_pods(desired, &new_pods)?;
+    for k in &fix.recreate {
+        report
+            .repaired
+            .push(format!("pod {k} made anew (namespace or veth was broken)"));
+    }
+
+    // Links, MTUs, addresses (the load balancer's follow the services),
+    // routes, sysctls.
+    if let Some(lb) = desired.clients.iter().find(|c| c.name == "lb") {
+        let ips = |p: &Plan| -> BTreeSet<std::net::Ipv4Addr> {
+            p.services
+                .iter()
+                .filter_map(|s| s.load_balancer_ip)
+                .collect()
+        };
+        let already = fix
+            .fixes
+            .iter()
+            .any(|f| matches!(f, Fix::Address { netns, .. } if *netns == lb.netns));
+        if ips(&current) != ips(desired) && !already {
+            if let Some(want) = wanted_addresses(desired, &lb.netns, ETH0) {
+                fix.fixes.push(Fix::Address {
+                    netns: lb.netns.clone(),
+                    link: ETH0.into(),
+                    want,
+                });
+            }
+        }
+    }
+    for (f, r) in repair::run(&fix.fixes) {
+        match r {
+            Ok(()) => report.repaired.push(f.to_string()),
+            Err(e) => report
+                .failed
+                .push(format!("{f}: {}", crate::cli::error_chain(&e))),
+        }
+    }
+
+    // Files: those that drifted, and those of pods whose plan changed.
+    let rewrite: BTreeSet<&String> = fix
+        .files
+        .iter()
+        .chain(&report.diff.pods_changed)
+        .filter(|k| !recreate.contains(*k))
+        .collect();
+    for p in desired.pods.iter().filter(|p| rewrite.contains(&p.key())) {
+        apply::write_files(desired, p)?;
+        if fix.files.contains(&p.key()) {
+            report.repaired.push(format!(
+                "pod {}: /etc/hosts and resolv.conf rewritten",
+                p.key()
+            ));
+        }
+    }
+
+    // The new plan, then the daemon: it serves new pods, stops removed
+    // ones, restarts the recreated and stopped ones, and resyncs DNS and
+    // the rules for the pods that are ready.
+    let json = serde_json::to_vec_pretty(desired).map_err(|e| Error::State {
+        lab: lab.into(),
+        source: std::io::Error::other(e),
+    })?;
+    state::write_atomic(&state::plan_path(lab), &json).map_err(|source| Error::State {
+        lab: lab.into(),
+        source,
+    })?;
+    let mut restart: BTreeSet<String> = recreate.clone();
+    restart.extend(fix.restart.iter().cloned());
+    let restart: Vec<String> = restart.into_iter().collect();
+    match runtime::reconcile(&dir, &restart, DAEMON_TIMEOUT) {
+        Ok(done) => {
+            for k in fix.restart.iter().filter(|k| done.restarted.contains(*k)) {
+                report.repaired.push(format!(
+                    "pod {k} was down: its servers and processes restarted"
+                ));
+            }
+            report.daemon = Some(done);
+        }
+        Err(runtime::Error::NotRunning { .. }) => {
+            report.failed.push(
+                "the lab's daemon is not running: no pod is served (podlab down, then up)".into(),
+            );
+            services::sync(desired, &HashSet::new(), &[])?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+
+    // Removed pods: out of the rules now, so their namespaces can go.
+    let removed: Vec<&PodPlan> = report
+        .diff
+        .pods_removed
+        .iter()
+        .filter_map(|k| old_of(k))
+        .collect();
+    report.failed.extend(remove_pods(&removed));
+    let gone: Vec<std::net::Ipv4Addr> =
+        removed.iter().chain(&old_recreated).map(|p| p.ip).collect();
+    services::flush_udp(desired, &gone);
+
+    // Rules changed by hand may survive the daemon's resync, which loads
+    // only what the plan changed: those namespaces are checked again and
+    // reloaded whole if they still differ. Without a daemon, every one.
+    let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
+    let drifted: BTreeSet<String> = if rules_drift.is_empty() && report.daemon.is_some() {
+        BTreeSet::new()
+    } else {
+        observe::compare_rules(desired, status.as_ref())
+            .into_iter()
+            .filter_map(|f| match f {
+                Finding::Rules { netns, .. } => Some(netns),
+                _ => None,
+            })
+            .collect()
+    };
+    if !drifted.is_empty() {
+        let view = services::ready_view(desired, &observe::not_ready(desired, status.as_ref()));
+        let sets: Vec<(String, String)> = apply::rulesets(&view)
+            .into_iter()
+            .filter(|(n, _)| drifted.contains(n))
+            .collect();
+        nft::load_all(&sets)?;
+        report.rules_reloaded = drifted.into_iter().collect();
+    }
+    report.repaired.extend(rules_drift.iter().cloned());
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Whether a finding is about a pod's own objects (its namespace, its veth
+/// on the node): those of a pod being removed or made anew are moot.
+fn finding_is_about(plan: &Plan, f: &Finding, p: &PodPlan) -> bool {
+    match f.location() {
+        Some((netns, _)) if netns == p.netns => true,
+        Some((netns, Some(link))) => {
+            link == p.host_veth && plan.node(&p.node).is_some_and(|n| n.netns == netns)
+        }
+        _ => false,
+    }
+}
+
+/// The report in words, one line per change, for `apply` to print.
+pub fn describe(r: &Report) -> String {
+    let mut out = String::new();
+    let d = &r.diff;
+    let mut line = |verb: &str, what: &str, names: &[String]| {
+        for n in names {
+            let _ = writeln!(out, "{what} {n} {verb}");
+        }
+    };
+    line("created", "pod", &d.pods_added);
+    line("made anew (moved or readdressed)", "pod", &d.pods_recreated);
+    line("changed", "pod", &d.pods_changed);
+    line("deleted", "pod", &d.pods_removed);
+    line("created", "service", &d.services_added);
+    line("changed", "service", &d.services_changed);
+    line("deleted", "service", &d.services_removed);
+    line("created", "networkpolicy", &d.policies_added);
+    line("changed", "networkpolicy", &d.policies_changed);
+    line("deleted", "networkpolicy", &d.policies_removed);
+    if d.dns_changed {
+        let _ = writeln!(out, "cluster DNS upstream changed");
+    }
+    for x in &r.repaired {
+        let _ = writeln!(out, "repaired: {x}");
+    }
+    for n in &r.rules_reloaded {
+        let _ = writeln!(
+            out,
+            "repaired: {n}: nftables rules reloaded (they differed from the plan)"
+        );
+    }
+    for x in &r.failed {
+        let _ = writeln!(out, "NOT repaired: {x}");
+    }
+    out
+}
