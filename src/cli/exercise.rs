@@ -123,14 +123,16 @@ pub fn run(args: Args) -> Result<u8> {
             // Every problem of the file before root is asked for.
             run::load(&file).map_err(cli)?;
             require_root("exercise start")?;
-            let started =
-                run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
+            let started = run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
             if json {
                 print_json(&started);
                 return Ok(exit::OK);
             }
             let p = &started.progress;
-            println!("{}", paint(&format!("exercise {}: {}", p.exercise, p.title), "1"));
+            println!(
+                "{}",
+                paint(&format!("exercise {}: {}", p.exercise, p.title), "1")
+            );
             println!(
                 "{} · {} · lab {}{}",
                 p.difficulty,
@@ -141,7 +143,9 @@ pub fn run(args: Args) -> Result<u8> {
             println!();
             println!("{}", p.instance.story.trim_end());
             println!();
-            println!("  explore:          podlab get pods -o wide, podlab exec ..., podlab diagnose");
+            println!(
+                "  explore:          podlab get pods -o wide, podlab exec ..., podlab diagnose"
+            );
             println!("  fixed it?         sudo podlab exercise check");
             println!(
                 "  stuck?            sudo podlab exercise hint   ({} hints)",
@@ -173,9 +177,7 @@ pub fn run(args: Args) -> Result<u8> {
             );
             println!(
                 "  started:   {} ago",
-                super::table::age(Some(
-                    std::time::UNIX_EPOCH + Duration::from_secs(p.started)
-                ))
+                super::table::age(Some(std::time::UNIX_EPOCH + Duration::from_secs(p.started)))
             );
             println!(
                 "  hints:     {} of {} shown",
@@ -184,7 +186,11 @@ pub fn run(args: Args) -> Result<u8> {
             );
             println!(
                 "  solution:  {}",
-                if p.solution_shown { "shown" } else { "not asked" }
+                if p.solution_shown {
+                    "shown"
+                } else {
+                    "not asked"
+                }
             );
             println!(
                 "  checks:    run {} time(s){}",
@@ -242,12 +248,12 @@ pub fn run(args: Args) -> Result<u8> {
             } else {
                 print_checks(&g.checks);
                 if g.solved {
-                    println!("{} passed, 0 failed: fixed! (`podlab exercise reset` ends the exercise)", g.passed);
-                } else {
                     println!(
-                        "{} passed, {} failed: not fixed yet",
-                        g.passed, g.failed
+                        "{} passed, 0 failed: fixed! (`podlab exercise reset` ends the exercise)",
+                        g.passed
                     );
+                } else {
+                    println!("{} passed, {} failed: not fixed yet", g.passed, g.failed);
                 }
             }
             Ok(if g.solved {
@@ -307,7 +313,15 @@ pub fn run(args: Args) -> Result<u8> {
             } else {
                 for c in &r.cleared {
                     if c.errors.is_empty() {
-                        println!("undid {} on {}", c.fault, if c.target.is_empty() { "the lab" } else { &c.target });
+                        println!(
+                            "undid {} on {}",
+                            c.fault,
+                            if c.target.is_empty() {
+                                "the lab"
+                            } else {
+                                &c.target
+                            }
+                        );
                     } else {
                         println!("could not undo {}: {}", c.fault, c.errors.join("; "));
                     }
@@ -316,7 +330,10 @@ pub fn run(args: Args) -> Result<u8> {
                     println!("  {} {f}", paint("✘", "31"));
                 }
                 if r.healthy() {
-                    println!("exercise {} ended; lab {} is as its file made it", r.exercise, r.lab);
+                    println!(
+                        "exercise {} ended; lab {} is as its file made it",
+                        r.exercise, r.lab
+                    );
                 }
             }
             if r.healthy() {
@@ -341,14 +358,17 @@ pub fn run(args: Args) -> Result<u8> {
         } => {
             run::load(&file).map_err(cli)?;
             require_root("exercise verify")?;
-            let phases =
-                run::verify(&file, seed, Duration::from_millis(timeout)).map_err(cli)?;
+            let phases = run::verify(&file, seed, Duration::from_millis(timeout)).map_err(cli)?;
             let ok = phases.iter().all(|p| p.ok) && phases.len() == run::VERIFY_PHASES.len();
             if json {
                 print_json(&serde_json::json!({"file": file, "ok": ok, "phases": phases}));
             } else {
                 for p in &phases {
-                    let mark = if p.ok { paint("✔", "32") } else { paint("✘", "31") };
+                    let mark = if p.ok {
+                        paint("✔", "32")
+                    } else {
+                        paint("✘", "31")
+                    };
                     let mut lines = p.detail.lines();
                     println!("{mark} {:<9} {}", p.phase, lines.next().unwrap_or_default());
                     for l in lines {

@@ -170,8 +170,11 @@ pub fn run(args: Args) -> Result<u8> {
             let ids = run::select(&record, which.as_deref());
             if ids.is_empty() {
                 if let Some(w) = &which {
-                    let names: Vec<&str> =
-                        record.faults.iter().map(|f| f.plan.fault.as_str()).collect();
+                    let names: Vec<&str> = record
+                        .faults
+                        .iter()
+                        .map(|f| f.plan.fault.as_str())
+                        .collect();
                     let e = CliError::new(format!("no fault `{w}` is injected in lab {lab}"));
                     return Err(match crate::lab::did_you_mean(w, &names) {
                         Some(m) => e.hint(format!("did you mean {m}?")),

@@ -53,9 +53,14 @@ impl Error {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Fix {
-    Run { at: String, argv: Vec<String> },
+    Run {
+        at: String,
+        argv: Vec<String>,
+    },
     /// A shell command line on the host.
-    Host { command: String },
+    Host {
+        command: String,
+    },
     Write {
         at: String,
         path: String,
@@ -118,7 +123,7 @@ pub fn all_vars(ex: &Exercise, limit: usize) -> Vec<BTreeMap<String, String>> {
     let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for v in &ex.vars {
         let mut next = Vec::new();
-        for partial in &out {
+        'partials: for partial in &out {
             for value in &v.values {
                 if partial.iter().any(|(_, x)| x == value) {
                     continue;
@@ -127,7 +132,7 @@ pub fn all_vars(ex: &Exercise, limit: usize) -> Vec<BTreeMap<String, String>> {
                 p.push((v.name.clone(), value.clone()));
                 next.push(p);
                 if next.len() >= limit {
-                    break;
+                    break 'partials;
                 }
             }
         }
@@ -153,7 +158,10 @@ pub fn substitute(
     for r in refs {
         let builtin = (r.name == "lab").then(|| plan.lab.clone());
         let Some(value) = vars.get(&r.name).or(builtin.as_ref()) else {
-            return Err(format!("`${{{}}}` is not a variable of the exercise", r.name));
+            return Err(format!(
+                "`${{{}}}` is not a variable of the exercise",
+                r.name
+            ));
         };
         let (pattern, replacement) = match &r.attr {
             None => (format!("${{{}}}", r.name), value.clone()),

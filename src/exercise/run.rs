@@ -460,8 +460,7 @@ fn healthy_now(lab: &str) -> Result<Vec<Finding>, Error> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let status =
-            crate::runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
+        let status = crate::runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
         findings = observe::compare_with(&plan, status.as_ref());
         if findings.is_empty() {
             break;
@@ -580,8 +579,7 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
         });
         ok
     };
-    let problems =
-        super::validate(&loaded.exercise, &loaded.lab, &loaded.plan);
+    let problems = super::validate(&loaded.exercise, &loaded.lab, &loaded.plan);
     if !phase(
         "validate",
         problems.is_empty(),
@@ -639,7 +637,10 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
     let mut failed_fix = None;
     for fix in &started.progress.instance.fixes {
         if let Err(e) = apply_fix(&lab, fix) {
-            failed_fix = Some(format!("{}: {e}", fix.command(&started.progress.lab_file.display().to_string())));
+            failed_fix = Some(format!(
+                "{}: {e}",
+                fix.command(&started.progress.lab_file.display().to_string())
+            ));
             break;
         }
     }
@@ -663,7 +664,12 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
                 .checks
                 .iter()
                 .filter(|r| !r.passed)
-                .map(|r| format!("{}: expected {}, observed {}", r.name, r.expected, r.observed))
+                .map(|r| {
+                    format!(
+                        "{}: expected {}, observed {}",
+                        r.name, r.expected, r.observed
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         },

@@ -8,13 +8,11 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::{
-    pick, Context, Entry, FaultError, FaultPlan, Level, Param, Section, Step, TargetKind,
-};
+use super::{pick, Context, Entry, FaultError, FaultPlan, Level, Param, Section, Step, TargetKind};
 use crate::lab::{LabFile, NetworkPolicy, PolicySpec, PolicyType, TargetPortSpec};
 use crate::plan::{
-    dns, kubeproxy, EndpointPlan, NodePlan, Plan, PodPlan, PodRole, ServicePlan, TargetPort,
-    ETH0, POD_BRIDGE,
+    dns, kubeproxy, EndpointPlan, NodePlan, Plan, PodPlan, PodRole, ServicePlan, TargetPort, ETH0,
+    POD_BRIDGE,
 };
 
 /// The nftables table the packet-loss fault adds in a node.
@@ -588,8 +586,10 @@ pub(super) fn plan(
             let to = match params.get("to") {
                 Some(t) => {
                     let t = t.strip_prefix("node/").unwrap_or(t);
-                    *others.iter().find(|o| o.name == t).ok_or_else(|| {
-                        FaultError::BadParam {
+                    *others
+                        .iter()
+                        .find(|o| o.name == t)
+                        .ok_or_else(|| FaultError::BadParam {
                             fault: e.name.into(),
                             param: "to".into(),
                             value: t.into(),
@@ -601,8 +601,7 @@ pub(super) fn plan(
                                     .collect::<Vec<_>>()
                                     .join(", ")
                             ),
-                        }
-                    })?
+                        })?
                 }
                 // The node after it, so that every node has a default.
                 None => {
@@ -717,7 +716,13 @@ pub(super) fn plan(
                 "1mbit",
                 &["bit", "kbit", "mbit", "gbit", "bps", "kbps", "mbps"],
             )?;
-            let burst = tc_param(e, params, "burst", "32kbit", &["", "b", "kb", "mb", "kbit", "mbit"])?;
+            let burst = tc_param(
+                e,
+                params,
+                "burst",
+                "32kbit",
+                &["", "b", "kb", "mb", "kbit", "mbit"],
+            )?;
             let latency = tc_param(e, params, "latency", "400ms", &["ms", "s", "us"])?;
             let mut fp = fault_plan(
                 e,
@@ -946,7 +951,10 @@ pub(super) fn plan(
             };
             let wrong = typo(&value);
             sel.insert(key.clone(), wrong.clone());
-            if let Some(v) = fs.raw.pointer_mut(&format!("/spec/selector/{}", json_key(&key))) {
+            if let Some(v) = fs
+                .raw
+                .pointer_mut(&format!("/spec/selector/{}", json_key(&key)))
+            {
                 *v = serde_json::Value::String(wrong.clone());
             }
             let mut fp = fault_plan(

@@ -319,7 +319,10 @@ impl Step {
                 endpoint.ip
             ),
             Step::Qdisc { at, link, spec, .. } => match spec {
-                Some(s) => exec(at, format!("tc qdisc replace dev {link} root {}", s.join(" "))),
+                Some(s) => exec(
+                    at,
+                    format!("tc qdisc replace dev {link} root {}", s.join(" ")),
+                ),
                 None => exec(at, format!("tc qdisc del dev {link} root")),
             },
             Step::Exec { at, argv } => exec(at, shell_words(argv)),
@@ -431,9 +434,15 @@ impl FaultError {
                 None => "`podlab fault list` lists the faults".into(),
             }),
             FaultError::NoSuchTarget { known, target, .. } => {
-                let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-                let bare = target.rsplit('/').next().unwrap_or(target);
-                Some(match crate::lab::did_you_mean(bare, &refs) {
+                // Compared by bare name (`wbe` and `default/web`), suggested
+                // in full.
+                let bare_of = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+                let bare: Vec<String> = known.iter().map(|k| bare_of(k)).collect();
+                let refs: Vec<&str> = bare.iter().map(String::as_str).collect();
+                let suggestion = crate::lab::did_you_mean(&bare_of(target), &refs)
+                    .and_then(|m| refs.iter().position(|r| *r == m))
+                    .map(|i| known[i].as_str());
+                Some(match suggestion {
                     Some(m) => format!("did you mean {m}?"),
                     None if known.is_empty() => "the lab has none".into(),
                     None => format!("one of: {}", known.join(", ")),
@@ -463,9 +472,10 @@ pub fn pick(seed: u64, salt: &str, n: usize) -> usize {
     if n == 0 {
         return 0;
     }
-    let mut x = seed ^ salt.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let mut x = seed
+        ^ salt.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -313,7 +313,10 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
             let plan = current_plan(lab)?;
             let mut view = services::ready_view(&plan, &not_ready(lab, &plan));
             let Some(svc) = view.services.iter_mut().find(|s| &s.key() == service) else {
-                return Err(step_error(step, format!("no service {service} in the plan")));
+                return Err(step_error(
+                    step,
+                    format!("no service {service} in the plan"),
+                ));
             };
             svc.endpoints.push(endpoint.clone());
             let rulesets: Vec<(String, String)> = apply::rulesets(&view)

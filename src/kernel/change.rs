@@ -49,8 +49,7 @@ where
                 })?;
             rt.block_on(async move {
                 // SAFETY: the descriptor comes straight out of an owned socket.
-                let sock =
-                    unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+                let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
                 let (conn, handle, _) = rtnetlink::from_socket(sock);
                 tokio::spawn(conn);
                 f(handle).await
@@ -104,7 +103,10 @@ pub fn set_link(netns: &str, link: &str, up: Option<bool>, mtu: Option<u32>) -> 
 /// Add or delete the route `dst via via`, as podlab's own routes are made
 /// (`proto static`, main table).
 pub fn route(netns: &str, add: bool, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), Error> {
-    let what = format!("{} route {dst} via {via}", if add { "add" } else { "delete" });
+    let what = format!(
+        "{} route {dst} via {via}",
+        if add { "add" } else { "delete" }
+    );
     netlink(netns, |h| async move {
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst.network(), dst.prefix_len())
@@ -130,7 +132,10 @@ pub fn get_sysctl(netns: &str, key: &str) -> Result<String, Error> {
 }
 
 /// Run `f` on a thread of its own inside `netns`.
-fn in_thread<T: Send>(netns: &str, f: impl FnOnce() -> Result<T, Error> + Send) -> Result<T, Error> {
+fn in_thread<T: Send>(
+    netns: &str,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> Result<T, Error> {
     let ns = Netns::open(netns)?;
     std::thread::scope(|s| {
         s.spawn(move || {

@@ -279,7 +279,12 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
                     } else {
                         format!("an exercise file has `kind: {KIND}`")
                     };
-                    d.err(k.pos, "kind", format!("kind `{kind}` is not an exercise"), Some(hint));
+                    d.err(
+                        k.pos,
+                        "kind",
+                        format!("kind `{kind}` is not an exercise"),
+                        Some(hint),
+                    );
                     return None;
                 }
             }
@@ -384,12 +389,24 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
     )
     .and_then(|n| word(d, n, "spec.section", &section_words))
     .and_then(|w| Section::from_key(&w));
-    let lab_node = required(d, "lab", "the lab file it starts from, relative to this file");
+    let lab_node = required(
+        d,
+        "lab",
+        "the lab file it starts from, relative to this file",
+    );
     let lab = lab_node.and_then(|n| d.string(n, "spec.lab"));
-    let story = required(d, "story", "what the learner reads: the symptom, not the cause")
-        .and_then(|n| d.string(n, "spec.story"));
+    let story = required(
+        d,
+        "story",
+        "what the learner reads: the symptom, not the cause",
+    )
+    .and_then(|n| d.string(n, "spec.story"));
     let vars = spec.get("vars").map(|n| vars(d, n)).unwrap_or_default();
-    let faults_node = required(d, "faults", "what breaks the lab: `- {fault: NAME, target: ...}`");
+    let faults_node = required(
+        d,
+        "faults",
+        "what breaks the lab: `- {fault: NAME, target: ...}`",
+    );
     let faults: Vec<FaultSpec> = faults_node
         .map(|n| {
             let items = d.list(n, "spec.faults", "a list of faults");
@@ -481,7 +498,10 @@ fn vars(d: &mut Decoder, n: &Node) -> Vec<Var> {
         d.err(
             n.pos,
             "spec.vars",
-            format!("expected a mapping of names to values, found {}", describe(n)),
+            format!(
+                "expected a mapping of names to values, found {}",
+                describe(n)
+            ),
             Some("e.g. `vars: {node: [node-1, node-2]}`".into()),
         );
         return Vec::new();
@@ -564,7 +584,12 @@ fn fault(d: &mut Decoder, n: &Node, path: &str) -> Option<FaultSpec> {
         let entry = match faults::entry(&name) {
             Ok(e) => Some(e),
             Err(e) => {
-                d.err(name_node.pos, format!("{path}.fault"), e.to_string(), e.hint());
+                d.err(
+                    name_node.pos,
+                    format!("{path}.fault"),
+                    e.to_string(),
+                    e.hint(),
+                );
                 None
             }
         };
@@ -763,7 +788,10 @@ fn step(d: &mut Decoder, n: &Node, path: &str) -> Option<SolutionStep> {
     if known == APPLY_STEP {
         let a = f.get("apply")?;
         match &a.value {
-            Value::Scalar { text, quoted: false } if text == "true" => {}
+            Value::Scalar {
+                text,
+                quoted: false,
+            } if text == "true" => {}
             _ => {
                 d.err(
                     a.pos,
@@ -969,15 +997,19 @@ fn check_templates(d: &mut Decoder, ex: &Exercise, spec: &Node) {
     for (text, field, pos) in templated(ex) {
         // Strings without their own position point at the spec's field.
         let pos = if pos == ex.lab_pos {
-            map_get(spec, field.split(['.', '[']).nth(1).unwrap_or_default())
-                .map_or(pos, |n| n.pos)
+            map_get(spec, field.split(['.', '[']).nth(1).unwrap_or_default()).map_or(pos, |n| n.pos)
         } else {
             pos
         };
         let refs = match references(text) {
             Ok(r) => r,
             Err(e) => {
-                d.err(pos, &field, e, Some("write `${NAME}` or `${NAME.ATTR}`".into()));
+                d.err(
+                    pos,
+                    &field,
+                    e,
+                    Some("write `${NAME}` or `${NAME.ATTR}`".into()),
+                );
                 continue;
             }
         };

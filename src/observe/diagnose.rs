@@ -348,7 +348,10 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
     step(
         steps,
         PODS,
-        format!("CNI: node {}'s links have the lab's MTU ({})", node.name, plan.mtu),
+        format!(
+            "CNI: node {}'s links have the lab's MTU ({})",
+            node.name, plan.mtu
+        ),
         ok,
         evidence,
         exec(&target, "ip link show eth0"),
@@ -376,7 +379,10 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
             } else {
                 (
                     false,
-                    format!("{}: traffic is shaped (slowed, delayed or dropped)", shaped.join(", ")),
+                    format!(
+                        "{}: traffic is shaped (slowed, delayed or dropped)",
+                        shaped.join(", ")
+                    ),
                 )
             }
         }
@@ -408,10 +414,7 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
             } else {
                 (
                     false,
-                    format!(
-                        "also table {}: it may drop traffic",
-                        other.join(", table ")
-                    ),
+                    format!("also table {}: it may drop traffic", other.join(", table ")),
                 )
             }
         }
@@ -419,7 +422,10 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
     step(
         steps,
         PODS,
-        format!("node {}'s nftables hold only the cluster's tables", node.name),
+        format!(
+            "node {}'s nftables hold only the cluster's tables",
+            node.name
+        ),
         ok,
         evidence,
         exec(&target, "nft list ruleset"),
@@ -679,7 +685,14 @@ fn service_checks(
             ),
             stale.is_empty(),
             if stale.is_empty() {
-                format!("DNAT to {}", if want.is_empty() { "nothing".into() } else { want.join(", ") })
+                format!(
+                    "DNAT to {}",
+                    if want.is_empty() {
+                        "nothing".into()
+                    } else {
+                        want.join(", ")
+                    }
+                )
             } else {
                 format!(
                     "stale endpoint {}: no ready pod has it (connections sent there time out)",
@@ -941,7 +954,10 @@ mod tests {
             super::dnat_targets(listing, "default/web/"),
             vec!["10.244.1.2", "10.244.2.9"]
         );
-        assert_eq!(super::dnat_targets(listing, "default/other/"), vec!["10.244.1.7"]);
+        assert_eq!(
+            super::dnat_targets(listing, "default/other/"),
+            vec!["10.244.1.7"]
+        );
         assert!(super::dnat_targets(listing, "default/none/").is_empty());
     }
 }

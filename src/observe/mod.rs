@@ -163,7 +163,10 @@ impl fmt::Display for Finding {
             }
             Finding::PodDown { pod, status } => write!(f, "pod {pod} is {status}"),
             Finding::Qdisc { netns, link, qdisc } => {
-                write!(f, "{netns}: {link} has a {qdisc} qdisc the lab did not make")
+                write!(
+                    f,
+                    "{netns}: {link} has a {qdisc} qdisc the lab did not make"
+                )
             }
         }
     }
