@@ -108,10 +108,15 @@ pub fn route(netns: &str, add: bool, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), 
         if add { "add" } else { "delete" }
     );
     netlink(netns, |h| async move {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst.network(), dst.prefix_len())
             .gateway(via)
             .build();
+        if !add {
+            // Whoever added it (`ip route add` says `proto boot`), the
+            // route to `dst` via `via` is the one to delete.
+            msg.header.protocol = netlink_packet_route::route::RouteProtocol::Unspec;
+        }
         let r = if add {
             h.route().add(msg).execute().await
         } else {
