@@ -330,10 +330,8 @@ fn every_fault_is_diagnosed_and_cleared_exactly() {
         return;
     }
     let host = host_snapshot();
-    let (a, b): (Vec<(usize, &Case)>, Vec<(usize, &Case)>) =
-        CASES.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    let a: Vec<&Case> = a.into_iter().map(|(_, c)| c).collect();
-    let b: Vec<&Case> = b.into_iter().map(|(_, c)| c).collect();
+    let a: Vec<&Case> = CASES.iter().step_by(2).collect();
+    let b: Vec<&Case> = CASES.iter().skip(1).step_by(2).collect();
     std::thread::scope(|s| {
         let ha = s.spawn(|| run_cases("t-flt1", &a));
         let hb = s.spawn(|| run_cases("t-flt2", &b));

@@ -35,7 +35,8 @@ pub enum Error {
     Fault {
         source_file: String,
         index: usize,
-        error: FaultError,
+        // Boxed: every `Result` of this module would carry its size.
+        error: Box<FaultError>,
     },
 }
 
@@ -233,7 +234,7 @@ pub fn instantiate(
                     |error| Error::Fault {
                         source_file: ex.source.clone(),
                         index: i,
-                        error,
+                        error: Box::new(error),
                     },
                 )?
             }

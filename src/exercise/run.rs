@@ -23,8 +23,10 @@ pub const PROGRESS_FILE: &str = "exercise.json";
 pub enum Error {
     #[error("{0}")]
     File(#[from] LabError),
+    /// Boxed: a fault's error is large, and every `Result` here would
+    /// carry its size.
     #[error("{0}")]
-    Exercise(#[from] super::Error),
+    Exercise(Box<super::Error>),
     #[error("{message}")]
     Usage {
         message: String,
@@ -44,6 +46,12 @@ pub enum Error {
     Faults(#[from] faults_run::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl From<super::Error> for Error {
+    fn from(e: super::Error) -> Self {
+        Error::Exercise(Box::new(e))
+    }
 }
 
 impl Error {
