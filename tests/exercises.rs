@@ -293,6 +293,35 @@ spec:
     assert_eq!(v["phases"].as_array().expect("phases").len(), 7);
     assert_nothing_left("t-exv");
 
+    // A plan-level fault, fixed the other way a learner can: `podlab
+    // apply` of the (unchanged) lab file.
+    let svc_lab = dir.path().join("svc.yaml");
+    std::fs::write(
+        &svc_lab,
+        std::fs::read_to_string(&lab).expect("lab").replace("t-exv", "t-exa")
+            .replace("metadata: {name: b}", "metadata: {name: b, labels: {app: b}}")
+            + "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {selector: {app: b}, ports: [{port: 80}]}\n",
+    )
+    .expect("lab");
+    let applied = dir.path().join("applied.yaml");
+    std::fs::write(
+        &applied,
+        good.replace("lab: lab.yaml", "lab: svc.yaml")
+            .replace(
+                "{fault: forwarding-off, target: node-2}",
+                "{fault: service-selector-typo, target: b}",
+            )
+            .replace("to: b, port: 80", "to: svc/b, port: 80")
+            .replace(
+                r#"[{in: node/node-2, run: "echo 1 > /proc/sys/net/ipv4/ip_forward"}]"#,
+                "[{apply: true}]",
+            ),
+    )
+    .expect("exercise");
+    let o = run(&["exercise", "verify", &applied.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_nothing_left("t-exa");
+
     // A solution that fixes nothing is caught.
     std::fs::write(&ex, good.replace("echo 1 >", "echo 0 >")).expect("exercise");
     let o = run(&["exercise", "verify", &ex.display().to_string()]);

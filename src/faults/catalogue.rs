@@ -1143,7 +1143,7 @@ fn stale_endpoints(
         node: n.name.clone(),
         ports,
     };
-    let mut fp = FaultPlan {
+    Ok(FaultPlan {
         fault: e.name.into(),
         target: s.key(),
         params: BTreeMap::from([("node".to_string(), n.name.clone())]),
@@ -1159,9 +1159,7 @@ fn stale_endpoints(
             endpoint,
         }],
         undo: vec![Step::ReloadRules { netns: None }],
-    };
-    fp.params.insert("node".into(), n.name.clone());
-    Ok(fp)
+    })
 }
 
 fn wrong_nameserver(
