@@ -37,11 +37,8 @@ pub fn run(args: Args) -> Result<u8> {
         }
         return whole_lab(&plan, status.as_ref(), args.json);
     };
-    let (ns, name) = from.split_once('/').unwrap_or((&args.namespace, from));
-    let Some(src) = plan.pod(ns, name.strip_prefix("pod/").unwrap_or(name)) else {
-        return Err(CliError::new(format!("pod {ns}/{name} not found"))
-            .hint("FROM is a pod: `podlab get pods -A` lists them"));
-    };
+    let src = observe::target::pod_source(&plan, from, &args.namespace)
+        .map_err(|e| CliError::new(e).hint("FROM is a pod: `podlab get pods -A` lists them"))?;
     let target = diagnose::parse_target(&plan, to, &args.namespace);
     let report = diagnose::diagnose(&plan, status.as_ref(), src, &target);
     if args.json {

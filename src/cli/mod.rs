@@ -16,6 +16,7 @@ mod ls;
 mod scale;
 mod table;
 mod test;
+mod trace;
 mod up;
 mod validate;
 
@@ -59,6 +60,8 @@ enum Command {
     Diagnose(diagnose::Args),
     /// Resolve a name as a pod would: its resolv.conf, its path to kube-dns.
     Dns(dns::Args),
+    /// Send one packet and show its path hop by hop, from the kernel.
+    Trace(trace::Args),
     /// Check a lab file without building it (no root needed).
     Validate(validate::Args),
     /// Run the lab's `expect` assertions (bringing it up and down if needed).
@@ -182,6 +185,7 @@ pub fn main() -> ExitCode {
         Command::Scale(a) => scale::run(a),
         Command::Diagnose(a) => diagnose::run(a),
 
+        Command::Trace(a) => trace::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test::run(a),
         Command::Fault(a) => fault::run(a),

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::netns::Netns;
 use super::Error;
 use crate::plan::Plan;
+
+/// The named counters of one table, by name.
+pub type Counters = BTreeMap<String, Count>;
 
 /// Packets and bytes of one counter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,6 +19,20 @@ pub struct Count {
 /// The named counters of table `ip TABLE` in every node of the plan,
 /// summed over the nodes. A node whose table is missing counts nothing.
 pub fn read(plan: &Plan, table: &str) -> Result<BTreeMap<String, Count>, Error> {
+    let mut out = BTreeMap::new();
+    for (_, counters) in read_each(plan, table)? {
+        for (name, c) in counters {
+            let e: &mut Count = out.entry(name).or_default();
+            e.packets += c.packets;
+            e.bytes += c.bytes;
+        }
+    }
+    Ok(out)
+}
+
+/// The named counters of table `ip TABLE` in each node of the plan, by the
+/// node's namespace, read in parallel.
+pub fn read_each(plan: &Plan, table: &str) -> Result<Vec<(String, Counters)>, Error> {
     let per_node: Vec<Result<String, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = plan
             .nodes
@@ -35,36 +51,23 @@ pub fn read(plan: &Plan, table: &str) -> Result<BTreeMap<String, Count>, Error> 
             })
             .collect()
     });
-    let mut out = BTreeMap::new();
-    for json in per_node {
+    let mut out = Vec::new();
+    for (node, json) in plan.nodes.iter().zip(per_node) {
+        let mut counters = BTreeMap::new();
         for (name, c) in parse(&json?) {
-            let e: &mut Count = out.entry(name).or_default();
+            let e: &mut Count = counters.entry(name).or_default();
             e.packets += c.packets;
             e.bytes += c.bytes;
         }
+        out.push((node.netns.clone(), counters));
     }
     Ok(out)
 }
 
 /// `nft -j list counters table ip TABLE` inside `netns` ("" when the
-/// table does not exist).
+/// table does not exist: a lab made before NetworkPolicy counts nothing).
 fn list_in(netns: &str, table: &str) -> Result<String, Error> {
-    let ns = Netns::open(netns)?;
-    let _inside = ns.enter()?;
-    let args = ["list", "counters", "table", "ip", table];
-    match nftables::helper::get_current_ruleset_raw(None::<&str>, args.iter()) {
-        Ok(s) => Ok(s),
-        // No such table (a lab made before NetworkPolicy): nothing counted.
-        Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
-            if stderr.contains("No such file or directory") =>
-        {
-            Ok(String::new())
-        }
-        Err(e) => Err(Error::Nft {
-            netns: netns.to_string(),
-            message: e.to_string(),
-        }),
-    }
+    Ok(super::nft::list_json(netns, &["counters", "table", "ip", table])?.unwrap_or_default())
 }
 
 /// The counters of `nft -j list counters` output.

@@ -4,12 +4,14 @@
 
 pub mod apply;
 pub mod change;
+pub mod conntrack;
 pub mod counters;
 pub mod inspect;
 pub mod netns;
 pub mod nft;
 pub mod procs;
 pub mod repair;
+pub mod route;
 pub mod services;
 pub mod sysctl;
 pub mod teardown;

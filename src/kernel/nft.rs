@@ -99,9 +99,9 @@ pub fn list_table(netns: &str, table: &str) -> Result<String, Error> {
     })
 }
 
-/// `nft -j list ruleset` inside `netns`, parsed: what `observe` compares
-/// with the plan's rules.
-pub fn list_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
+/// `nft -j list ...` inside `netns` (`what`: `["table", "ip", "kube-proxy"]`,
+/// `["counters", "table", "ip", T]`); `None` when the table does not exist.
+pub fn list_json(netns: &str, what: &[&str]) -> Result<Option<String>, Error> {
     let ns = Netns::open(netns)?;
     let fail = |message: String| Error::Nft {
         netns: netns.to_string(),
@@ -110,19 +110,28 @@ pub fn list_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let _inside = ns.enter()?;
-            let out = std::process::Command::new("nft")
-                .args(["-j", "list", "ruleset"])
-                .output()
-                .map_err(|e| fail(e.to_string()))?;
-            if !out.status.success() {
-                return Err(fail(
-                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                ));
+            let args = std::iter::once("list").chain(what.iter().copied());
+            match nftables::helper::get_current_ruleset_raw(None::<&str>, args) {
+                Ok(json) => Ok(Some(json)),
+                Err(nftables::helper::NftablesError::NftFailed { stderr, .. })
+                    if stderr.contains("No such file or directory") =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(fail(e.to_string())),
             }
-            serde_json::from_slice(&out.stdout)
-                .map_err(|e| fail(format!("unreadable listing: {e}")))
         })
         .join()
         .unwrap_or_else(|_| Err(fail("nft thread panicked".into())))
+    })
+}
+
+/// `nft -j list ruleset` inside `netns`, parsed: what `observe` compares
+/// with the plan's rules.
+pub fn list_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
+    let json = list_json(netns, &["ruleset"])?.unwrap_or_else(|| r#"{"nftables":[]}"#.into());
+    serde_json::from_str(&json).map_err(|e| Error::Nft {
+        netns: netns.to_string(),
+        message: format!("unreadable listing: {e}"),
     })
 }

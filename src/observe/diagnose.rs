@@ -4,7 +4,6 @@
 //! evidence and the command that shows it to a learner.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
@@ -49,12 +48,7 @@ const PODS: &str = "Pods can't communicate";
 const SERVICES: &str = "Services not accessible";
 const DNS: &str = "DNS resolution issues";
 
-/// What a diagnosis is about, resolved against the plan.
-pub enum To<'a> {
-    Pod(&'a PodPlan, Option<u16>),
-    Service(&'a ServicePlan, Option<u16>),
-    Name(String),
-}
+pub use super::target::{parse_target, To};
 
 /// Kernel views, read once per namespace.
 struct Views {
@@ -873,40 +867,6 @@ fn dns_checks(
         evidence,
         exec(&pod_target(from), &format!("nslookup {name}")),
     );
-}
-
-/// Resolve `TO[:PORT]` against the plan: a pod (`NAME`, `NS/NAME`,
-/// `pod/NAME`), a service (`svc/NAME`, `svc/NS/NAME`), an IP of either, or
-/// else a DNS name.
-pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
-    let (name, port) = match spec.rsplit_once(':') {
-        Some((n, p)) if p.parse::<u16>().is_ok() => (n, p.parse().ok()),
-        _ => (spec, None),
-    };
-    if let Some(rest) = name.strip_prefix("svc/") {
-        let (ns, n) = rest.split_once('/').unwrap_or((namespace, rest));
-        if let Some(s) = plan
-            .services
-            .iter()
-            .find(|s| s.namespace == ns && s.name == n)
-        {
-            return To::Service(s, port);
-        }
-    }
-    if let Ok(ip) = name.parse::<Ipv4Addr>() {
-        if let Some(p) = plan.pods.iter().find(|p| p.ip == ip) {
-            return To::Pod(p, port);
-        }
-        if let Some(s) = plan.services.iter().find(|s| s.cluster_ip == Some(ip)) {
-            return To::Service(s, port);
-        }
-    }
-    let bare = name.strip_prefix("pod/").unwrap_or(name);
-    let (ns, n) = bare.split_once('/').unwrap_or((namespace, bare));
-    if let Some(p) = plan.pod(ns, n) {
-        return To::Pod(p, port);
-    }
-    To::Name(name.to_string())
 }
 
 /// Where kube-proxy's chains for a service (`ns/name/` in their names)

@@ -4,6 +4,8 @@
 
 pub mod diagnose;
 pub mod rules;
+pub mod target;
+pub mod trace;
 
 use std::fmt;
 

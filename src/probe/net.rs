@@ -73,17 +73,38 @@ User-Agent: podlab-test\r\nConnection: close\r\n\r\n";
 /// Connect over TCP; with `ask`, also send an HTTP request and read the
 /// answer, waiting at most `ask` for it.
 pub async fn tcp(netns: &str, to: SocketAddrV4, wait: Duration, ask: Option<Duration>) -> Seen {
-    let sock = match socket_in(netns, TcpSocket::new_v4).await {
+    tcp_traced(netns, to, wait, ask).await.1
+}
+
+fn tcp_socket() -> io::Result<TcpSocket> {
+    let s = TcpSocket::new_v4()?;
+    // Bound before connecting, so the flow's source port is known (and
+    // can be looked up in conntrack) whatever becomes of the connection.
+    s.bind(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))?;
+    Ok(s)
+}
+
+/// `tcp`, also saying which local address the probe was sent from.
+pub async fn tcp_traced(
+    netns: &str,
+    to: SocketAddrV4,
+    wait: Duration,
+    ask: Option<Duration>,
+) -> (Option<SocketAddrV4>, Seen) {
+    let sock = match socket_in(netns, tcp_socket).await {
         Ok(s) => s,
-        Err(e) => return Seen::Failed(e),
+        Err(e) => return (None, Seen::Failed(e)),
     };
+    let local = v4(sock.local_addr().ok());
     let mut stream = match timeout(wait, sock.connect(SocketAddr::V4(to))).await {
-        Err(_) => return Seen::Blocked(None),
-        Ok(Err(e)) => return from_error(&e),
+        Err(_) => return (local, Seen::Blocked(None)),
+        Ok(Err(e)) => return (local, from_error(&e)),
         Ok(Ok(s)) => s,
     };
+    // The source address is chosen at connect time.
+    let local = v4(stream.local_addr().ok()).or(local);
     let Some(ask) = ask else {
-        return Seen::Connected(None);
+        return (local, Seen::Connected(None));
     };
     let exchange = async {
         stream.write_all(REQUEST).await?;
@@ -91,10 +112,18 @@ pub async fn tcp(netns: &str, to: SocketAddrV4, wait: Duration, ask: Option<Dura
         (&mut stream).take(64 * 1024).read_to_end(&mut buf).await?;
         Ok::<_, io::Error>(buf)
     };
-    match timeout(ask, exchange).await {
+    let seen = match timeout(ask, exchange).await {
         Ok(Ok(buf)) if !buf.is_empty() => Seen::Connected(Some(parse_http(&buf))),
         // A server that is not HTTP, or slow: connected is all we know.
         _ => Seen::Connected(None),
+    };
+    (local, seen)
+}
+
+fn v4(a: Option<SocketAddr>) -> Option<SocketAddrV4> {
+    match a {
+        Some(SocketAddr::V4(a)) => Some(a),
+        _ => None,
     }
 }
 
@@ -107,26 +136,37 @@ fn udp_socket() -> io::Result<std::net::UdpSocket> {
 /// Send one datagram and wait for one back. An ICMP port unreachable
 /// surfaces as ECONNREFUSED on a connected UDP socket: `refused`.
 pub async fn udp(netns: &str, to: SocketAddrV4, wait: Duration) -> Seen {
+    udp_traced(netns, to, wait).await.1
+}
+
+/// `udp`, also saying which local address the datagram was sent from.
+pub async fn udp_traced(
+    netns: &str,
+    to: SocketAddrV4,
+    wait: Duration,
+) -> (Option<SocketAddrV4>, Seen) {
     let std_sock = match socket_in(netns, udp_socket).await {
         Ok(s) => s,
-        Err(e) => return Seen::Failed(e),
+        Err(e) => return (None, Seen::Failed(e)),
     };
     let sock = match UdpSocket::from_std(std_sock) {
         Ok(s) => s,
-        Err(e) => return Seen::Failed(e.to_string()),
+        Err(e) => return (None, Seen::Failed(e.to_string())),
     };
     if let Err(e) = sock.connect(SocketAddr::V4(to)).await {
-        return from_error(&e);
+        return (None, from_error(&e));
     }
+    let local = v4(sock.local_addr().ok());
     if let Err(e) = sock.send(b"podlab-probe").await {
-        return from_error(&e);
+        return (local, from_error(&e));
     }
     let mut buf = vec![0u8; 4096];
-    match timeout(wait, sock.recv(&mut buf)).await {
+    let seen = match timeout(wait, sock.recv(&mut buf)).await {
         Err(_) => Seen::Blocked(None),
         Ok(Err(e)) => from_error(&e),
         Ok(Ok(n)) => Seen::Connected(Some(parse_udp(&buf[..n]))),
-    }
+    };
+    (local, seen)
 }
 
 /// An HTTP answer; podlab's echo's JSON body names the pod and the client.
