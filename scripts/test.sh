@@ -2,7 +2,8 @@
 # The whole test suite: installs missing system packages, builds, runs the
 # unit tests and the root integration tests (real namespaces), runs
 # `podlab test` on every lab of the curriculum (labs/*.yaml, JUnit reports in
-# target/junit/), then checks that the host looks exactly as before.
+# target/junit/) and `podlab exercise verify` on every exercise
+# (labs/exercises/*.yaml), then checks that the host looks exactly as before.
 #
 # Not root? The build runs as you and the test binaries through sudo.
 set -euo pipefail
@@ -45,6 +46,14 @@ for lab in labs/*.yaml; do
     failed+=("$lab")
   fi
 done
+# The break-fix exercises: each must be broken by its faults, fixed by its
+# own solution, and reset and brought down without a trace.
+for ex in labs/exercises/*.yaml; do
+  echo "test.sh: podlab exercise verify $ex"
+  if ! $sudo "$podlab" exercise verify "$ex"; then
+    failed+=("$ex")
+  fi
+done
 shopt -u nullglob
 if [ -n "$sudo" ]; then $sudo chown -R "$(id -u):$(id -g)" target/junit; fi
 
@@ -55,7 +64,7 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 if [ "${#failed[@]}" -ne 0 ]; then
-  echo "test.sh: these labs failed: ${failed[*]}" >&2
+  echo "test.sh: these labs or exercises failed: ${failed[*]}" >&2
   exit 1
 fi
 echo "test.sh: all tests and labs passed; host namespaces and links unchanged"

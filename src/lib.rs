@@ -5,6 +5,8 @@
 //! back; `cli` is one file per command.
 
 pub mod cli;
+pub mod exercise;
+pub mod faults;
 pub mod kernel;
 pub mod lab;
 pub mod lifecycle;

@@ -305,6 +305,10 @@ fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
             }
             // Rules are compared again once the daemon has resynced.
             Finding::Rules { .. } => {}
+            Finding::Qdisc { netns, link, .. } => r.fixes.push(Fix::DeleteQdisc {
+                netns: netns.clone(),
+                link: link.clone(),
+            }),
         }
     }
     // Within a namespace: links up and MTUs first, then addresses, then
@@ -314,7 +318,7 @@ fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
         Fix::LinkUp { .. } | Fix::Mtu { .. } => 1,
         Fix::Address { .. } => 2,
         Fix::Route { .. } => 3,
-        Fix::Sysctl { .. } => 4,
+        Fix::Sysctl { .. } | Fix::DeleteQdisc { .. } => 4,
     };
     r.fixes.sort_by_key(rank);
     r

@@ -7,6 +7,8 @@ mod diagnose;
 mod dns;
 mod down;
 mod exec;
+mod exercise;
+mod fault;
 
 mod get;
 mod get_netpol;
@@ -64,6 +66,10 @@ enum Command {
     Validate(validate::Args),
     /// Run the lab's `expect` assertions (bringing it up and down if needed).
     Test(test::Args),
+    /// Break a running lab on purpose, and undo it exactly.
+    Fault(fault::Args),
+    /// Break-fix exercises: start one, get hints, check your fix.
+    Exercise(exercise::Args),
     /// The per-lab daemon (started by `up`).
     #[command(name = DAEMON_ARG, hide = true)]
     Daemon {
@@ -182,6 +188,8 @@ pub fn main() -> ExitCode {
         Command::Trace(a) => trace::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test::run(a),
+        Command::Fault(a) => fault::run(a),
+        Command::Exercise(a) => exercise::run(a),
         Command::Daemon { lab } => crate::runtime::run_daemon(&crate::state::dir(&lab))
             .map(|()| exit::OK)
             .map_err(|e| CliError::new(error_chain(&e))),

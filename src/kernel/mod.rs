@@ -3,6 +3,7 @@
 //! namespaces.
 
 pub mod apply;
+pub mod change;
 pub mod conntrack;
 pub mod counters;
 pub mod inspect;

@@ -48,6 +48,8 @@ pub enum Fix {
     },
     /// `ip link del LINK`: a veth goes with its peer.
     DeleteLink { netns: String, link: String },
+    /// `tc qdisc del dev LINK root`: back to the link's default (`noqueue`).
+    DeleteQdisc { netns: String, link: String },
 }
 
 impl Fix {
@@ -58,7 +60,8 @@ impl Fix {
             | Fix::Address { netns, .. }
             | Fix::Route { netns, .. }
             | Fix::Sysctl { netns, .. }
-            | Fix::DeleteLink { netns, .. } => netns,
+            | Fix::DeleteLink { netns, .. }
+            | Fix::DeleteQdisc { netns, .. } => netns,
         }
     }
 }
@@ -77,6 +80,7 @@ impl fmt::Display for Fix {
             }
             Fix::Sysctl { netns, key, value } => write!(f, "{netns}: sysctl {key}={value}"),
             Fix::DeleteLink { netns, link } => write!(f, "{netns}: ip link del {link}"),
+            Fix::DeleteQdisc { netns, link } => write!(f, "{netns}: tc qdisc del dev {link} root"),
         }
     }
 }
@@ -226,6 +230,17 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
         }
     };
     match fix {
+        Fix::DeleteQdisc { link, .. } => {
+            let index = link_index(nl, netns, link).await?;
+            let mut req = nl
+                .clone()
+                .qdisc()
+                .del(i32::try_from(index).unwrap_or_default());
+            req.message_mut().header.parent = netlink_packet_route::tc::TcHandle::ROOT;
+            req.execute()
+                .await
+                .map_err(fail(format!("delete the root qdisc of {link}")))
+        }
         Fix::LinkUp { link, .. } => {
             let index = link_index(nl, netns, link).await?;
             nl.link()

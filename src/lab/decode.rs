@@ -236,6 +236,17 @@ pub(crate) struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder for another kind of file (an exercise) that reports
+    /// against `source`.
+    pub(crate) fn new(source: &str) -> Decoder {
+        Decoder {
+            source: source.to_string(),
+            diags: Vec::new(),
+            ignored: Vec::new(),
+            what: String::new(),
+        }
+    }
+
     pub(crate) fn err(
         &mut self,
         pos: Pos,
@@ -412,7 +423,7 @@ impl Decoder {
         None
     }
 
-    fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
+    pub(crate) fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
         let Value::Seq(items) = &node.value else {
             self.err(
                 node.pos,

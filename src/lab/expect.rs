@@ -390,11 +390,16 @@ fn join(path: &str, key: &str) -> String {
 
 /// `spec.expect`, decoded; what cannot be decoded is reported and left out.
 pub(crate) fn decode(d: &mut Decoder, node: &Node) -> Vec<Assertion> {
-    let items = d.list(node, "spec.expect", "a list of expectations");
+    decode_at(d, node, "spec.expect")
+}
+
+/// A list of assertions at `path` (an exercise's `spec.checks`).
+pub(crate) fn decode_at(d: &mut Decoder, node: &Node, path: &str) -> Vec<Assertion> {
+    let items = d.list(node, path, "a list of expectations");
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| assertion(d, item, &format!("spec.expect[{i}]")))
+        .filter_map(|(i, item)| assertion(d, item, &format!("{path}[{i}]")))
         .collect()
 }
 

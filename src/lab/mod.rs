@@ -3,6 +3,7 @@
 //! Nothing here touches the kernel or needs root.
 
 mod decode;
+pub mod exercise;
 pub mod expect;
 #[cfg(test)]
 mod netpol_tests;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::kernel::inspect::{self, NetnsView};
 use crate::kernel::netns::{self, Netns};
-use crate::kernel::{nft, sysctl};
+use crate::kernel::{change, nft, sysctl};
 use crate::lab::PolicyType;
 use crate::lab::Protocol;
 use crate::plan::netpol;
@@ -316,6 +316,114 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
         evidence,
         exec(&target, "sysctl net.ipv4.ip_forward"),
     );
+    let (ok, evidence) = match views.get(&node.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => {
+            let wrong: Vec<String> = [ETH0, POD_BRIDGE]
+                .iter()
+                .filter_map(|l| v.link(l))
+                .filter(|l| l.mtu != plan.mtu)
+                .map(|l| format!("{} has {}", l.name, l.mtu))
+                .collect();
+            if wrong.is_empty() {
+                (true, format!("eth0 and {POD_BRIDGE}: {}", plan.mtu))
+            } else {
+                (
+                    false,
+                    format!(
+                        "{}, the rest of the lab {}: packets larger than the smallest are dropped",
+                        wrong.join(", "),
+                        plan.mtu
+                    ),
+                )
+            }
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!(
+            "CNI: node {}'s links have the lab's MTU ({})",
+            node.name, plan.mtu
+        ),
+        ok,
+        evidence,
+        exec(&target, "ip link show eth0"),
+    );
+    let links: Vec<(u32, String)> = match views.get(&node.netns) {
+        Ok(v) => v.links.iter().map(|l| (l.index, l.name.clone())).collect(),
+        Err(_) => Vec::new(),
+    };
+    let (ok, evidence) = match change::qdiscs(&node.netns) {
+        Err(e) => (false, e.to_string()),
+        Ok(q) => {
+            let names = |i: u32| {
+                links
+                    .iter()
+                    .find(|(x, _)| *x == i)
+                    .map_or_else(|| i.to_string(), |(_, n)| n.clone())
+            };
+            let shaped: Vec<String> = q
+                .iter()
+                .filter(|q| q.kind != "noqueue")
+                .map(|q| format!("{} on {}", q.kind, names(q.index)))
+                .collect();
+            if shaped.is_empty() {
+                (true, "every link sends without a queue (noqueue)".into())
+            } else {
+                (
+                    false,
+                    format!(
+                        "{}: traffic is shaped (slowed, delayed or dropped)",
+                        shaped.join(", ")
+                    ),
+                )
+            }
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!("node {} does not shape traffic", node.name),
+        ok,
+        evidence,
+        exec(&target, "tc qdisc show"),
+    );
+    let (ok, evidence) = match change::nft_ruleset(&node.netns) {
+        Err(e) => (false, e.to_string()),
+        Ok(listing) => {
+            let ours = [
+                format!("ip {}", kubeproxy::TABLE),
+                format!("ip {}", kubeproxy::CNI_TABLE),
+                format!("ip {}", netpol::TABLE),
+            ];
+            let other: Vec<String> = crate::observe::rules::of_listing(&listing)
+                .into_keys()
+                .filter(|k| k.2 == "table")
+                .map(|k| format!("{} {}", k.0, k.1))
+                .filter(|t| !ours.contains(t))
+                .collect();
+            if other.is_empty() {
+                (true, "only kube-proxy, cni and network-policy".into())
+            } else {
+                (
+                    false,
+                    format!("also table {}: it may drop traffic", other.join(", table ")),
+                )
+            }
+        }
+    };
+    step(
+        steps,
+        PODS,
+        format!(
+            "node {}'s nftables hold only the cluster's tables",
+            node.name
+        ),
+        ok,
+        evidence,
+        exec(&target, "nft list ruleset"),
+    );
 }
 
 fn updown(v: Option<bool>) -> &'static str {
@@ -533,8 +641,15 @@ fn service_checks(
         evidence,
         format!("podlab get endpoints -n {} {}", svc.namespace, svc.name),
     );
+    let id = format!("{}/{}/", svc.namespace, svc.name);
+    let listing = match plan.node(&from.node) {
+        Some(node) => nft::list_table(&node.netns, kubeproxy::TABLE),
+        None => Err(crate::kernel::Error::Nft {
+            netns: from.node.clone(),
+            message: "no such node".into(),
+        }),
+    };
     if let Some(node) = plan.node(&from.node) {
-        let id = format!("{}/{}/", svc.namespace, svc.name);
         let (ok, evidence) = kube_proxy_rules(plan, status, node, &id, ready.len());
         step(
             steps,
@@ -548,10 +663,66 @@ fn service_checks(
             ),
         );
     }
+    if let (Some(node), Ok(text)) = (plan.node(&from.node), &listing) {
+        let want: Vec<String> = ready.iter().map(|e| e.ip.to_string()).collect();
+        let stale: Vec<String> = dnat_targets(text, &id)
+            .into_iter()
+            .filter(|ip| !want.contains(ip))
+            .collect();
+        step(
+            steps,
+            SERVICES,
+            format!(
+                "kube-proxy on node {} sends {} only to its ready endpoints",
+                node.name,
+                svc.key()
+            ),
+            stale.is_empty(),
+            if stale.is_empty() {
+                format!(
+                    "DNAT to {}",
+                    if want.is_empty() {
+                        "nothing".into()
+                    } else {
+                        want.join(", ")
+                    }
+                )
+            } else {
+                format!(
+                    "stale endpoint {}: no ready pod has it (connections sent there time out)",
+                    stale.join(", ")
+                )
+            },
+            exec(
+                &format!("node/{}", node.name),
+                &format!("nft list table ip {}", kubeproxy::TABLE),
+            ),
+        );
+    }
     // Then the path to one ready endpoint, as to a pod.
     if let (Some(e), Some(i)) = (ready.first(), sp) {
         if let Some(dst) = plan.pod(&e.namespace, &e.pod) {
             let tp = e.ports.get(i).copied().flatten();
+            if let Some(tp) = tp {
+                let declared = dst.ports.iter().any(|p| p.port == tp) || !dst.processes.is_empty();
+                step(
+                    steps,
+                    SERVICES,
+                    format!("endpoint {} serves targetPort {tp}", dst.key()),
+                    declared,
+                    if declared {
+                        format!("{} declares {}", dst.key(), ports_of(dst))
+                    } else {
+                        format!(
+                            "nothing listens on {tp}: the pod declares {} (is the service's targetPort right?)",
+                            ports_of(dst)
+                        )
+                    },
+                    format!("podlab get svc -n {} {} -o yaml", svc.namespace, svc.name),
+                );
+            }
+            // The endpoint as a pod: its interface, its node.
+            pod_checks(plan, status, dst, views, steps);
             path_checks(plan, from, dst, views, steps);
             policy_checks(plan, from, dst, tp.unwrap_or(80), SERVICES, steps);
         }
@@ -696,4 +867,57 @@ fn dns_checks(
         evidence,
         exec(&pod_target(from), &format!("nslookup {name}")),
     );
+}
+
+/// Where kube-proxy's chains for a service (`ns/name/` in their names)
+/// send connections: every `dnat to ADDR` in them, as listed by nft.
+fn dnat_targets(listing: &str, id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in listing.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("chain ") {
+            inside = name.contains(id);
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(rest) = t.split("dnat to ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap_or_default();
+            let ip = addr.split(':').next().unwrap_or_default().to_string();
+            if !ip.is_empty() && !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dnat_targets_are_read_from_the_service_chains_only() {
+        let listing = "table ip kube-proxy {
+	chain service-AAA-default/web/tcp/http {
+		numgen random mod 2 vmap { 0 : goto endpoint-X, 1 : goto endpoint-Y }
+		meta l4proto tcp dnat to 10.244.1.2:8080 comment \"endpoint default/web-1 10.244.1.2:8080\"
+	}
+	chain endpoint-BBB-default/web/tcp/http__10.244.2.9/8080 {
+		meta l4proto tcp dnat to 10.244.2.9:8080
+	}
+	chain service-CCC-default/other/tcp/ {
+		meta l4proto tcp dnat to 10.244.1.7:80
+	}
+}";
+        assert_eq!(
+            super::dnat_targets(listing, "default/web/"),
+            vec!["10.244.1.2", "10.244.2.9"]
+        );
+        assert_eq!(
+            super::dnat_targets(listing, "default/other/"),
+            vec!["10.244.1.7"]
+        );
+        assert!(super::dnat_targets(listing, "default/none/").is_empty());
+    }
 }

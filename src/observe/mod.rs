@@ -78,6 +78,13 @@ pub enum Finding {
         pod: String,
         status: String,
     },
+    /// A queueing discipline the lab did not make (`tbf`, `netem`, ...):
+    /// every link podlab makes sends without a queue (`noqueue`).
+    Qdisc {
+        netns: String,
+        link: String,
+        qdisc: String,
+    },
 }
 
 impl Finding {
@@ -94,7 +101,8 @@ impl Finding {
             | Finding::LinkDown { netns, link }
             | Finding::WrongAddress { netns, link, .. }
             | Finding::WrongMtu { netns, link, .. }
-            | Finding::NotOnBridge { netns, link, .. } => Some((netns, Some(link))),
+            | Finding::NotOnBridge { netns, link, .. }
+            | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
             Finding::PodDown { .. } => None,
         }
     }
@@ -156,6 +164,12 @@ impl fmt::Display for Finding {
                 write!(f, "{netns}: {path} is not the one podlab wrote")
             }
             Finding::PodDown { pod, status } => write!(f, "pod {pod} is {status}"),
+            Finding::Qdisc { netns, link, qdisc } => {
+                write!(
+                    f,
+                    "{netns}: {link} has a {qdisc} qdisc the lab did not make"
+                )
+            }
         }
     }
 }
@@ -473,6 +487,7 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
         elapsed_ms = t.elapsed().as_millis() as u64,
         "observe: rules compared"
     );
+    findings.extend(compare_qdiscs(&names, &views));
     if let Some(st) = status {
         for p in &plan.pods {
             match st.pod(&p.namespace, &p.name) {
@@ -487,6 +502,60 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
     let mut seen = std::collections::HashSet::new();
     findings.retain(|f| seen.insert(f.to_string()));
     findings
+}
+
+/// Traffic control on any link of the lab: podlab makes every veth and
+/// bridge without a queue, so any other root or ingress qdisc (a rate
+/// limit, a delay) was added afterwards.
+fn compare_qdiscs(
+    names: &[&str],
+    views: &std::collections::HashMap<String, NetnsView>,
+) -> Vec<Finding> {
+    let present: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| views.contains_key(*n))
+        .collect();
+    let threads = 4.min(present.len().max(1));
+    let chunk = present.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = present
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for ns in part {
+                        let qdiscs = match crate::kernel::change::qdiscs(ns) {
+                            Ok(q) => q,
+                            Err(e) => {
+                                out.push(Finding::Unreadable {
+                                    netns: ns.to_string(),
+                                    error: e.to_string(),
+                                });
+                                continue;
+                            }
+                        };
+                        for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
+                            let link = views
+                                .get(*ns)
+                                .and_then(|v| v.links.iter().find(|l| l.index == q.index))
+                                .map_or_else(|| format!("link {}", q.index), |l| l.name.clone());
+                            out.push(Finding::Qdisc {
+                                netns: ns.to_string(),
+                                link,
+                                qdisc: q.kind.clone(),
+                            });
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Each namespace's nftables against the rules the plan loads for the

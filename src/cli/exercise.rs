@@ -1,0 +1,435 @@
+//! `podlab exercise start|status|hint|check|solution|reset|verify|validate`:
+//! break-fix exercises. A learner starts one and fixes the lab with
+//! `podlab exec`, `ip`, `nft` and `dig`; `check` grades the network as it
+//! is. An instructor proves an exercise with `verify` before handing it
+//! out, and scripts read `--json`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{exit, paint, require_root, CliError, Result};
+use crate::exercise::run::{self, Error};
+use crate::probe::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Bring the exercise's lab up, break it, and tell the story.
+    Start {
+        /// The exercise file (labs/exercises/*.yaml).
+        file: PathBuf,
+        /// Pick the exercise's variables (which node or pod breaks) from
+        /// this seed: give each learner a different one.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Seconds to wait for the lab to come up.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running exercise: hints shown, solution asked, faults in place.
+    Status {
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The next hint.
+    Hint {
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grade the fix: run the exercise's checks against the lab as it is
+    /// (exit 0 only when every check passes).
+    Check {
+        #[arg(long)]
+        lab: Option<String>,
+        /// Milliseconds a probe waits for an answer before it counts as
+        /// blocked.
+        #[arg(long, value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What was broken, and the steps that fix it (noted in the status).
+    Solution {
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo the exercise's faults exactly and end it; the lab stays up,
+    /// healthy.
+    Reset {
+        #[arg(long)]
+        lab: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove an exercise before handing it out: start, the checks fail,
+    /// the solution fixes it, reset leaves the lab as planned, down leaves
+    /// nothing.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, value_name = "MS", default_value_t = 1000,
+              value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        timeout: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an exercise file and its lab without building anything (no
+    /// root needed).
+    Validate { file: PathBuf },
+}
+
+fn cli(e: Error) -> CliError {
+    let hint = e.hint();
+    let mut c = CliError::new(super::error_chain(&e));
+    if let Some(h) = hint {
+        c = c.hint(h);
+    }
+    c
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn lab_of(named: Option<&str>) -> Result<String> {
+    run::find_lab(named).map_err(cli)
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    match args.command {
+        Sub::Validate { file } => validate(&file),
+        Sub::Start {
+            file,
+            seed,
+            timeout,
+            json,
+        } => {
+            // Every problem of the file before root is asked for.
+            run::load(&file).map_err(cli)?;
+            require_root("exercise start")?;
+            let started = run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
+            if json {
+                print_json(&started);
+                return Ok(exit::OK);
+            }
+            let p = &started.progress;
+            println!(
+                "{}",
+                paint(&format!("exercise {}: {}", p.exercise, p.title), "1")
+            );
+            println!(
+                "{} · {} · lab {}{}",
+                p.difficulty,
+                p.section,
+                p.lab,
+                p.seed.map(|s| format!(" · seed {s}")).unwrap_or_default()
+            );
+            println!();
+            println!("{}", p.instance.story.trim_end());
+            println!();
+            println!(
+                "  explore:          podlab get pods -o wide, podlab exec ..., podlab diagnose"
+            );
+            println!("  fixed it?         sudo podlab exercise check");
+            println!(
+                "  stuck?            sudo podlab exercise hint   ({} hints)",
+                started.hints
+            );
+            println!("  give up?          sudo podlab exercise solution");
+            println!("  start over clean: sudo podlab exercise reset");
+            Ok(exit::OK)
+        }
+        Sub::Status { lab, json } => {
+            require_root("exercise status")?;
+            let lab = lab_of(lab.as_deref())?;
+            let (p, active) = run::status(&lab).map_err(cli)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "progress": p,
+                    "activeFaults": active,
+                }));
+                return Ok(exit::OK);
+            }
+            println!("exercise {}: {}", p.exercise, p.title);
+            println!("  lab:       {} ({})", p.lab, p.lab_file.display());
+            println!("  file:      {}", p.file.display());
+            println!(
+                "  level:     {} · {}{}",
+                p.difficulty,
+                p.section,
+                p.seed.map(|s| format!(" · seed {s}")).unwrap_or_default()
+            );
+            println!(
+                "  started:   {} ago",
+                super::table::age(Some(std::time::UNIX_EPOCH + Duration::from_secs(p.started)))
+            );
+            println!(
+                "  hints:     {} of {} shown",
+                p.hints_shown,
+                p.instance.hints.len()
+            );
+            println!(
+                "  solution:  {}",
+                if p.solution_shown {
+                    "shown"
+                } else {
+                    "not asked"
+                }
+            );
+            println!(
+                "  checks:    run {} time(s){}",
+                p.checks_run,
+                if p.solved_at.is_some() {
+                    ", solved"
+                } else {
+                    ", not solved yet"
+                }
+            );
+            println!(
+                "  faults:    {} of {} still injected (they stay recorded even once fixed by hand)",
+                active.len(),
+                p.fault_ids.len()
+            );
+            Ok(exit::OK)
+        }
+        Sub::Hint { lab, json } => {
+            require_root("exercise hint")?;
+            let lab = lab_of(lab.as_deref())?;
+            let (p, next) = run::hint(&lab).map_err(cli)?;
+            let total = p.instance.hints.len();
+            if json {
+                print_json(&serde_json::json!({
+                    "hint": next.as_ref().map(|(_, t)| t),
+                    "number": next.as_ref().map(|(n, _)| n),
+                    "total": total,
+                }));
+                return Ok(exit::OK);
+            }
+            match next {
+                Some((n, text)) => {
+                    println!("hint {n} of {total}:");
+                    for line in text.trim_end().lines() {
+                        println!("  {line}");
+                    }
+                }
+                None if total == 0 => println!("this exercise has no hints"),
+                None => {
+                    println!("no more hints: all {total} were shown");
+                    for (i, h) in p.instance.hints.iter().enumerate() {
+                        println!("  {}. {}", i + 1, h.trim_end().replace('\n', "\n     "));
+                    }
+                    println!("`podlab exercise solution` shows the answer");
+                }
+            }
+            Ok(exit::OK)
+        }
+        Sub::Check { lab, timeout, json } => {
+            require_root("exercise check")?;
+            let lab = lab_of(lab.as_deref())?;
+            let g = run::check(&lab, Duration::from_millis(timeout)).map_err(cli)?;
+            if json {
+                print_json(&g);
+            } else {
+                print_checks(&g.checks);
+                if g.solved {
+                    println!(
+                        "{} passed, 0 failed: fixed! (`podlab exercise reset` ends the exercise)",
+                        g.passed
+                    );
+                } else {
+                    println!("{} passed, {} failed: not fixed yet", g.passed, g.failed);
+                }
+            }
+            Ok(if g.solved {
+                exit::OK
+            } else {
+                exit::CHECK_FAILED
+            })
+        }
+        Sub::Solution { lab, json } => {
+            require_root("exercise solution")?;
+            let lab = lab_of(lab.as_deref())?;
+            let p = run::solution(&lab).map_err(cli)?;
+            let lab_file = p.lab_file.display().to_string();
+            if json {
+                print_json(&serde_json::json!({
+                    "broken": p.instance.faults.iter().map(|f| serde_json::json!({
+                        "fault": f.fault,
+                        "target": f.target,
+                        "summary": f.summary,
+                        "section": f.section,
+                    })).collect::<Vec<_>>(),
+                    "explanation": p.instance.explanation,
+                    "steps": p.instance.fixes,
+                    "commands": p.instance.fixes.iter().map(|f| f.command(&lab_file)).collect::<Vec<_>>(),
+                }));
+                return Ok(exit::OK);
+            }
+            println!("what was broken:");
+            for f in &p.instance.faults {
+                println!("  - {} ({})", f.summary, f.fault);
+            }
+            println!();
+            println!("{}", p.instance.explanation.trim_end());
+            println!();
+            println!("the fix:");
+            for f in &p.instance.fixes {
+                for (i, line) in f.command(&lab_file).lines().enumerate() {
+                    println!("  {}{line}", if i == 0 { "$ " } else { "  " });
+                }
+            }
+            println!();
+            println!("then: sudo podlab exercise check");
+            Ok(exit::OK)
+        }
+        Sub::Reset { lab, json } => {
+            require_root("exercise reset")?;
+            let lab = lab_of(lab.as_deref())?;
+            let r = run::reset(&lab).map_err(cli)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "exercise": r.exercise,
+                    "lab": r.lab,
+                    "cleared": r.cleared,
+                    "findings": r.findings,
+                    "healthy": r.healthy(),
+                }));
+            } else {
+                for c in &r.cleared {
+                    if c.errors.is_empty() {
+                        println!(
+                            "undid {} on {}",
+                            c.fault,
+                            if c.target.is_empty() {
+                                "the lab"
+                            } else {
+                                &c.target
+                            }
+                        );
+                    } else {
+                        println!("could not undo {}: {}", c.fault, c.errors.join("; "));
+                    }
+                }
+                for f in &r.findings {
+                    println!("  {} {f}", paint("✘", "31"));
+                }
+                if r.healthy() {
+                    println!(
+                        "exercise {} ended; lab {} is as its file made it",
+                        r.exercise, r.lab
+                    );
+                }
+            }
+            if r.healthy() {
+                Ok(exit::OK)
+            } else {
+                Err(CliError::new(format!(
+                    "lab {} still differs from its plan (changes made by hand?)",
+                    r.lab
+                ))
+                .hint(format!(
+                    "`sudo podlab down {}` and start again removes everything",
+                    r.lab
+                ))
+                .code(exit::CHECK_FAILED))
+            }
+        }
+        Sub::Verify {
+            file,
+            seed,
+            timeout,
+            json,
+        } => {
+            run::load(&file).map_err(cli)?;
+            require_root("exercise verify")?;
+            let phases = run::verify(&file, seed, Duration::from_millis(timeout)).map_err(cli)?;
+            let ok = phases.iter().all(|p| p.ok) && phases.len() == run::VERIFY_PHASES.len();
+            if json {
+                print_json(&serde_json::json!({"file": file, "ok": ok, "phases": phases}));
+            } else {
+                for p in &phases {
+                    let mark = if p.ok {
+                        paint("✔", "32")
+                    } else {
+                        paint("✘", "31")
+                    };
+                    let mut lines = p.detail.lines();
+                    println!("{mark} {:<9} {}", p.phase, lines.next().unwrap_or_default());
+                    for l in lines {
+                        println!("{:<12}{l}", "");
+                    }
+                }
+                println!(
+                    "{}: {}",
+                    file.display(),
+                    if ok { "verified" } else { "NOT verified" }
+                );
+            }
+            Ok(if ok { exit::OK } else { exit::CHECK_FAILED })
+        }
+    }
+}
+
+fn validate(file: &std::path::Path) -> Result<u8> {
+    let loaded = run::load(file).map_err(cli)?;
+    let problems = crate::exercise::validate(&loaded.exercise, &loaded.lab, &loaded.plan);
+    if problems.is_empty() {
+        let ex = &loaded.exercise;
+        println!(
+            "{}: exercise {} is valid ({}, {}; lab {}; {} fault(s), {} hint(s), {} check(s))",
+            file.display(),
+            ex.name,
+            ex.difficulty.word(),
+            ex.section.key(),
+            loaded.plan.lab,
+            ex.faults.len(),
+            ex.hints.len(),
+            ex.checks.len()
+        );
+        Ok(exit::OK)
+    } else {
+        Err(CliError::new(problems.join("\n")))
+    }
+}
+
+fn print_checks(reports: &[Report]) {
+    let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (ok, bad) = if tty {
+        ("\x1b[32m✔\x1b[0m", "\x1b[31m✘\x1b[0m")
+    } else {
+        ("PASS", "FAIL")
+    };
+    for r in reports {
+        if r.passed {
+            println!("{ok} {}", r.name);
+            continue;
+        }
+        println!("{bad} {}", r.name);
+        for (what, text) in [("expected", &r.expected), ("observed", &r.observed)] {
+            if text.contains('\n') {
+                println!("    {what}:");
+                for line in text.lines() {
+                    println!("      {line}");
+                }
+            } else {
+                println!("    {what}: {text}");
+            }
+        }
+    }
+}

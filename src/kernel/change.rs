@@ -1,0 +1,342 @@
+//! Small changes to a running lab's namespaces, and the reads that check
+//! them: a link up or down or its MTU, a route, a sysctl, a tool (`tc`,
+//! `nft`) run inside a namespace, the queueing disciplines and nftables
+//! ruleset a namespace holds.
+//!
+//! What faults inject and undo (`crate::faults`) and what `observe` reads
+//! back. Each call does its work on a thread of its own that enters the
+//! namespace, so callers never leave a thread in a lab's namespace.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::process::{Command, Output, Stdio};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::tc::{TcAttribute, TcHandle};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+use super::netns::Netns;
+use super::{sysctl, Error};
+
+/// Run `f` with a netlink handle opened inside `netns`, on a thread of its
+/// own with a small runtime (callers may be inside another runtime).
+fn netlink<T, F, Fut>(netns: &str, f: F) -> Result<T, Error>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let ns = Netns::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let sock = {
+                let _inside = ns.enter()?;
+                rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(
+                    |e| Error::Io {
+                        what: format!("netlink socket in {netns}"),
+                        source: e,
+                    },
+                )?
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io {
+                    what: "tokio runtime".into(),
+                    source: e,
+                })?;
+            rt.block_on(async move {
+                // SAFETY: the descriptor comes straight out of an owned socket.
+                let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+                let (conn, handle, _) = rtnetlink::from_socket(sock);
+                tokio::spawn(conn);
+                f(handle).await
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Io {
+                what: format!("netlink thread in {netns}"),
+                source: std::io::Error::other("thread panicked"),
+            })
+        })
+    })
+}
+
+fn fail(netns: &str, what: String) -> impl FnOnce(rtnetlink::Error) -> Error {
+    let netns = netns.to_string();
+    move |source| Error::Netlink {
+        netns,
+        what,
+        source,
+    }
+}
+
+/// Set a link up or down and/or its MTU.
+pub fn set_link(netns: &str, link: &str, up: Option<bool>, mtu: Option<u32>) -> Result<(), Error> {
+    let what = match (up, mtu) {
+        (Some(true), _) => format!("set {link} up"),
+        (Some(false), _) => format!("set {link} down"),
+        (None, Some(m)) => format!("set {link} mtu {m}"),
+        (None, None) => return Ok(()),
+    };
+    netlink(netns, |h| async move {
+        let mut msg = LinkUnspec::new_with_name(link);
+        msg = match up {
+            Some(true) => msg.up(),
+            Some(false) => msg.down(),
+            None => msg,
+        };
+        if let Some(m) = mtu {
+            msg = msg.mtu(m);
+        }
+        h.link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(fail(netns, what))
+    })
+}
+
+/// Add or delete the route `dst via via`, as podlab's own routes are made
+/// (`proto static`, main table).
+pub fn route(netns: &str, add: bool, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), Error> {
+    let what = format!(
+        "{} route {dst} via {via}",
+        if add { "add" } else { "delete" }
+    );
+    netlink(netns, |h| async move {
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .gateway(via)
+            .build();
+        if !add {
+            // Whoever added it (`ip route add` says `proto boot`), the
+            // route to `dst` via `via` is the one to delete.
+            msg.header.protocol = netlink_packet_route::route::RouteProtocol::Unspec;
+        }
+        let r = if add {
+            h.route().add(msg).execute().await
+        } else {
+            h.route().del(msg).execute().await
+        };
+        r.map_err(fail(netns, what))
+    })
+}
+
+/// Set a sysctl inside `netns` (`/proc/sys/net` is per namespace).
+pub fn set_sysctl(netns: &str, key: &str, value: &str) -> Result<(), Error> {
+    in_thread(netns, || sysctl::set(netns, key, value))
+}
+
+/// Read a sysctl inside `netns`.
+pub fn get_sysctl(netns: &str, key: &str) -> Result<String, Error> {
+    in_thread(netns, || sysctl::get(netns, key))
+}
+
+/// Run `f` on a thread of its own inside `netns`.
+fn in_thread<T: Send>(
+    netns: &str,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> Result<T, Error> {
+    let ns = Netns::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _inside = ns.enter()?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Io {
+                what: format!("worker thread in {netns}"),
+                source: std::io::Error::other("thread panicked"),
+            })
+        })
+    })
+}
+
+/// Run `program args` inside `netns` (only its network namespace: the
+/// tools used here read nothing from `/etc`), feeding `stdin` if given.
+/// A child starts in the namespace of the thread that forks it.
+pub fn run_tool(
+    netns: &str,
+    program: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> Result<Output, Error> {
+    in_thread(netns, || {
+        let io = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                missing_tool(program)
+            } else {
+                Error::Io {
+                    what: format!("run {program} in {netns}"),
+                    source: e,
+                }
+            }
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io)?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use std::io::Write;
+            pipe.write_all(text.as_bytes()).map_err(io)?;
+        }
+        child.wait_with_output().map_err(io)
+    })
+}
+
+fn missing_tool(program: &str) -> Error {
+    match program {
+        "tc" => Error::MissingTool {
+            tool: "tc",
+            package: "iproute2",
+        },
+        "nft" => Error::MissingTool {
+            tool: "nft",
+            package: "nftables",
+        },
+        _ => Error::Io {
+            what: format!("run {program}"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        },
+    }
+}
+
+/// A queueing discipline attached to a link, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    /// Interface index of the link.
+    pub index: u32,
+    /// `tbf`, `netem`, `noqueue`, ...
+    pub kind: String,
+    /// Attached at the root (egress), not at ingress or under a class.
+    pub root: bool,
+}
+
+/// Every qdisc of every link in `netns`.
+pub fn qdiscs(netns: &str) -> Result<Vec<Qdisc>, Error> {
+    netlink(netns, |h| async move {
+        h.qdisc()
+            .get()
+            .execute()
+            .map_ok(|m| Qdisc {
+                index: u32::try_from(m.header.index).unwrap_or(0),
+                kind: m
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        TcAttribute::Kind(k) => Some(k.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                root: m.header.parent == TcHandle::ROOT,
+            })
+            .try_collect()
+            .await
+            .map_err(fail(netns, "list qdiscs".into()))
+    })
+}
+
+/// `nft -j -s list ruleset` inside `netns`: stateless (no counter values),
+/// as JSON.
+pub fn nft_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
+    let args: Vec<String> = ["-j", "-s", "list", "ruleset"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = run_tool(netns, "nft", &args, None)?;
+    parse_listing(netns, &out)
+}
+
+fn parse_listing(netns: &str, out: &Output) -> Result<serde_json::Value, Error> {
+    if !out.status.success() {
+        return Err(Error::Nft {
+            netns: netns.to_string(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| Error::Nft {
+        netns: netns.to_string(),
+        message: format!("cannot read `nft -j` output: {e}"),
+    })
+}
+
+/// What the kernel makes of a ruleset (`nft -j` input): loaded into a
+/// fresh anonymous namespace and listed back as `nft_ruleset` lists a
+/// lab's, so that the two compare like for like. The namespace belongs to
+/// one short-lived thread and is gone when it ends: nothing is pinned,
+/// nothing can be left behind.
+pub fn nft_as_loaded(json: &str) -> Result<serde_json::Value, Error> {
+    const WHERE: &str = "a scratch namespace";
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                Error::Netns {
+                    name: WHERE.into(),
+                    op: "unshare",
+                    source: e,
+                }
+            })?;
+            let run = |args: &[&str], stdin: Option<&str>| -> Result<Output, Error> {
+                let mut child = Command::new("nft")
+                    .args(args)
+                    .stdin(if stdin.is_some() {
+                        Stdio::piped()
+                    } else {
+                        Stdio::null()
+                    })
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            missing_tool("nft")
+                        } else {
+                            Error::Io {
+                                what: "run nft".into(),
+                                source: e,
+                            }
+                        }
+                    })?;
+                if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+                    use std::io::Write;
+                    pipe.write_all(text.as_bytes()).map_err(|e| Error::Io {
+                        what: "feed nft".into(),
+                        source: e,
+                    })?;
+                }
+                child.wait_with_output().map_err(|e| Error::Io {
+                    what: "run nft".into(),
+                    source: e,
+                })
+            };
+            let loaded = run(&["-j", "-f", "-"], Some(json))?;
+            if !loaded.status.success() {
+                return Err(Error::Nft {
+                    netns: WHERE.into(),
+                    message: String::from_utf8_lossy(&loaded.stderr).trim().to_string(),
+                });
+            }
+            let listed = run(&["-j", "-s", "list", "ruleset"], None)?;
+            parse_listing(WHERE, &listed)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Nft {
+                netns: WHERE.into(),
+                message: "scratch thread panicked".into(),
+            })
+        })
+    })
+}
