@@ -124,20 +124,38 @@ where
             }
         })?
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Io {
-            what: "tokio runtime".into(),
-            source: e,
-        })?;
-    rt.block_on(async move {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        // SAFETY: the descriptor comes straight out of an owned socket.
-        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
-        let (conn, nl, _) = rtnetlink::from_socket(sock);
-        tokio::spawn(conn);
-        f(nl).await
+    // One runtime per thread, kept: reading a thousand pods' namespaces
+    // would otherwise build a thousand runtimes.
+    thread_local! {
+        static RUNTIME: std::cell::OnceCell<Option<tokio::runtime::Runtime>> =
+            const { std::cell::OnceCell::new() };
+    }
+    RUNTIME.with(|cell| {
+        let rt = cell
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()
+            })
+            .as_ref()
+            .ok_or_else(|| Error::Io {
+                what: "tokio runtime".into(),
+                source: std::io::Error::other("cannot build a runtime"),
+            })?;
+        rt.block_on(async move {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: the descriptor comes straight out of an owned socket.
+            let sock =
+                unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+            let (conn, nl, _) = rtnetlink::from_socket(sock);
+            let conn = tokio::spawn(conn);
+            let r = f(nl).await;
+            // The connection ends once its handle is gone; aborting it
+            // closes the socket now rather than at the next use.
+            conn.abort();
+            r
+        })
     })
 }
 
