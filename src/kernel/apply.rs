@@ -19,7 +19,9 @@ use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessage
 
 use super::netns::{self, Netns};
 use super::{sysctl, Error};
-use crate::plan::{kubeproxy, netpol, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
+use nftables::schema::Nftables;
+
+use crate::plan::{kubeproxy, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 
 /// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
 const POD_BRIDGE_INDEX: u32 = 3;
@@ -327,29 +329,18 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     Ok(())
 }
 
+/// Every namespace's nftables ruleset, as values (`nftdiff::diff` compares
+/// two of them): each replaces podlab's tables in its namespace whole.
+pub fn ruleset_objects(plan: &Plan) -> Vec<(String, Nftables<'static>)> {
+    kubeproxy::namespace_rulesets(plan)
+}
+
 /// Every namespace's nftables ruleset, as `nft -j` input.
 pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = plan
-        .nodes
-        .iter()
-        .map(|n| {
-            // NetworkPolicy's table goes into the same transaction as
-            // kube-proxy's: a node never runs with one and not the other.
-            let mut rules = kubeproxy::node_ruleset(plan, n);
-            rules
-                .objects
-                .to_mut()
-                .extend(netpol::node_ruleset(plan, n).objects.iter().cloned());
-            (n.netns.clone(), kubeproxy::to_json(&rules))
-        })
-        .collect();
-    if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
-        v.push((
-            lb.netns.clone(),
-            kubeproxy::to_json(&kubeproxy::lb_ruleset(plan)),
-        ));
-    }
-    v
+    ruleset_objects(plan)
+        .into_iter()
+        .map(|(ns, rules)| (ns, kubeproxy::to_json(&rules)))
+        .collect()
 }
 
 async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Error> {

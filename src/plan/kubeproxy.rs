@@ -246,6 +246,29 @@ pub fn node_ruleset(plan: &Plan, node: &NodePlan) -> Nftables<'static> {
     batch.to_nftables()
 }
 
+/// Every namespace's rules, as `nft` transactions that replace podlab's
+/// tables whole: each node's (kube-proxy, cni and NetworkPolicy's
+/// `network-policy`, together: a node never runs with one and not the
+/// other) and the cloud load balancer's, when the lab has one.
+pub fn namespace_rulesets(plan: &Plan) -> Vec<(String, Nftables<'static>)> {
+    let mut v: Vec<(String, Nftables<'static>)> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut rules = node_ruleset(plan, n);
+            rules
+                .objects
+                .to_mut()
+                .extend(super::netpol::node_ruleset(plan, n).objects.iter().cloned());
+            (n.netns.clone(), rules)
+        })
+        .collect();
+    if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
+        v.push((lb.netns.clone(), lb_ruleset(plan)));
+    }
+    v
+}
+
 /// The pod CIDR of the whole cluster (every node's slice).
 fn cluster_cidr(plan: &Plan) -> ipnet::Ipv4Net {
     let nets: Vec<ipnet::Ipv4Net> = plan.nodes.iter().map(|n| n.pod_cidr).collect();
