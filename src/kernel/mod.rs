@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod netns;
 pub mod nft;
 pub mod procs;
+pub mod rules;
 pub mod services;
 pub mod sysctl;
 pub mod teardown;

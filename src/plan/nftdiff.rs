@@ -801,29 +801,19 @@ pub fn probes(old: &Nftables<'static>, changes: &Nftables<'static>) -> Vec<Probe
 }
 
 impl Probe {
-    /// Compare with `nft -j list chain FAMILY TABLE CHAIN`: `Err` says how
-    /// the kernel differs.
-    pub fn check(&self, listing: &str) -> Result<(), String> {
-        let v: serde_json::Value = serde_json::from_str(listing)
-            .map_err(|e| format!("cannot read nft's listing of chain {}: {e}", self.chain))?;
-        let comments: Vec<Option<String>> = v["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o.get("rule"))
-            .filter(|r| r["chain"] == self.chain.as_str())
-            .map(|r| r["comment"].as_str().map(str::to_string))
-            .collect();
-        if comments == self.comments {
+    /// Compare with the comments of the chain's rules as the kernel has
+    /// them: `Err` says how the kernel differs.
+    pub fn check(&self, found: &[Option<String>]) -> Result<(), String> {
+        if found == self.comments.as_slice() {
             return Ok(());
         }
         Err(format!(
             "chain {} of table {} has {} rule(s) where the last load put {}{}",
             self.chain,
             self.table,
-            comments.len(),
+            found.len(),
             self.comments.len(),
-            if comments.len() == self.comments.len() {
+            if found.len() == self.comments.len() {
                 ", with other comments"
             } else {
                 ""
