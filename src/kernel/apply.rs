@@ -332,7 +332,45 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
 /// Every namespace's nftables ruleset, as values (`nftdiff::diff` compares
 /// two of them): each replaces podlab's tables in its namespace whole.
 pub fn ruleset_objects(plan: &Plan) -> Vec<(String, Nftables<'static>)> {
-    kubeproxy::namespace_rulesets(plan)
+    // Nodes on every core: with thousands of services a node's rules take
+    // a tenth of a second to build, and a change builds two plans' worth.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(plan.nodes.len().max(1));
+    let mut built: Vec<(usize, Nftables<'static>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(node) = plan.nodes.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, kubeproxy::node_rules(plan, node)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if built.len() != plan.nodes.len() {
+        // A builder thread died: build again here, where a panic is seen.
+        return kubeproxy::namespace_rulesets(plan);
+    }
+    built.sort_by_key(|(i, _)| *i);
+    let mut v: Vec<(String, Nftables<'static>)> = built
+        .into_iter()
+        .filter_map(|(i, r)| plan.nodes.get(i).map(|n| (n.netns.clone(), r)))
+        .collect();
+    if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
+        v.push((lb.netns.clone(), kubeproxy::lb_ruleset(plan)));
+    }
+    v
 }
 
 /// Every namespace's nftables ruleset, as `nft -j` input.
