@@ -35,6 +35,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use nftables::expr::Expression;
 use nftables::schema::{
@@ -76,72 +77,174 @@ pub fn diff(old: &Nftables<'static>, new: &Nftables<'static>) -> Diff {
 }
 
 // ---- following a ruleset ----
+//
+// The index borrows the rulesets' objects: with 10,000 services a node's
+// ruleset has 30,000 objects, and copying them cost more than comparing.
 
-/// A set's or a map's definition, without its elements.
-#[derive(Debug, Clone, PartialEq)]
-enum SetDef {
-    Set(Box<Set<'static>>),
-    Map(Box<Map<'static>>),
+/// FNV-1a: the index hashes tens of thousands of short names per diff,
+/// which SipHash (made to resist chosen keys, a concern this data does not
+/// have) makes a tenth of the work.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
-impl SetDef {
+type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// A chain's definition; equal when it would make the same chain.
+#[derive(Debug, Clone, Copy)]
+struct ChainDef<'a>(&'a Chain<'static>);
+
+impl PartialEq for ChainDef<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        let (a, b) = (self.0, o.0);
+        a.family == b.family
+            && a.table == b.table
+            && a.name == b.name
+            && a._type == b._type
+            && a.hook == b.hook
+            && a.prio == b.prio
+            && a.dev == b.dev
+            && a.policy == b.policy
+    }
+}
+
+/// A rule in its chain; equal when it does the same (not by handle).
+#[derive(Debug, Clone, Copy)]
+struct RuleRef<'a>(&'a Rule<'static>);
+
+impl PartialEq for RuleRef<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.expr == o.0.expr && self.0.comment == o.0.comment
+    }
+}
+
+/// A set's or a map's definition, its elements aside.
+#[derive(Debug, Clone, Copy)]
+enum SetDef<'a> {
+    Set(&'a Set<'static>),
+    Map(&'a Map<'static>),
+}
+
+impl PartialEq for SetDef<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        match (self, o) {
+            (SetDef::Set(a), SetDef::Set(b)) => {
+                a.family == b.family
+                    && a.table == b.table
+                    && a.name == b.name
+                    && a.set_type == b.set_type
+                    && a.policy == b.policy
+                    && a.flags == b.flags
+                    && a.timeout == b.timeout
+                    && a.gc_interval == b.gc_interval
+                    && a.size == b.size
+                    && a.comment == b.comment
+            }
+            (SetDef::Map(a), SetDef::Map(b)) => {
+                a.family == b.family
+                    && a.table == b.table
+                    && a.name == b.name
+                    && a.set_type == b.set_type
+                    && a.map == b.map
+                    && a.policy == b.policy
+                    && a.flags == b.flags
+                    && a.timeout == b.timeout
+                    && a.gc_interval == b.gc_interval
+                    && a.size == b.size
+                    && a.comment == b.comment
+            }
+            _ => false,
+        }
+    }
+}
+
+impl SetDef<'_> {
     fn is_map(&self) -> bool {
         matches!(self, SetDef::Map(_))
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct Elem {
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Elem<'a> {
     /// What identifies it (for a map, the key alone).
-    key: Expr,
+    key: &'a Expr,
     /// As added (for a map, `[key, value]`).
-    whole: Expr,
+    whole: &'a Expr,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct SetState {
-    def: SetDef,
-    /// By the key's JSON text: expressions are neither `Hash` nor `Ord`.
-    elems: BTreeMap<String, Elem>,
+struct SetState<'a> {
+    def: SetDef<'a>,
+    /// By `key_text`: expressions are neither `Hash` nor `Ord`.
+    elems: HashMap<String, Elem<'a>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct ChainState {
-    def: Chain<'static>,
-    /// Without handle or position: equal rules compare equal.
-    rules: Vec<Rule<'static>>,
+struct ChainState<'a> {
+    def: ChainDef<'a>,
+    rules: Vec<RuleRef<'a>>,
+}
+
+/// A named counter; its values are the kernel's, not the ruleset's.
+#[derive(Debug, Clone, Copy)]
+struct CounterRef<'a>(&'a Counter<'static>);
+
+impl PartialEq for CounterRef<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.family == o.0.family && self.0.table == o.0.table && self.0.name == o.0.name
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct TableState {
+struct TableState<'a> {
     family: NfFamily,
-    name: String,
-    chains: BTreeMap<String, ChainState>,
+    name: &'a str,
+    // Hashed, not ordered: thousands of chain names share long prefixes.
+    // What is emitted is sorted (`sorted`), so a diff is deterministic.
+    chains: HashMap<&'a str, ChainState<'a>>,
     /// Sets and maps share one namespace in a table.
-    sets: BTreeMap<String, SetState>,
-    counters: BTreeMap<String, Counter<'static>>,
+    sets: HashMap<&'a str, SetState<'a>>,
+    counters: HashMap<&'a str, CounterRef<'a>>,
 }
 
-impl TableState {
-    fn new(family: NfFamily, name: &str) -> Self {
+impl<'a> TableState<'a> {
+    fn new(family: NfFamily, name: &'a str) -> Self {
         TableState {
             family,
-            name: name.to_string(),
-            chains: BTreeMap::new(),
-            sets: BTreeMap::new(),
-            counters: BTreeMap::new(),
+            name,
+            chains: HashMap::default(),
+            sets: HashMap::default(),
+            counters: HashMap::default(),
         }
     }
 
-    fn chain(&mut self, name: &str) -> Result<&mut ChainState, String> {
-        let table = self.name.clone();
+    fn chain(&mut self, name: &str) -> Result<&mut ChainState<'a>, String> {
+        let table = self.name;
         self.chains
             .get_mut(name)
             .ok_or_else(|| format!("chain {name} is not in table {table}"))
     }
 
-    fn set(&mut self, name: &str) -> Result<&mut SetState, String> {
-        let table = self.name.clone();
+    fn set(&mut self, name: &str) -> Result<&mut SetState<'a>, String> {
+        let table = self.name;
         self.sets
             .get_mut(name)
             .ok_or_else(|| format!("set or map {name} is not in table {table}"))
@@ -150,26 +253,62 @@ impl TableState {
 
 /// The tables a ruleset leaves behind, in the order they first appear.
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Ruleset {
-    tables: Vec<TableState>,
+struct Ruleset<'a> {
+    tables: Vec<TableState<'a>>,
 }
 
+/// A text that identifies an element's key. The keys podlab makes
+/// (addresses, protocols, ports and their concatenations) are written
+/// directly, behind a mark JSON never starts with; anything else as JSON.
 fn key_text(e: &Expr) -> String {
+    let mut s = String::from("\u{1}");
+    if simple_key(e, &mut s) {
+        return s;
+    }
     serde_json::to_string(e).unwrap_or_default()
 }
 
-fn elem_of(is_map: bool, e: &Expr) -> (String, Elem) {
+fn simple_key(e: &Expr, out: &mut String) -> bool {
+    use std::fmt::Write;
+    const SEP: char = '\u{1f}';
+    match e {
+        Expression::String(x) if !x.contains(SEP) => {
+            out.push('s');
+            out.push_str(x);
+        }
+        Expression::Number(n) => {
+            let _ = write!(out, "n{n}");
+        }
+        Expression::Named(nftables::expr::NamedExpression::Concat(v)) => {
+            out.push('(');
+            for x in v {
+                if !simple_key(x, out) {
+                    return false;
+                }
+            }
+            out.push(')');
+        }
+        _ => return false,
+    }
+    out.push(SEP);
+    true
+}
+
+/// A map's entries by key, for output in a stable order.
+fn sorted<'m, K: Ord + 'm, V: 'm>(
+    m: impl IntoIterator<Item = (&'m K, &'m V)>,
+) -> Vec<(&'m K, &'m V)> {
+    let mut v: Vec<(&K, &V)> = m.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+fn elem_of(is_map: bool, e: &Expr) -> (String, Elem<'_>) {
     let key = match e {
-        Expression::List(kv) if is_map && kv.len() == 2 => kv[0].clone(),
-        other => other.clone(),
+        Expression::List(kv) if is_map && kv.len() == 2 => &kv[0],
+        other => other,
     };
-    (
-        key_text(&key),
-        Elem {
-            key,
-            whole: e.clone(),
-        },
-    )
+    (key_text(key), Elem { key, whole: e })
 }
 
 fn cmd_word(cmd: &NfCmd) -> &'static str {
@@ -206,11 +345,11 @@ fn kind_word(o: &NfListObject) -> &'static str {
     }
 }
 
-impl Ruleset {
+impl<'a> Ruleset<'a> {
     /// Execute `n` as `nft` would, on an empty ruleset. Fails on what nft
     /// would refuse (a rule in a missing chain) and on what is not followed
-    /// (rules placed by handle, objects podlab never makes).
-    fn follow(n: &Nftables<'static>) -> Result<Ruleset, String> {
+    /// (rules placed by position, objects podlab never makes).
+    fn follow(n: &'a Nftables<'static>) -> Result<Ruleset<'a>, String> {
         let mut r = Ruleset::default();
         for o in n.objects.iter() {
             match o {
@@ -227,20 +366,20 @@ impl Ruleset {
         Ok(r)
     }
 
-    fn table(&mut self, family: NfFamily, name: &str) -> Result<&mut TableState, String> {
+    fn table(&mut self, family: NfFamily, name: &str) -> Result<&mut TableState<'a>, String> {
         self.tables
             .iter_mut()
             .find(|t| t.family == family && t.name == name)
             .ok_or_else(|| format!("table {name} does not exist"))
     }
 
-    fn find(&self, family: NfFamily, name: &str) -> Option<&TableState> {
+    fn find(&self, family: NfFamily, name: &str) -> Option<&TableState<'a>> {
         self.tables
             .iter()
             .find(|t| t.family == family && t.name == name)
     }
 
-    fn add(&mut self, obj: &NfListObject<'static>) -> Result<(), String> {
+    fn add(&mut self, obj: &'a NfListObject<'static>) -> Result<(), String> {
         match obj {
             NfListObject::MetainfoObject(_) => {}
             NfListObject::Table(t) => {
@@ -249,22 +388,17 @@ impl Ruleset {
                 }
             }
             NfListObject::Chain(c) => {
-                let def = Chain {
-                    handle: None,
-                    newname: None,
-                    ..c.clone()
-                };
                 let t = self.table(c.family, &c.table)?;
                 match t.chains.get(c.name.as_ref()) {
-                    Some(old) if old.def != def => {
+                    Some(old) if old.def != ChainDef(c) => {
                         return Err(format!("chain {} is declared twice, differently", c.name))
                     }
                     Some(_) => {}
                     None => {
                         t.chains.insert(
-                            c.name.to_string(),
+                            &c.name,
                             ChainState {
-                                def,
+                                def: ChainDef(c),
                                 rules: Vec::new(),
                             },
                         );
@@ -275,32 +409,25 @@ impl Ruleset {
                 if r.index.is_some() {
                     return Err(format!("a rule placed by position in chain {}", r.chain));
                 }
-                let rule = Rule {
-                    handle: None,
-                    index: None,
-                    ..r.clone()
-                };
                 self.table(r.family, &r.table)?
                     .chain(&r.chain)?
                     .rules
-                    .push(rule);
+                    .push(RuleRef(r));
             }
-            NfListObject::Set(s) => {
-                let def = SetDef::Set(Box::new(Set {
-                    handle: None,
-                    elem: None,
-                    ..(**s).clone()
-                }));
-                self.add_set(s.family, &s.table, &s.name, def, s.elem.as_deref())?;
-            }
-            NfListObject::Map(m) => {
-                let def = SetDef::Map(Box::new(Map {
-                    handle: None,
-                    elem: None,
-                    ..(**m).clone()
-                }));
-                self.add_set(m.family, &m.table, &m.name, def, m.elem.as_deref())?;
-            }
+            NfListObject::Set(s) => self.add_set(
+                s.family,
+                &s.table,
+                &s.name,
+                SetDef::Set(s),
+                s.elem.as_deref(),
+            )?,
+            NfListObject::Map(m) => self.add_set(
+                m.family,
+                &m.table,
+                &m.name,
+                SetDef::Map(m),
+                m.elem.as_deref(),
+            )?,
             NfListObject::Element(e) => {
                 let set = self.table(e.family, &e.table)?.set(&e.name)?;
                 let is_map = set.def.is_map();
@@ -311,14 +438,7 @@ impl Ruleset {
             }
             NfListObject::Counter(c) => {
                 let t = self.table(c.family, &c.table)?;
-                t.counters
-                    .entry(c.name.to_string())
-                    .or_insert_with(|| Counter {
-                        handle: None,
-                        packets: None,
-                        bytes: None,
-                        ..c.clone()
-                    });
+                t.counters.entry(&c.name).or_insert(CounterRef(c));
             }
             other => return Err(format!("{} objects are not followed", kind_word(other))),
         }
@@ -329,9 +449,9 @@ impl Ruleset {
         &mut self,
         family: NfFamily,
         table: &str,
-        name: &str,
-        def: SetDef,
-        elems: Option<&[Expr]>,
+        name: &'a str,
+        def: SetDef<'a>,
+        elems: Option<&'a [Expr]>,
     ) -> Result<(), String> {
         let t = self.table(family, table)?;
         let set = match t.sets.get_mut(name) {
@@ -339,9 +459,9 @@ impl Ruleset {
                 return Err(format!("set or map {name} is declared twice, differently"))
             }
             Some(s) => s,
-            None => t.sets.entry(name.to_string()).or_insert(SetState {
+            None => t.sets.entry(name).or_insert(SetState {
                 def,
-                elems: BTreeMap::new(),
+                elems: HashMap::default(),
             }),
         };
         let is_map = set.def.is_map();
@@ -352,7 +472,7 @@ impl Ruleset {
         Ok(())
     }
 
-    fn delete(&mut self, obj: &NfListObject<'static>) -> Result<(), String> {
+    fn delete(&mut self, obj: &'a NfListObject<'static>) -> Result<(), String> {
         match obj {
             NfListObject::Table(t) => {
                 let before = self.tables.len();
@@ -400,7 +520,7 @@ impl Ruleset {
         Ok(())
     }
 
-    fn flush(&mut self, f: &FlushObject<'static>) -> Result<(), String> {
+    fn flush(&mut self, f: &'a FlushObject<'static>) -> Result<(), String> {
         match f {
             FlushObject::Table(t) => {
                 for c in self.table(t.family, &t.name)?.chains.values_mut() {
@@ -429,34 +549,65 @@ fn cmd(c: NfCmd<'static>) -> NfObject<'static> {
 fn table_obj(t: &TableState) -> NfListObject<'static> {
     NfListObject::Table(Table {
         family: t.family,
-        name: Cow::Owned(t.name.clone()),
+        name: Cow::Owned(t.name.to_string()),
         handle: None,
     })
 }
 
+/// A chain as added: its definition, no handle.
+fn chain_obj(c: &ChainDef) -> NfListObject<'static> {
+    NfListObject::Chain(Chain {
+        handle: None,
+        newname: None,
+        ..c.0.clone()
+    })
+}
+
 /// A chain named for flush or delete: only what identifies it.
-fn chain_ref(c: &Chain<'static>) -> Chain<'static> {
+fn chain_ref(c: &ChainDef) -> Chain<'static> {
     Chain {
-        family: c.family,
-        table: c.table.clone(),
-        name: c.name.clone(),
+        family: c.0.family,
+        table: c.0.table.clone(),
+        name: c.0.name.clone(),
         ..Chain::default()
     }
 }
 
+fn rule_obj(r: &RuleRef) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        handle: None,
+        index: None,
+        ..r.0.clone()
+    })
+}
+
+fn counter_obj(c: &CounterRef) -> NfListObject<'static> {
+    NfListObject::Counter(Counter {
+        handle: None,
+        packets: None,
+        bytes: None,
+        ..c.0.clone()
+    })
+}
+
 fn set_obj(s: &SetState, elems: bool) -> NfListObject<'static> {
     let elem = || {
-        let v: Vec<Expr> = s.elems.values().map(|e| e.whole.clone()).collect();
+        let v: Vec<Expr> = sorted(&s.elems)
+            .into_iter()
+            .map(|(_, e)| e.whole.clone())
+            .collect();
         (elems && !v.is_empty()).then_some(Cow::Owned(v))
     };
-    match &s.def {
+    match s.def {
         SetDef::Set(d) => NfListObject::Set(Box::new(Set {
+            handle: None,
             elem: elem(),
-            ..(**d).clone()
+            ..d.clone()
         })),
         SetDef::Map(d) => NfListObject::Map(Box::new(Map {
+            handle: None,
             elem: elem(),
-            ..(**d).clone()
+            ..d.clone()
         })),
     }
 }
@@ -464,7 +615,7 @@ fn set_obj(s: &SetState, elems: bool) -> NfListObject<'static> {
 fn element(t: &TableState, name: &str, elem: Vec<Expr>) -> NfListObject<'static> {
     NfListObject::Element(Element {
         family: t.family,
-        table: Cow::Owned(t.name.clone()),
+        table: Cow::Owned(t.name.to_string()),
         name: Cow::Owned(name.to_string()),
         elem: Cow::Owned(elem),
     })
@@ -473,12 +624,12 @@ fn element(t: &TableState, name: &str, elem: Vec<Expr>) -> NfListObject<'static>
 fn changes(old: &Ruleset, new: &Ruleset) -> Result<Vec<NfObject<'static>>, String> {
     let mut out = Vec::new();
     for t in &old.tables {
-        if new.find(t.family, &t.name).is_none() {
+        if new.find(t.family, t.name).is_none() {
             out.push(cmd(NfCmd::Delete(table_obj(t))));
         }
     }
     for t in &new.tables {
-        match old.find(t.family, &t.name) {
+        match old.find(t.family, t.name) {
             None => whole_table(t, &mut out),
             Some(o) => table_changes(o, t, &mut out)?,
         }
@@ -492,18 +643,19 @@ fn whole_table(t: &TableState, out: &mut Vec<NfObject<'static>>) {
     out.push(cmd(NfCmd::Add(table_obj(t))));
     out.push(cmd(NfCmd::Delete(table_obj(t))));
     out.push(cmd(NfCmd::Add(table_obj(t))));
-    for c in t.chains.values() {
-        out.push(cmd(NfCmd::Add(NfListObject::Chain(c.def.clone()))));
+    let chains = sorted(&t.chains);
+    for (_, c) in &chains {
+        out.push(cmd(NfCmd::Add(chain_obj(&c.def))));
     }
-    for s in t.sets.values() {
+    for (_, s) in sorted(&t.sets) {
         out.push(cmd(NfCmd::Add(set_obj(s, true))));
     }
-    for c in t.counters.values() {
-        out.push(cmd(NfCmd::Add(NfListObject::Counter(c.clone()))));
+    for (_, c) in sorted(&t.counters) {
+        out.push(cmd(NfCmd::Add(counter_obj(c))));
     }
-    for c in t.chains.values() {
+    for (_, c) in &chains {
         for r in &c.rules {
-            out.push(cmd(NfCmd::Add(NfListObject::Rule(r.clone()))));
+            out.push(cmd(NfCmd::Add(rule_obj(r))));
         }
     }
 }
@@ -530,50 +682,54 @@ fn table_changes(
         }
     }
     // 1. What rules and elements will name.
-    for (name, nc) in &n.chains {
-        if !o.chains.contains_key(name) {
-            out.push(cmd(NfCmd::Add(NfListObject::Chain(nc.def.clone()))));
-        }
+    let new_chains = sorted(n.chains.iter().filter(|(k, _)| !o.chains.contains_key(*k)));
+    for (_, nc) in &new_chains {
+        out.push(cmd(NfCmd::Add(chain_obj(&nc.def))));
     }
-    for (name, ns) in &n.sets {
-        if !o.sets.contains_key(name) {
-            out.push(cmd(NfCmd::Add(set_obj(ns, true))));
-        }
+    for (_, ns) in sorted(n.sets.iter().filter(|(k, _)| !o.sets.contains_key(*k))) {
+        out.push(cmd(NfCmd::Add(set_obj(ns, true))));
     }
-    for (name, c) in &n.counters {
-        if !o.counters.contains_key(name) {
-            out.push(cmd(NfCmd::Add(NfListObject::Counter(c.clone()))));
-        }
+    for (_, c) in sorted(
+        n.counters
+            .iter()
+            .filter(|(k, _)| !o.counters.contains_key(*k)),
+    ) {
+        out.push(cmd(NfCmd::Add(counter_obj(c))));
     }
     // 2. Rules: a changed chain is rewritten whole, in one transaction, so
     // no packet sees it half done.
-    for (name, nc) in &n.chains {
-        match o.chains.get(name) {
-            Some(oc) if oc.rules == nc.rules => continue,
-            Some(oc) if !oc.rules.is_empty() => {
-                out.push(cmd(NfCmd::Flush(FlushObject::Chain(chain_ref(&nc.def)))));
-            }
-            _ => {}
+    let changed = sorted(
+        n.chains
+            .iter()
+            .filter(|(k, nc)| o.chains.get(*k).is_none_or(|oc| oc.rules != nc.rules)),
+    );
+    for (name, nc) in changed {
+        if o.chains.get(name).is_some_and(|oc| !oc.rules.is_empty()) {
+            out.push(cmd(NfCmd::Flush(FlushObject::Chain(chain_ref(&nc.def)))));
         }
         for r in &nc.rules {
-            out.push(cmd(NfCmd::Add(NfListObject::Rule(r.clone()))));
+            out.push(cmd(NfCmd::Add(rule_obj(r))));
         }
     }
     // 3. Elements of the sets and maps on both sides.
-    for (name, ns) in &n.sets {
+    for (name, ns) in sorted(&n.sets) {
         let Some(os) = o.sets.get(name) else { continue };
-        let removed: Vec<Expr> = os
-            .elems
-            .iter()
-            .filter(|(k, e)| ns.elems.get(*k).is_none_or(|n| n.whole != e.whole))
-            .map(|(_, e)| e.key.clone())
-            .collect();
-        let added: Vec<Expr> = ns
-            .elems
-            .iter()
-            .filter(|(k, e)| os.elems.get(*k).is_none_or(|o| o.whole != e.whole))
-            .map(|(_, e)| e.whole.clone())
-            .collect();
+        let removed: Vec<Expr> = sorted(
+            os.elems
+                .iter()
+                .filter(|(k, e)| ns.elems.get(*k).is_none_or(|n| n.whole != e.whole)),
+        )
+        .into_iter()
+        .map(|(_, e)| e.key.clone())
+        .collect();
+        let added: Vec<Expr> = sorted(
+            ns.elems
+                .iter()
+                .filter(|(k, e)| os.elems.get(*k).is_none_or(|o| o.whole != e.whole)),
+        )
+        .into_iter()
+        .map(|(_, e)| e.whole.clone())
+        .collect();
         if !removed.is_empty() {
             out.push(cmd(NfCmd::Delete(element(n, name, removed))));
         }
@@ -583,12 +739,11 @@ fn table_changes(
     }
     // 4. What is gone, once nothing names it: a chain can only be deleted
     // empty and unreferenced, a set or counter unreferenced.
-    let gone: Vec<&ChainState> = o
-        .chains
-        .iter()
-        .filter(|(name, _)| !n.chains.contains_key(*name))
-        .map(|(_, c)| c)
-        .collect();
+    let gone: Vec<&ChainState> =
+        sorted(o.chains.iter().filter(|(k, _)| !n.chains.contains_key(*k)))
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
     for c in &gone {
         if !c.rules.is_empty() {
             out.push(cmd(NfCmd::Flush(FlushObject::Chain(chain_ref(&c.def)))));
@@ -597,15 +752,15 @@ fn table_changes(
     for c in &gone {
         out.push(cmd(NfCmd::Delete(NfListObject::Chain(chain_ref(&c.def)))));
     }
-    for (name, os) in &o.sets {
-        if !n.sets.contains_key(name) {
-            out.push(cmd(NfCmd::Delete(set_obj(os, false))));
-        }
+    for (_, os) in sorted(o.sets.iter().filter(|(k, _)| !n.sets.contains_key(*k))) {
+        out.push(cmd(NfCmd::Delete(set_obj(os, false))));
     }
-    for (name, c) in &o.counters {
-        if !n.counters.contains_key(name) {
-            out.push(cmd(NfCmd::Delete(NfListObject::Counter(c.clone()))));
-        }
+    for (_, c) in sorted(
+        o.counters
+            .iter()
+            .filter(|(k, _)| !n.counters.contains_key(*k)),
+    ) {
+        out.push(cmd(NfCmd::Delete(counter_obj(c))));
     }
     Ok(())
 }
@@ -785,15 +940,15 @@ pub fn probes(old: &Nftables<'static>, changes: &Nftables<'static>) -> Vec<Probe
                 .chains
                 .iter()
                 .filter(|(_, c)| !c.rules.is_empty())
-                .min_by_key(|(_, c)| c.rules.len())?;
+                .min_by_key(|(name, c)| (c.rules.len(), **name))?;
             Some(Probe {
                 family,
                 table: table.to_string(),
-                chain: name.clone(),
+                chain: name.to_string(),
                 comments: c
                     .rules
                     .iter()
-                    .map(|r| r.comment.as_ref().map(|s| s.to_string()))
+                    .map(|r| r.0.comment.as_ref().map(|s| s.to_string()))
                     .collect(),
             })
         })

@@ -101,13 +101,13 @@ fn base() -> Plan {
 }
 
 /// Tables in a stable order, for comparing what two rulesets leave.
-fn tables(r: Ruleset) -> Vec<TableState> {
+fn tables(r: Ruleset<'_>) -> Vec<TableState<'_>> {
     let mut t = r.tables;
-    t.sort_by(|a, b| a.name.cmp(&b.name));
+    t.sort_by(|a, b| a.name.cmp(b.name));
     t
 }
 
-fn follow(n: &Nftables<'static>) -> Vec<TableState> {
+fn follow<'a>(n: &'a Nftables<'static>) -> Vec<TableState<'a>> {
     tables(Ruleset::follow(n).expect("podlab's rulesets are followed"))
 }
 
@@ -136,10 +136,11 @@ fn verify(ns: &str, a: &Nftables<'static>, b: &Nftables<'static>, d: &Diff) {
         Diff::Changes(tx) => {
             let mut both = a.objects.to_vec();
             both.extend(tx.objects.iter().cloned());
-            let after = Ruleset::follow(&Nftables {
+            let both = Nftables {
                 objects: Cow::Owned(both),
-            })
-            .unwrap_or_else(|e| panic!("{ns}: the transaction does not apply: {e}"));
+            };
+            let after = Ruleset::follow(&both)
+                .unwrap_or_else(|e| panic!("{ns}: the transaction does not apply: {e}"));
             assert_eq!(tables(after), follow(b), "{ns}: old + transaction != new");
             kernel_agrees(ns, a, b, tx);
         }
