@@ -167,12 +167,13 @@ fn only_changes_are_loaded_and_the_kernel_ends_as_a_fresh_load() {
     let start = podlab::state::load("t-nftd").expect("the lab's plan");
     assert_kernel_is(&start, "after up");
 
-    // Traffic the policy allows, counted.
+    // Traffic the policy allows, counted (on node-1, where the web pod is:
+    // node-2 is reloaded whole below).
     let web = start
         .pods
         .iter()
-        .find(|p| p.name.starts_with("web-"))
-        .expect("a web pod");
+        .find(|p| p.name.starts_with("web-") && p.node == "node-1")
+        .expect("a web pod on node-1");
     let o = lab.exec(
         "client",
         &[
@@ -216,10 +217,47 @@ fn only_changes_are_loaded_and_the_kernel_ends_as_a_fresh_load() {
     step(&cur, &next, "endpoint removed");
     let cur = next;
 
-    // A service removed.
+    // A service removed, after its map entry was deleted by hand on
+    // node-2: the kernel refuses to delete it again, and node-2 is
+    // reloaded whole.
+    let node2 = cur
+        .nodes
+        .iter()
+        .find(|n| n.name == "node-2")
+        .cloned()
+        .expect("node-2");
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node2.netns,
+            "nft",
+            "delete",
+            "element",
+            "ip",
+            "kube-proxy",
+        ])
+        .args(["service-ips", "{ 10.96.222.1 . tcp . 80 }"])
+        .status()
+        .expect("nft delete element");
+    assert!(o.success());
     let mut next = cur.clone();
     next.services.retain(|s| s.name != "extra");
-    step(&cur, &next, "service removed");
+    let changes = sync_rules(&cur, &next).expect("service removed");
+    eprintln!("service removed, one element gone by hand:\n{changes}");
+    assert!(
+        matches!(changes.outcome(&node2.netns), Some(Outcome::Reloaded(why)) if why.contains("did not load")),
+        "{changes}"
+    );
+    assert!(
+        changes
+            .namespaces
+            .iter()
+            .filter(|n| n.netns != node2.netns)
+            .all(|n| !matches!(n.outcome, Outcome::Reloaded(_))),
+        "{changes}"
+    );
+    assert_kernel_is(&next, "service removed");
     let cur = next;
 
     // A NetworkPolicy added (resolved against the same pods).
@@ -236,12 +274,6 @@ fn only_changes_are_loaded_and_the_kernel_ends_as_a_fresh_load() {
             .cloned(),
     );
     let changes = step(&cur, &next, "policy added");
-    let node2 = next
-        .nodes
-        .iter()
-        .find(|n| n.name == "node-2")
-        .cloned()
-        .expect("node-2");
     assert!(
         matches!(changes.outcome(&node2.netns), Some(Outcome::Changed(s)) if s.counters_added == 2),
         "{changes}"

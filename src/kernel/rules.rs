@@ -75,6 +75,15 @@ impl RuleChanges {
             .map(|n| &n.outcome)
     }
 
+    /// Every namespace's outcome on one line, for a log.
+    pub fn one_line(&self) -> String {
+        self.namespaces
+            .iter()
+            .map(|n| format!("{}: {}", n.netns, n.outcome))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Whether any namespace was reloaded whole.
     pub fn any_reloaded(&self) -> bool {
         self.namespaces
@@ -183,29 +192,22 @@ fn sync_one(
     };
     let probes = nftdiff::probes(old, &tx);
     let json = to_json(&tx);
-    let loaded = netns::run_in(netns, || -> Result<Result<(), String>, Error> {
+    // A chain that cannot be read back counts as drift: reload whole.
+    let loaded = netns::run_in(netns, || -> Result<(), String> {
         for p in &probes {
-            let found = chain_comments(p).map_err(|e| Error::Io {
-                what: format!("read chain {} of table {} in {netns}", p.chain, p.table),
-                source: e,
+            let found = chain_comments(p).map_err(|e| {
+                format!(
+                    "cannot read chain {} of table {} back: {e}",
+                    p.chain, p.table
+                )
             })?;
-            if let Err(drift) = p.check(&found) {
-                return Ok(Err(format!(
-                    "the kernel drifted from the last load: {drift}"
-                )));
-            }
+            p.check(&found)
+                .map_err(|drift| format!("the kernel drifted from the last load: {drift}"))?;
         }
-        Ok(
-            nftables::helper::apply_ruleset_raw(&json, None::<&str>, std::iter::empty::<&str>())
-                .map(drop)
-                .map_err(|e| {
-                    format!(
-                        "the changes did not load (the kernel drifted from the last load?): {}",
-                        e.to_string().trim()
-                    )
-                }),
-        )
-    })??;
+        nft_apply(&json).map_err(|e| {
+            format!("the changes did not load (the kernel drifted from the last load?): {e}")
+        })
+    })?;
     match loaded {
         Ok(()) => Ok(Outcome::Changed(Summary::of(&tx))),
         // A namespace in the old plan only has nothing to reload.
@@ -224,12 +226,45 @@ fn whole(netns: &str, new: &Nftables<'static>, why: String) -> Result<Outcome, E
 }
 
 fn load_here(netns: &str, json: &str) -> Result<(), Error> {
-    nftables::helper::apply_ruleset_raw(json, None::<&str>, std::iter::empty::<&str>())
-        .map(drop)
-        .map_err(|e| Error::Nft {
-            netns: netns.to_string(),
-            message: e.to_string(),
-        })
+    nft_apply(json).map_err(|message| Error::Nft {
+        netns: netns.to_string(),
+        message,
+    })
+}
+
+/// `nft -j -f -` in the calling thread's namespace. Unlike the nftables
+/// crate's helper, keeps nft's complaint for the message (a refused change
+/// is reported, not printed on the daemon's stderr).
+fn nft_apply(json: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("nft")
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // nft reads it all before it answers; a failed write shows as
+        // nft's own error below.
+        let _ = stdin.write_all(json.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(if said.is_empty() {
+        format!("nft failed ({})", out.status)
+    } else {
+        said.join("; ")
+    })
 }
 
 // ---- reading one chain's rules through netlink ----
@@ -477,6 +512,18 @@ mod tests {
     }
 
     #[test]
+    fn rulesets_built_in_parallel_are_the_plans() {
+        let text = crate::lab::DEMO.replacen("nodes: 2", "nodes: 5", 1);
+        let file = crate::lab::parse("t.yaml", &text).expect("parses");
+        let plan = crate::plan::build(&file).expect("plans");
+        assert_eq!(plan.nodes.len(), 5);
+        assert_eq!(
+            apply::ruleset_objects(&plan),
+            crate::plan::kubeproxy::namespace_rulesets(&plan)
+        );
+    }
+
+    #[test]
     fn outcomes_read_as_a_report() {
         let r = RuleChanges {
             namespaces: vec![
@@ -506,5 +553,10 @@ mod tests {
              l-lb: unchanged\n"
         );
         assert!(r.any_reloaded());
+        assert_eq!(
+            r.one_line(),
+            "l-node-1: 3 object(s) changed: 1 chain added, 2 elements added (1 rule); \
+             l-node-2: reloaded whole: chain x changed its hook; l-lb: unchanged"
+        );
     }
 }

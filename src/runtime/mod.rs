@@ -352,7 +352,7 @@ pub(crate) async fn resync(state_dir: &Path, shared: &Shared) -> Result<(), Stri
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    tracing::info!(rules = %changes.to_string().trim_end(), "endpoints resynced");
+    tracing::info!(rules = %changes.one_line(), "endpoints resynced");
     Ok(())
 }
 
@@ -396,7 +396,7 @@ async fn sync_endpoints(state_dir: PathBuf, shared: Shared, mut shutdown: watch:
         match r {
             Ok(Ok(changes)) => tracing::info!(
                 not_ready = last.len(),
-                rules = %changes.to_string().trim_end(),
+                rules = %changes.one_line(),
                 "endpoints synced"
             ),
             Ok(Err(e)) => tracing::warn!("endpoint sync failed: {e}"),
