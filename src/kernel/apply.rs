@@ -19,7 +19,9 @@ use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessage
 
 use super::netns::{self, Netns};
 use super::{sysctl, Error};
-use crate::plan::{kubeproxy, netpol, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
+use nftables::schema::Nftables;
+
+use crate::plan::{kubeproxy, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 
 /// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
 const POD_BRIDGE_INDEX: u32 = 3;
@@ -409,29 +411,56 @@ pub fn write_files(plan: &Plan, pod: &PodPlan) -> Result<(), Error> {
     write_pod_files(plan, pod, &host_resolv)
 }
 
-/// Every namespace's nftables ruleset, as `nft -j` input.
-pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = plan
-        .nodes
-        .iter()
-        .map(|n| {
-            // NetworkPolicy's table goes into the same transaction as
-            // kube-proxy's: a node never runs with one and not the other.
-            let mut rules = kubeproxy::node_ruleset(plan, n);
-            rules
-                .objects
-                .to_mut()
-                .extend(netpol::node_ruleset(plan, n).objects.iter().cloned());
-            (n.netns.clone(), kubeproxy::to_json(&rules))
-        })
+/// Every namespace's nftables ruleset, as values (`nftdiff::diff` compares
+/// two of them): each replaces podlab's tables in its namespace whole.
+pub fn ruleset_objects(plan: &Plan) -> Vec<(String, Nftables<'static>)> {
+    // Nodes on every core: with thousands of services a node's rules take
+    // a tenth of a second to build, and a change builds two plans' worth.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(plan.nodes.len().max(1));
+    let mut built: Vec<(usize, Nftables<'static>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(node) = plan.nodes.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, kubeproxy::node_rules(plan, node)));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if built.len() != plan.nodes.len() {
+        // A builder thread died: build again here, where a panic is seen.
+        return kubeproxy::namespace_rulesets(plan);
+    }
+    built.sort_by_key(|(i, _)| *i);
+    let mut v: Vec<(String, Nftables<'static>)> = built
+        .into_iter()
+        .filter_map(|(i, r)| plan.nodes.get(i).map(|n| (n.netns.clone(), r)))
         .collect();
     if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
-        v.push((
-            lb.netns.clone(),
-            kubeproxy::to_json(&kubeproxy::lb_ruleset(plan)),
-        ));
+        v.push((lb.netns.clone(), kubeproxy::lb_ruleset(plan)));
     }
     v
+}
+
+/// Every namespace's nftables ruleset, as `nft -j` input.
+pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
+    ruleset_objects(plan)
+        .into_iter()
+        .map(|(ns, rules)| (ns, kubeproxy::to_json(&rules)))
+        .collect()
 }
 
 async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Error> {

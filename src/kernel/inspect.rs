@@ -146,8 +146,7 @@ where
         rt.block_on(async move {
             use std::os::fd::{FromRawFd, IntoRawFd};
             // SAFETY: the descriptor comes straight out of an owned socket.
-            let sock =
-                unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
+            let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
             let (conn, nl, _) = rtnetlink::from_socket(sock);
             let conn = tokio::spawn(conn);
             let r = f(nl).await;

@@ -12,6 +12,7 @@ pub mod nft;
 pub mod procs;
 pub mod repair;
 pub mod route;
+pub mod rules;
 pub mod services;
 pub mod sysctl;
 pub mod teardown;

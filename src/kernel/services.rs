@@ -4,8 +4,10 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use super::netns::Netns;
+use super::rules::{self, RuleChanges};
 use super::{apply, nft, Error};
 use crate::plan::Plan;
 
@@ -28,6 +30,57 @@ pub fn sync(plan: &Plan, not_ready: &HashSet<String>, gone: &[Ipv4Addr]) -> Resu
     nft::load_all(&apply::rulesets(&view))?;
     flush_udp(plan, gone);
     Ok(())
+}
+
+/// The view of the plan last loaded into the lab's rules, so that the next
+/// sync loads only what changed (`rules::sync_rules`) and keeps the
+/// NetworkPolicy counters. Whoever loads the daemon's rules goes through one
+/// `Loaded`: its lock also keeps two syncs from interleaving.
+pub struct Loaded {
+    view: Mutex<Option<Plan>>,
+}
+
+impl Default for Loaded {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loaded {
+    /// Nothing loaded yet: the first sync reloads whole.
+    pub const fn new() -> Loaded {
+        Loaded {
+            view: Mutex::new(None),
+        }
+    }
+
+    /// `sync`, loading only what changed since the last successful sync.
+    /// The first sync, and the one after a failure, reload whole.
+    pub fn sync(
+        &self,
+        plan: &Plan,
+        not_ready: &HashSet<String>,
+        gone: &[Ipv4Addr],
+    ) -> Result<RuleChanges, Error> {
+        let view = ready_view(plan, not_ready);
+        let mut last = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        // Taken: on failure nothing is known of the kernel any more.
+        let r = match last.take() {
+            Some(old) => rules::sync_rules(&old, &view),
+            None => rules::load_whole(&view, "first load"),
+        };
+        if r.is_ok() {
+            *last = Some(view);
+        }
+        drop(last);
+        flush_udp(plan, gone);
+        r
+    }
+
+    /// Something else loaded the rules: the next sync reloads whole.
+    pub fn forget(&self) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 /// Forget UDP flows to `gone` endpoints on every node.

@@ -102,6 +102,9 @@ struct TableBuilder {
     family: NfFamily,
     table: &'static str,
     objects: Vec<NfListObject<'static>>,
+    /// Affinity sets made so far (a service's internal and external
+    /// chains share them): a lookup, not a scan of `objects`.
+    affinity_sets: HashSet<String>,
 }
 
 impl TableBuilder {
@@ -110,6 +113,7 @@ impl TableBuilder {
             family,
             table,
             objects: Vec::new(),
+            affinity_sets: HashSet::new(),
         }
     }
 
@@ -167,6 +171,9 @@ impl TableBuilder {
     }
 
     fn affinity_set(&mut self, name: &str, timeout: u32) {
+        if !self.affinity_sets.insert(name.to_string()) {
+            return;
+        }
         self.objects.push(NfListObject::Set(Box::new(Set {
             family: self.family,
             table: self.table.into(),
@@ -244,6 +251,35 @@ pub fn node_ruleset(plan: &Plan, node: &NodePlan) -> Nftables<'static> {
     kube_proxy(plan, node).replace_into(&mut batch);
     cni(plan, node).replace_into(&mut batch);
     batch.to_nftables()
+}
+
+/// Every namespace's rules, as `nft` transactions that replace podlab's
+/// tables whole: each node's (`node_rules`) and the cloud load balancer's,
+/// when the lab has one.
+pub fn namespace_rulesets(plan: &Plan) -> Vec<(String, Nftables<'static>)> {
+    let mut v: Vec<(String, Nftables<'static>)> = plan
+        .nodes
+        .iter()
+        .map(|n| (n.netns.clone(), node_rules(plan, n)))
+        .collect();
+    if let Some(lb) = plan.clients.iter().find(|c| c.name == "lb") {
+        v.push((lb.netns.clone(), lb_ruleset(plan)));
+    }
+    v
+}
+
+/// A node's rules: kube-proxy's and the CNI's tables and NetworkPolicy's
+/// `network-policy`, in one transaction (a node never runs with one and
+/// not the other).
+pub fn node_rules(plan: &Plan, node: &NodePlan) -> Nftables<'static> {
+    let mut rules = node_ruleset(plan, node);
+    rules.objects.to_mut().extend(
+        super::netpol::node_ruleset(plan, node)
+            .objects
+            .iter()
+            .cloned(),
+    );
+    rules
 }
 
 /// The pod CIDR of the whole cluster (every node's slice).
@@ -465,6 +501,7 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
     );
     // Sorted first below: a verdict map must exist before the rule using it.
     let mut hairpin = Vec::new();
+    let mut hairpin_seen = HashSet::new();
 
     for svc in &plan.services {
         for (i, port) in svc.ports.iter().enumerate() {
@@ -483,9 +520,10 @@ fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {
                 .copied()
                 .collect();
             for (ep, _) in &all {
-                let pair = concat(vec![s(ep.ip.to_string()), s(ep.ip.to_string())]);
-                if !hairpin.contains(&pair) {
-                    hairpin.push(pair);
+                // A set, not a search of the list: thousands of services
+                // share a few pods.
+                if hairpin_seen.insert(ep.ip) {
+                    hairpin.push(concat(vec![s(ep.ip.to_string()), s(ep.ip.to_string())]));
                 }
             }
             // With sessionAffinity, an endpoint needs its own chain, to
@@ -683,13 +721,7 @@ fn balance(
     if let Some(timeout) = affinity {
         for (ep, tp) in endpoints {
             let set = affinity_set(h, ep, *tp);
-            if !t
-                .objects
-                .iter()
-                .any(|o| matches!(o, NfListObject::Set(s) if s.name == set))
-            {
-                t.affinity_set(&set, timeout);
-            }
+            t.affinity_set(&set, timeout);
             t.rule(
                 chain,
                 vec![

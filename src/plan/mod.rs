@@ -10,6 +10,7 @@ pub mod env;
 pub mod kubeproxy;
 mod names;
 pub mod netpol;
+pub mod nftdiff;
 pub mod services;
 
 pub use build::{build, build_with};

@@ -298,21 +298,29 @@ async fn daemon(
     setup
 }
 
-/// Reload every node's rules now, for the plan on disk and the pods that
-/// are ready.
+/// The view the nodes' rules were last loaded from, by `resync` or
+/// `sync_endpoints`: both load through it, so each loads only what changed
+/// since the other, and never at the same time.
+static LOADED: crate::kernel::services::Loaded = crate::kernel::services::Loaded::new();
+
+/// Bring every node's rules up to date now, for the plan on disk and the
+/// pods that are ready.
 pub(crate) async fn resync(state_dir: &Path, shared: &Shared) -> Result<(), String> {
     let plan = load_plan(state_dir).map_err(|e| e.to_string())?;
     let keys: HashSet<String> = shared.not_ready().into_iter().map(|(k, _)| k).collect();
     dns::follow(&plan, &keys);
-    tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &[]))
+    let changes = tokio::task::spawn_blocking(move || LOADED.sync(&plan, &keys, &[]))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    tracing::info!(rules = %changes.one_line(), "endpoints resynced");
+    Ok(())
 }
 
 /// Follow readiness as kube-proxy follows EndpointSlices: when the set of
-/// pods that are not ready changes, every node's rules are reloaded without
-/// them, and UDP flows to pods that left are flushed.
+/// pods that are not ready changes, every node's rules are changed to leave
+/// them out (only what changed is loaded; the first sync and the one after
+/// a failure reload whole), and UDP flows to pods that left are flushed.
 async fn sync_endpoints(state_dir: PathBuf, shared: Shared, mut shutdown: watch::Receiver<bool>) {
     let changed = shared.changed();
     let mut last: HashSet<String> = HashSet::new();
@@ -343,11 +351,15 @@ async fn sync_endpoints(state_dir: PathBuf, shared: Shared, mut shutdown: watch:
         last = keys.clone();
         // Cluster DNS follows the same ready endpoints as kube-proxy.
         dns::follow(&plan, &keys);
-        let r =
-            tokio::task::spawn_blocking(move || crate::kernel::services::sync(&plan, &keys, &gone))
-                .await;
+        // Only what changed since the last load: a whole reload of
+        // thousands of services takes seconds and resets the counters.
+        let r = tokio::task::spawn_blocking(move || LOADED.sync(&plan, &keys, &gone)).await;
         match r {
-            Ok(Ok(())) => tracing::info!(not_ready = last.len(), "endpoints synced"),
+            Ok(Ok(changes)) => tracing::info!(
+                not_ready = last.len(),
+                rules = %changes.one_line(),
+                "endpoints synced"
+            ),
             Ok(Err(e)) => tracing::warn!("endpoint sync failed: {e}"),
             Err(e) => tracing::warn!("endpoint sync task failed: {e}"),
         }
