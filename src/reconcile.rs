@@ -575,7 +575,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
             .into_iter()
             .filter(|(n, _)| drifted.contains(n))
             .collect();
-        nft::load_all(&sets)?;
+        nft::load_all_planned(&sets)?;
         report.rules_reloaded = drifted.into_iter().collect();
     }
     tracing::debug!(

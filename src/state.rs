@@ -135,3 +135,55 @@ pub fn save_edits(lab: &str, edits: &Edits) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(edits).map_err(io::Error::other)?;
     write_atomic(&dir(lab).join("edits.json"), &json)
 }
+
+/// The running lab a namespace belongs to: the longest lab name that
+/// prefixes it (`a-b-node-1` is lab `a-b`'s when both `a` and `a-b` run).
+pub fn lab_of_netns(netns: &str) -> Option<String> {
+    labs()
+        .into_iter()
+        .filter(|l| netns.starts_with(&format!("{l}-")))
+        .max_by_key(String::len)
+}
+
+fn generation_path(lab: &str, netns: &str) -> PathBuf {
+    dir(lab).join("nft-generation").join(netns)
+}
+
+/// What is known of a namespace's nftables generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Nothing recorded: a namespace podlab has not loaded yet.
+    Unknown,
+    /// Changed by someone else since podlab last knew it: compare.
+    Dirty,
+    /// The rules podlab loaded (or found equal to the plan) are this one.
+    Clean(u32),
+}
+
+/// Remember the nftables generation of `netns` (`None`: dirty). Best
+/// effort: without it, `observe` lists the rules to compare them.
+pub fn record_generation(netns: &str, generation: Option<u32>) {
+    let Some(lab) = lab_of_netns(netns) else {
+        return;
+    };
+    let path = generation_path(&lab, netns);
+    if let Some(parent) = path.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    let text = generation.map_or_else(|| "dirty".to_string(), |g| g.to_string());
+    let _ = write_atomic(&path, text.as_bytes());
+}
+
+/// The generation recorded by `record_generation`.
+pub fn recorded_generation(netns: &str) -> Generation {
+    let Some(lab) = lab_of_netns(netns) else {
+        return Generation::Unknown;
+    };
+    match fs::read_to_string(generation_path(&lab, netns)) {
+        Err(_) => Generation::Unknown,
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_or(Generation::Dirty, Generation::Clean),
+    }
+}

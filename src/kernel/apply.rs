@@ -320,7 +320,7 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
         }
     }
     let rulesets = rulesets(plan);
-    tokio::task::spawn_blocking(move || super::nft::load_all(&rulesets))
+    tokio::task::spawn_blocking(move || super::nft::load_all_planned(&rulesets))
         .await
         .map_err(|e| Error::Io {
             what: "nft loader".into(),

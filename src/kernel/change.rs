@@ -226,26 +226,29 @@ pub struct Qdisc {
 
 /// Every qdisc of every link in `netns`.
 pub fn qdiscs(netns: &str) -> Result<Vec<Qdisc>, Error> {
-    netlink(netns, |h| async move {
-        h.qdisc()
-            .get()
-            .execute()
-            .map_ok(|m| Qdisc {
-                index: u32::try_from(m.header.index).unwrap_or(0),
-                kind: m
-                    .attributes
-                    .iter()
-                    .find_map(|a| match a {
-                        TcAttribute::Kind(k) => Some(k.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default(),
-                root: m.header.parent == TcHandle::ROOT,
-            })
-            .try_collect()
-            .await
-            .map_err(fail(netns, "list qdiscs".into()))
-    })
+    netlink(netns, |h| async move { qdiscs_with(&h, netns).await })
+}
+
+/// The qdiscs of the namespace a netlink handle was opened in.
+pub(super) async fn qdiscs_with(h: &rtnetlink::Handle, netns: &str) -> Result<Vec<Qdisc>, Error> {
+    h.qdisc()
+        .get()
+        .execute()
+        .map_ok(|m| Qdisc {
+            index: u32::try_from(m.header.index).unwrap_or(0),
+            kind: m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    TcAttribute::Kind(k) => Some(k.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            root: m.header.parent == TcHandle::ROOT,
+        })
+        .try_collect()
+        .await
+        .map_err(fail(netns, "list qdiscs".into()))
 }
 
 /// `nft -j -s list ruleset` inside `netns`: stateless (no counter values),

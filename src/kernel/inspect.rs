@@ -47,6 +47,9 @@ pub struct NetnsView {
     pub links: Vec<Link>,
     pub addresses: Vec<Address>,
     pub routes: Vec<Route>,
+    /// Queueing disciplines, on the same netlink connection.
+    #[serde(skip)]
+    pub qdiscs: Vec<super::change::Qdisc>,
 }
 
 impl NetnsView {
@@ -98,10 +101,12 @@ pub fn view(name: &str) -> Result<NetnsView, Error> {
             .try_collect()
             .await
             .map_err(fail(name, "list routes"))?;
+        let qdiscs = super::change::qdiscs_with(&nl, name).await?;
         Ok(NetnsView {
             links,
             addresses,
             routes,
+            qdiscs,
         })
     })
 }

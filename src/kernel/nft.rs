@@ -24,20 +24,39 @@ pub fn require() -> Result<(), Error> {
     }
 }
 
-/// Load `json` (`nft -j` input) in the namespace `netns`.
+/// Load `json` (`nft -j` input) in the namespace `netns`. Untracked: for
+/// rules that are not the plan's (faults); `observe` compares the
+/// namespace again.
 pub fn load(netns: &str, json: &str) -> Result<(), Error> {
+    load_inner(netns, json, false)
+}
+
+/// Load the plan's rules in `netns` and remember the generation they
+/// made (`rules::tracked`), so that `observe` need not list them again.
+pub fn load_planned(netns: &str, json: &str) -> Result<(), Error> {
+    load_inner(netns, json, true)
+}
+
+fn load_inner(netns: &str, json: &str, track: bool) -> Result<(), Error> {
     let ns = Netns::open(netns)?;
     let json = json.to_string();
     let name = netns.to_string();
     std::thread::scope(|s| {
         s.spawn(move || {
             let _inside = ns.enter()?;
-            nftables::helper::apply_ruleset_raw(&json, None::<&str>, std::iter::empty::<&str>())
-                .map(drop)
-                .map_err(|e| Error::Nft {
-                    netns: name,
-                    message: e.to_string(),
-                })
+            let apply = || {
+                nftables::helper::apply_ruleset_raw(&json, None::<&str>, std::iter::empty::<&str>())
+                    .map(drop)
+            };
+            let r = if track {
+                super::rules::tracked(&name, apply)
+            } else {
+                apply()
+            };
+            r.map_err(|e| Error::Nft {
+                netns: name.clone(),
+                message: e.to_string(),
+            })
         })
         .join()
         .unwrap_or_else(|_| {
@@ -49,12 +68,24 @@ pub fn load(netns: &str, json: &str) -> Result<(), Error> {
     })
 }
 
-/// Load several rulesets, one per namespace, in parallel.
+/// Load several rulesets, one per namespace, in parallel (untracked).
 pub fn load_all(rulesets: &[(String, String)]) -> Result<(), Error> {
+    load_many(rulesets, load)
+}
+
+/// Load the plan's rulesets, one per namespace, in parallel, tracked.
+pub fn load_all_planned(rulesets: &[(String, String)]) -> Result<(), Error> {
+    load_many(rulesets, load_planned)
+}
+
+fn load_many(
+    rulesets: &[(String, String)],
+    one: fn(&str, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
     std::thread::scope(|s| {
         let handles: Vec<_> = rulesets
             .iter()
-            .map(|(ns, json)| s.spawn(move || load(ns, json)))
+            .map(|(ns, json)| s.spawn(move || one(ns, json)))
             .collect();
         let mut first = Ok(());
         for h in handles {

@@ -158,7 +158,7 @@ pub fn sync_rulesets(
 /// (the first load of a daemon, or after a failure).
 pub fn load_whole(plan: &Plan, why: &str) -> Result<RuleChanges, Error> {
     let rulesets = apply::rulesets(plan);
-    nft::load_all(&rulesets)?;
+    nft::load_all_planned(&rulesets)?;
     Ok(RuleChanges {
         namespaces: rulesets
             .into_iter()
@@ -204,7 +204,7 @@ fn sync_one(
             p.check(&found)
                 .map_err(|drift| format!("the kernel drifted from the last load: {drift}"))?;
         }
-        nft_apply(&json).map_err(|e| {
+        tracked(netns, || nft_apply(&json)).map_err(|e| {
             format!("the changes did not load (the kernel drifted from the last load?): {e}")
         })
     })?;
@@ -226,7 +226,7 @@ fn whole(netns: &str, new: &Nftables<'static>, why: String) -> Result<Outcome, E
 }
 
 fn load_here(netns: &str, json: &str) -> Result<(), Error> {
-    nft_apply(json).map_err(|message| Error::Nft {
+    tracked(netns, || nft_apply(json)).map_err(|message| Error::Nft {
         netns: netns.to_string(),
         message,
     })
@@ -265,6 +265,92 @@ fn nft_apply(json: &str) -> Result<(), String> {
     } else {
         said.join("; ")
     })
+}
+
+// ---- the ruleset's generation ----
+
+const NFT_MSG_NEWGEN: u16 = 15;
+const NFT_MSG_GETGEN: u16 = 16;
+const NFTA_GEN_ID: u16 = 1;
+
+/// The nftables generation of the calling thread's namespace: the kernel
+/// bumps it at every committed transaction, podlab's or a learner's `nft`.
+/// A generation unchanged since podlab's last load means the rules are the
+/// ones it loaded, without listing them (which takes half a second for a
+/// thousand services).
+pub fn generation_here() -> std::io::Result<u32> {
+    let mut req = vec![0u8; 16];
+    // nfgenmsg: AF_UNSPEC, version 0, resource id 0.
+    req.extend_from_slice(&[0, 0, 0, 0]);
+    let len = req.len() as u32;
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
+    req[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN).to_ne_bytes());
+    req[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    let mut sock = Socket::new(NETLINK_NETFILTER)?;
+    sock.bind_auto()?;
+    sock.send_to(&req, &SocketAddr::new(0, 0), 0)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    sock.recv(&mut buf, 0)?;
+    parse_generation(&buf)
+}
+
+fn parse_generation(buf: &[u8]) -> std::io::Result<u32> {
+    let bad = || std::io::Error::other("malformed netlink reply");
+    let len = u32_at(buf, 0).ok_or_else(bad)? as usize;
+    let kind = u16_at(buf, 4).ok_or_else(bad)?;
+    let msg = buf.get(16..len.min(buf.len())).ok_or_else(bad)?;
+    if kind == NLMSG_ERROR {
+        let code = u32_at(msg, 0).ok_or_else(bad)? as i32;
+        return Err(std::io::Error::from_raw_os_error(-code));
+    }
+    if kind != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
+        return Err(bad());
+    }
+    let mut attrs = msg.get(4..).ok_or_else(bad)?;
+    while attrs.len() >= 4 {
+        let alen = u16_at(attrs, 0).ok_or_else(bad)? as usize;
+        let akind = u16_at(attrs, 2).ok_or_else(bad)? & 0x3fff;
+        if alen < 4 {
+            return Err(bad());
+        }
+        if akind == NFTA_GEN_ID {
+            let v = attrs.get(4..8).ok_or_else(bad)?;
+            return Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+        }
+        attrs = attrs.get((alen + 3) & !3..).unwrap_or_default();
+    }
+    Err(bad())
+}
+
+/// `generation_here` in `netns`.
+pub fn generation(netns: &str) -> Result<u32, Error> {
+    netns::run_in(netns, generation_here)?.map_err(|source| Error::Io {
+        what: format!("nftables generation in {netns}"),
+        source,
+    })
+}
+
+/// Run `load` (a transaction of podlab's in the calling thread's namespace
+/// `netns`) and remember the generation it made, for `observe`: clean when
+/// the kernel was as podlab left it before (or new), dirty when someone
+/// else had changed it meanwhile (podlab's load may not have undone that).
+pub fn tracked<T, E>(netns: &str, load: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    use crate::state::{record_generation, recorded_generation, Generation};
+    let before = generation_here().ok();
+    let r = load()?;
+    match generation_here() {
+        Ok(after) => {
+            let clean = match recorded_generation(netns) {
+                Generation::Unknown => true,
+                Generation::Clean(g) => Some(g) == before,
+                Generation::Dirty => false,
+            };
+            record_generation(netns, clean.then_some(after));
+        }
+        Err(e) => tracing::debug!(netns, "cannot read the nftables generation: {e}"),
+    }
+    Ok(r)
 }
 
 // ---- reading one chain's rules through netlink ----
@@ -558,5 +644,41 @@ mod tests {
             "l-node-1: 3 object(s) changed: 1 chain added, 2 elements added (1 rule); \
              l-node-2: reloaded whole: chain x changed its hook; l-lb: unchanged"
         );
+    }
+
+    #[test]
+    fn generation_is_read_from_a_newgen_message() {
+        let mut payload = vec![0, 0, 0, 0];
+        payload.extend(attr(NFTA_GEN_ID, &77u32.to_be_bytes()));
+        let msg = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN, &payload);
+        assert_eq!(parse_generation(&msg).unwrap(), 77);
+        let err = message(NLMSG_ERROR, &(-1i32).to_ne_bytes());
+        assert!(parse_generation(&err).is_err());
+        assert!(parse_generation(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn generation_moves_with_every_transaction() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let name = format!("podlab-gen-{}", std::process::id());
+        let ns = match crate::kernel::netns::create(&name) {
+            Ok(ns) => ns,
+            Err(_) => return,
+        };
+        let read = || {
+            netns::run_in(&name, generation_here)
+                .expect("enter")
+                .expect("read")
+        };
+        let g0 = read();
+        let _ = netns::run_in(&name, || {
+            nft_apply(r#"{"nftables":[{"add":{"table":{"family":"ip","name":"t"}}}]}"#)
+        });
+        let g1 = read();
+        drop(ns);
+        let _ = crate::kernel::netns::remove(&name);
+        assert!(g1 > g0, "{g0} -> {g1}");
     }
 }

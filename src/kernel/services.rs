@@ -27,7 +27,7 @@ pub fn ready_view(plan: &Plan, not_ready: &HashSet<String>) -> Plan {
 /// conntrack would otherwise keep sending a UDP "connection" to a dead pod.
 pub fn sync(plan: &Plan, not_ready: &HashSet<String>, gone: &[Ipv4Addr]) -> Result<(), Error> {
     let view = ready_view(plan, not_ready);
-    nft::load_all(&apply::rulesets(&view))?;
+    nft::load_all_planned(&apply::rulesets(&view))?;
     flush_udp(plan, gone);
     Ok(())
 }
@@ -52,6 +52,12 @@ impl Loaded {
         Loaded {
             view: Mutex::new(None),
         }
+    }
+
+    /// The rules of `view` are loaded already (by `up`): the next sync
+    /// loads only what differs from them.
+    pub fn assume(&self, view: &Plan) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
     }
 
     /// `sync`, loading only what changed since the last successful sync.

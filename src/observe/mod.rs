@@ -511,65 +511,55 @@ fn compare_qdiscs(
     names: &[&str],
     views: &std::collections::HashMap<String, NetnsView>,
 ) -> Vec<Finding> {
-    let present: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| views.contains_key(*n))
-        .collect();
-    let threads = 4.min(present.len().max(1));
-    let chunk = present.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = present
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    for ns in part {
-                        let qdiscs = match crate::kernel::change::qdiscs(ns) {
-                            Ok(q) => q,
-                            Err(e) => {
-                                out.push(Finding::Unreadable {
-                                    netns: ns.to_string(),
-                                    error: e.to_string(),
-                                });
-                                continue;
-                            }
-                        };
-                        for q in qdiscs.iter().filter(|q| q.kind != "noqueue") {
-                            let link = views
-                                .get(*ns)
-                                .and_then(|v| v.links.iter().find(|l| l.index == q.index))
-                                .map_or_else(|| format!("link {}", q.index), |l| l.name.clone());
-                            out.push(Finding::Qdisc {
-                                netns: ns.to_string(),
-                                link,
-                                qdisc: q.kind.clone(),
-                            });
-                        }
-                    }
-                    out
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let mut out = Vec::new();
+    for ns in names {
+        let Some(v) = views.get(*ns) else { continue };
+        for q in v.qdiscs.iter().filter(|q| q.kind != "noqueue") {
+            let link = v
+                .links
+                .iter()
+                .find(|l| l.index == q.index)
+                .map_or_else(|| format!("link {}", q.index), |l| l.name.clone());
+            out.push(Finding::Qdisc {
+                netns: ns.to_string(),
+                link,
+                qdisc: q.kind.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// Each namespace's nftables against the rules the plan loads for the
 /// pods that are ready.
 pub fn compare_rules(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> {
-    let view = crate::kernel::services::ready_view(plan, &not_ready(plan, status));
-    let wanted = crate::kernel::apply::rulesets(&view);
     let mut netns: Vec<&str> = plan.nodes.iter().map(|n| n.netns.as_str()).collect();
     netns.extend(plan.clients.iter().map(|c| c.netns.as_str()));
+    // A namespace whose nftables generation is the one podlab's last load
+    // made has exactly those rules: nothing to list or compare.
+    let mut generations = std::collections::HashMap::new();
+    netns.retain(|n| {
+        if !Netns::exists(n) {
+            return false;
+        }
+        let now = crate::kernel::rules::generation(n).ok();
+        if let Some(g) = now {
+            generations.insert(n.to_string(), g);
+        }
+        match crate::state::recorded_generation(n) {
+            crate::state::Generation::Clean(g) => Some(g) != now,
+            _ => true,
+        }
+    });
+    if netns.is_empty() {
+        return Vec::new();
+    }
+    let view = crate::kernel::services::ready_view(plan, &not_ready(plan, status));
+    let wanted = crate::kernel::apply::rulesets(&view);
     let results: Vec<(String, Result<serde_json::Value, crate::kernel::Error>)> =
         std::thread::scope(|s| {
             let handles: Vec<_> = netns
                 .iter()
-                .filter(|n| Netns::exists(n))
                 .map(|n| {
                     (
                         n.to_string(),
@@ -608,7 +598,14 @@ pub fn compare_rules(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding>
                 continue;
             }
         };
-        for ((family, table), differences) in rules::differences(&want, &have) {
+        let differences = rules::differences(&want, &have);
+        if differences.is_empty() {
+            // As the plan has it: the next look need not list it again.
+            if let Some(g) = generations.get(&ns) {
+                crate::state::record_generation(&ns, Some(*g));
+            }
+        }
+        for ((family, table), differences) in differences {
             findings.push(Finding::Rules {
                 netns: ns.clone(),
                 table: format!("{family} {table}"),

@@ -233,6 +233,11 @@ async fn daemon(
         shared.set_ready();
         Ok(())
     });
+    // `up` loaded the whole plan's rules: with every pod ready, that is the
+    // view to change from.
+    if setup.is_ok() && shared.not_ready().is_empty() {
+        LOADED.assume(&plan);
+    }
     // A pod that failed at once must not be an endpoint when `up` returns.
     let setup = match setup {
         Ok(()) if !shared.not_ready().is_empty() => {
