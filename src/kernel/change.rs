@@ -9,7 +9,6 @@
 
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::process::{Command, Output, Stdio};
 
 use futures::TryStreamExt;
@@ -21,47 +20,23 @@ use super::netns::Netns;
 use super::{sysctl, Error};
 
 /// Run `f` with a netlink handle opened inside `netns`, on a thread of its
-/// own with a small runtime (callers may be inside another runtime).
-fn netlink<T, F, Fut>(netns: &str, f: F) -> Result<T, Error>
+/// own (callers may be inside another runtime), with that thread's
+/// runtime (`inspect::in_netns`).
+pub(super) fn netlink<T, F, Fut>(netns: &str, f: F) -> Result<T, Error>
 where
     T: Send,
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, Error>>,
 {
-    let ns = Netns::open(netns)?;
     std::thread::scope(|s| {
-        s.spawn(move || {
-            let sock = {
-                let _inside = ns.enter()?;
-                rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(
-                    |e| Error::Io {
-                        what: format!("netlink socket in {netns}"),
-                        source: e,
-                    },
-                )?
-            };
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Error::Io {
-                    what: "tokio runtime".into(),
-                    source: e,
-                })?;
-            rt.block_on(async move {
-                // SAFETY: the descriptor comes straight out of an owned socket.
-                let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
-                let (conn, handle, _) = rtnetlink::from_socket(sock);
-                tokio::spawn(conn);
-                f(handle).await
+        s.spawn(move || super::inspect::in_netns(netns, f))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Error::Io {
+                    what: format!("netlink thread in {netns}"),
+                    source: std::io::Error::other("thread panicked"),
+                })
             })
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(Error::Io {
-                what: format!("netlink thread in {netns}"),
-                source: std::io::Error::other("thread panicked"),
-            })
-        })
     })
 }
 
@@ -76,28 +51,39 @@ fn fail(netns: &str, what: String) -> impl FnOnce(rtnetlink::Error) -> Error {
 
 /// Set a link up or down and/or its MTU.
 pub fn set_link(netns: &str, link: &str, up: Option<bool>, mtu: Option<u32>) -> Result<(), Error> {
+    netlink(netns, |h| async move {
+        set_link_with(&h, netns, link, up, mtu).await
+    })
+}
+
+/// `set_link` on a handle already open in `netns`.
+pub(super) async fn set_link_with(
+    h: &Handle,
+    netns: &str,
+    link: &str,
+    up: Option<bool>,
+    mtu: Option<u32>,
+) -> Result<(), Error> {
     let what = match (up, mtu) {
         (Some(true), _) => format!("set {link} up"),
         (Some(false), _) => format!("set {link} down"),
         (None, Some(m)) => format!("set {link} mtu {m}"),
         (None, None) => return Ok(()),
     };
-    netlink(netns, |h| async move {
-        let mut msg = LinkUnspec::new_with_name(link);
-        msg = match up {
-            Some(true) => msg.up(),
-            Some(false) => msg.down(),
-            None => msg,
-        };
-        if let Some(m) = mtu {
-            msg = msg.mtu(m);
-        }
-        h.link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(fail(netns, what))
-    })
+    let mut msg = LinkUnspec::new_with_name(link);
+    msg = match up {
+        Some(true) => msg.up(),
+        Some(false) => msg.down(),
+        None => msg,
+    };
+    if let Some(m) = mtu {
+        msg = msg.mtu(m);
+    }
+    h.link()
+        .set(msg.build())
+        .execute()
+        .await
+        .map_err(fail(netns, what))
 }
 
 /// Add or delete the route `dst via via`, as podlab's own routes are made

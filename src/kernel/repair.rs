@@ -14,8 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::TryStreamExt;
 use serde::Serialize;
 
-use super::netns::Netns;
-use super::{sysctl, Error};
+use super::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fix", rename_all = "camelCase")]
@@ -117,89 +116,47 @@ pub fn run(fixes: &[Fix]) -> Vec<(Fix, Result<(), Error>)> {
 }
 
 fn run_in(netns: &str, fixes: &[&Fix]) -> Vec<(Fix, Result<(), Error>)> {
-    let fail_all = |e: &Error| -> Vec<(Fix, Result<(), Error>)> {
-        fixes
-            .iter()
-            .map(|f| {
-                (
-                    (*f).clone(),
-                    Err(Error::Io {
-                        what: f.to_string(),
-                        source: std::io::Error::other(e.to_string()),
-                    }),
-                )
-            })
-            .collect()
-    };
-    let ns = match Netns::open(netns) {
-        Ok(ns) => ns,
-        Err(e) => return fail_all(&e),
-    };
-    let inside = match ns.enter() {
-        Ok(g) => g,
-        Err(e) => return fail_all(&e),
-    };
-    // Sysctls go through /proc of this thread's namespace; the netlink
-    // socket is made here too, so it lives in the namespace.
-    let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE);
     let mut results: Vec<(Fix, Result<(), Error>)> = Vec::new();
     let mut netlink_fixes = Vec::new();
     for f in fixes {
         match f {
             Fix::Sysctl { key, value, .. } => {
-                results.push(((*f).clone(), sysctl::set(netns, key, value)));
+                results.push(((*f).clone(), super::change::set_sysctl(netns, key, value)));
             }
-            _ => netlink_fixes.push(*f),
+            _ => netlink_fixes.push((*f).clone()),
         }
     }
-    drop(inside);
     if netlink_fixes.is_empty() {
         return results;
     }
-    let sock = match sock {
-        Ok(s) => s,
-        Err(source) => {
-            let e = Error::Io {
-                what: format!("netlink socket in {netns}"),
-                source,
-            };
-            results.extend(
-                fail_all(&e)
-                    .into_iter()
-                    .filter(|(f, _)| netlink_fixes.contains(&f)),
-            );
-            return results;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(source) => {
-            let e = Error::Io {
-                what: "tokio runtime".into(),
-                source,
-            };
-            results.extend(
-                fail_all(&e)
-                    .into_iter()
-                    .filter(|(f, _)| netlink_fixes.contains(&f)),
-            );
-            return results;
-        }
-    };
-    rt.block_on(async {
-        use std::os::fd::{FromRawFd, IntoRawFd};
-        // SAFETY: the descriptor comes straight out of an owned socket.
-        let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
-        let (conn, nl, _) = rtnetlink::from_socket(sock);
-        tokio::spawn(conn);
-        for f in netlink_fixes {
-            let r = apply_one(&nl, netns, f).await;
-            results.push((f.clone(), r));
+    // One connection for the namespace's fixes, each tried in turn.
+    let done = super::change::netlink(netns, |nl| {
+        let fixes = netlink_fixes.clone();
+        async move {
+            let mut out = Vec::new();
+            for f in fixes {
+                let r = apply_one(&nl, netns, &f).await;
+                out.push((f, r));
+            }
+            Ok(out)
         }
     });
+    match done {
+        Ok(out) => results.extend(out),
+        Err(e) => {
+            let why = e.to_string();
+            results.extend(netlink_fixes.into_iter().map(|f| {
+                let what = f.to_string();
+                (
+                    f,
+                    Err(Error::Io {
+                        what,
+                        source: std::io::Error::other(why.clone()),
+                    }),
+                )
+            }))
+        }
+    }
     results
 }
 
@@ -220,7 +177,7 @@ async fn link_index(nl: &rtnetlink::Handle, netns: &str, link: &str) -> Result<u
 }
 
 async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(), Error> {
-    use rtnetlink::{LinkUnspec, RouteMessageBuilder};
+    use rtnetlink::RouteMessageBuilder;
     let fail = |what: String| {
         let netns = netns.to_string();
         move |source| Error::Netlink {
@@ -242,20 +199,10 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                 .map_err(fail(format!("delete the root qdisc of {link}")))
         }
         Fix::LinkUp { link, .. } => {
-            let index = link_index(nl, netns, link).await?;
-            nl.link()
-                .set(LinkUnspec::new_with_index(index).up().build())
-                .execute()
-                .await
-                .map_err(fail(format!("set {link} up")))
+            super::change::set_link_with(nl, netns, link, Some(true), None).await
         }
         Fix::Mtu { link, mtu, .. } => {
-            let index = link_index(nl, netns, link).await?;
-            nl.link()
-                .set(LinkUnspec::new_with_index(index).mtu(*mtu).build())
-                .execute()
-                .await
-                .map_err(fail(format!("set {link} mtu {mtu}")))
+            super::change::set_link_with(nl, netns, link, None, Some(*mtu)).await
         }
         Fix::Address { link, want, .. } => {
             let index = link_index(nl, netns, link).await?;
