@@ -300,7 +300,7 @@ fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
                     r.files.insert(p.key());
                 }
             }
-            Finding::PodDown { pod, .. } => {
+            Finding::PodDown { pod, .. } | Finding::DnsUnhealthy { pod, .. } => {
                 r.restart.insert(pod.clone());
             }
             // Rules are compared again once the daemon has resynced.

@@ -23,6 +23,10 @@ use nftables::schema::Nftables;
 
 use crate::plan::{kubeproxy, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 
+/// Set in every pod's namespace before its eth0 comes up: a gratuitous
+/// ARP when it does (see `wire_pod`).
+const POD_SYSCTLS: [(&str, &str); 1] = [("net.ipv4.conf.all.arp_notify", "1")];
+
 /// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
 const POD_BRIDGE_INDEX: u32 = 3;
 /// The node network bridge's index in the `net` namespace.
@@ -279,7 +283,7 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     for batch in plan.pods.chunks(POD_BATCH) {
         let names = batch
             .iter()
-            .map(|p| (p.netns.clone(), Vec::new()))
+            .map(|p| (p.netns.clone(), POD_SYSCTLS.to_vec()))
             .collect();
         let made = create_many_async(names).await?;
         stream::iter(batch.iter().zip(&made).map(Ok))
@@ -386,7 +390,7 @@ async fn add_pods_async(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
     for batch in pods.chunks(POD_BATCH) {
         let names = batch
             .iter()
-            .map(|p| (p.netns.clone(), Vec::new()))
+            .map(|p| (p.netns.clone(), POD_SYSCTLS.to_vec()))
             .collect();
         let made = create_many_async(names).await?;
         stream::iter(batch.iter().zip(&made).map(Ok))
@@ -480,8 +484,12 @@ async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Err
         .execute()
         .await
         .map_err(node.fail(format!("set hairpin on {}", pod.host_veth)))?;
-    bring_up(ns).await?;
+    // Address first, then up: with `arp_notify` the pod announces its
+    // address as eth0 comes up, so that neighbours still holding the MAC of
+    // a pod that had the address before (`apply` made it anew) learn the
+    // new one at once, not after their entry goes stale.
     add_addr(ns, ETH0_INDEX, pod.ip, pod.prefix).await?;
+    bring_up(ns).await?;
     add_route(ns, Ipv4Addr::UNSPECIFIED, 0, pod.gateway).await
 }
 

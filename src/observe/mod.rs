@@ -78,6 +78,11 @@ pub enum Finding {
         pod: String,
         status: String,
     },
+    /// The cluster DNS pod runs but its responder does not answer.
+    DnsUnhealthy {
+        pod: String,
+        detail: String,
+    },
     /// A queueing discipline the lab did not make (`tbf`, `netem`, ...):
     /// every link podlab makes sends without a queue (`noqueue`).
     Qdisc {
@@ -103,7 +108,7 @@ impl Finding {
             | Finding::WrongMtu { netns, link, .. }
             | Finding::NotOnBridge { netns, link, .. }
             | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
-            Finding::PodDown { .. } => None,
+            Finding::PodDown { .. } | Finding::DnsUnhealthy { .. } => None,
         }
     }
 }
@@ -164,6 +169,12 @@ impl fmt::Display for Finding {
                 write!(f, "{netns}: {path} is not the one podlab wrote")
             }
             Finding::PodDown { pod, status } => write!(f, "pod {pod} is {status}"),
+            Finding::DnsUnhealthy { pod, detail } => {
+                write!(
+                    f,
+                    "the DNS responder of pod {pod} does not answer: {detail}"
+                )
+            }
             Finding::Qdisc { netns, link, qdisc } => {
                 write!(
                     f,
@@ -410,16 +421,21 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             }
             check_mtu(v, &n.netns, &p.host_veth, mtu, &mut findings);
         }
-        match crate::kernel::netns::run_in(&n.netns, || {
-            crate::kernel::sysctl::get(&n.netns, "net.ipv4.ip_forward")
-        }) {
-            Ok(Ok(have)) if have != "1" => findings.push(Finding::Sysctl {
-                netns: n.netns.clone(),
-                key: "net.ipv4.ip_forward".into(),
-                want: "1".into(),
-                have,
-            }),
-            _ => {}
+        // Forwarding, and bridged traffic through conntrack (without it a
+        // same-node Service reply is not translated back). A key the
+        // kernel lacks (no br_netfilter module) was warned about at `up`.
+        for key in ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"] {
+            match crate::kernel::netns::run_in(&n.netns, || {
+                crate::kernel::sysctl::get(&n.netns, key)
+            }) {
+                Ok(Ok(have)) if have != "1" => findings.push(Finding::Sysctl {
+                    netns: n.netns.clone(),
+                    key: key.into(),
+                    want: "1".into(),
+                    have,
+                }),
+                _ => {}
+            }
         }
     }
     for c in &plan.clients {
@@ -499,9 +515,55 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             }
         }
     }
+    if let Some(f) = dns_health(plan, status) {
+        findings.push(f);
+    }
     let mut seen = std::collections::HashSet::new();
     findings.retain(|f| seen.insert(f.to_string()));
     findings
+}
+
+/// Ask the running coredns pod itself (from its node, no Service in the
+/// way) for kube-dns's own name: the responder answers, and right.
+fn dns_health(plan: &Plan, status: Option<&DaemonStatus>) -> Option<Finding> {
+    let pod = plan
+        .pods
+        .iter()
+        .find(|p| p.role == crate::plan::PodRole::Dns)?;
+    let running = status?
+        .pod(&pod.namespace, &pod.name)
+        .is_some_and(|s| s.status == "Running");
+    let node = plan.node(&pod.node)?;
+    if !running || !Netns::exists(&node.netns) {
+        return None;
+    }
+    let name = format!("kube-dns.kube-system.svc.{}", plan.cluster_domain);
+    let unhealthy = |detail: String| Finding::DnsUnhealthy {
+        pod: pod.key(),
+        detail,
+    };
+    match crate::runtime::dns::ask_from(
+        &node.netns,
+        std::net::IpAddr::V4(pod.ip),
+        &name,
+        crate::plan::dns::Qtype::A,
+        false,
+        std::time::Duration::from_millis(500),
+    ) {
+        Err(e) => Some(unhealthy(format!("{name}: {e}"))),
+        Ok(r)
+            if !r
+                .records
+                .iter()
+                .any(|rec| rec.data == crate::plan::dns::Data::A(plan.dns_ip)) =>
+        {
+            Some(unhealthy(format!(
+                "{name}: rcode {} without {}",
+                r.rcode, plan.dns_ip
+            )))
+        }
+        Ok(_) => None,
+    }
 }
 
 /// Traffic control on any link of the lab: podlab makes every veth and
