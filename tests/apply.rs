@@ -93,6 +93,12 @@ impl Path {
 }
 
 fn first_broken(lab: &Up, to: &str) -> (Option<i32>, String, String) {
+    let (code, check, _, report) = first_broken_step(lab, to);
+    (code, check, report)
+}
+
+/// Exit code, the first broken step's check and evidence, the report.
+fn first_broken_step(lab: &Up, to: &str) -> (Option<i32>, String, String, String) {
     let o = run(&["diagnose", "--lab", &lab.lab, "client", to, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("diagnose --json: {e}\n{}", text(&o)));
@@ -101,11 +107,15 @@ fn first_broken(lab: &Up, to: &str) -> (Option<i32>, String, String) {
         .expect("steps")
         .iter()
         .find(|s| s["ok"] == false);
+    let field = |f: &str| {
+        broken
+            .map(|s| s[f].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
     (
         o.status.code(),
-        broken
-            .map(|s| s["check"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default(),
+        field("check"),
+        field("evidence"),
         v.to_string(),
     )
 }
@@ -114,6 +124,17 @@ fn first_broken(lab: &Up, to: &str) -> (Option<i32>, String, String) {
 /// step `expect_step` first, repair with `apply` of the same file, and
 /// check that everything works again.
 fn breakage(name: &str, path: Path, expect_step: &str, breakage: impl Fn(&Up, &LabFile)) {
+    breakage_with(name, path, expect_step, "", breakage)
+}
+
+/// `breakage`, with what the failed step's evidence must say.
+fn breakage_with(
+    name: &str,
+    path: Path,
+    expect_step: &str,
+    expect_evidence: &str,
+    breakage: impl Fn(&Up, &LabFile),
+) {
     if !root_or_skip(name) {
         return;
     }
@@ -135,11 +156,15 @@ fn breakage(name: &str, path: Path, expect_step: &str, breakage: impl Fn(&Up, &L
         !path.works(&lab),
         "{name}: the breakage did not break the path"
     );
-    let (code, step, report) = first_broken(&lab, path.diagnose_to());
+    let (code, step, evidence, report) = first_broken_step(&lab, path.diagnose_to());
     assert_eq!(code, Some(1), "{name}: {report}");
     assert!(
         step.contains(expect_step),
         "{name}: first broken step is {step:?}, expected one about {expect_step:?}\n{report}"
+    );
+    assert!(
+        evidence.contains(expect_evidence),
+        "{name}: evidence {evidence:?} should say {expect_evidence:?}\n{report}"
     );
 
     let o = run(&["apply", file.path.to_str().expect("utf-8")]);
@@ -338,17 +363,25 @@ fn resolv_conf_points_elsewhere() {
 
 #[test]
 fn deny_all_policy() {
-    breakage("ap-np", Path::Pod, "network policies allow", |lab, file| {
-        let denied = lab_file(&format!("{}{DENY_ALL}", lab_text(&lab.lab)));
-        let o = run(&["apply", denied.path.to_str().expect("utf-8")]);
-        assert!(o.status.success(), "apply deny-all\n{}", text(&o));
-        assert!(
-            stdout(&o).contains("networkpolicy default/deny-all created"),
-            "{}",
-            text(&o)
-        );
-        let _ = file;
-    });
+    // The evidence counts the drops the kernel made (the failed curl's).
+    let evidence = "packets dropped so far, counter drop-ingress-default-server";
+    breakage_with(
+        "ap-np",
+        Path::Pod,
+        "network policies allow",
+        evidence,
+        |lab, file| {
+            let denied = lab_file(&format!("{}{DENY_ALL}", lab_text(&lab.lab)));
+            let o = run(&["apply", denied.path.to_str().expect("utf-8")]);
+            assert!(o.status.success(), "apply deny-all\n{}", text(&o));
+            assert!(
+                stdout(&o).contains("networkpolicy default/deny-all created"),
+                "{}",
+                text(&o)
+            );
+            let _ = file;
+        },
+    );
 }
 
 fn netns_inode(name: &str) -> u64 {

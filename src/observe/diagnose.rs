@@ -553,9 +553,23 @@ fn policy_checks(
         ));
     }
     if !ok {
-        evidence.push(format!(
-            "this flow (TCP {port}) is dropped: no rule allows it"
-        ));
+        // The isolation's own drop counter, as `get netpol` shows it: the
+        // drops the kernel has counted so far.
+        let isolated = if ingress.is_empty() {
+            (PolicyType::Egress, from)
+        } else {
+            (PolicyType::Ingress, to)
+        };
+        let name = netpol::drop_counter(isolated.0, &isolated.1.namespace, &isolated.1.name);
+        let drops = crate::kernel::counters::read(plan, netpol::TABLE)
+            .ok()
+            .and_then(|c| c.get(&name).map(|c| c.packets));
+        evidence.push(match drops {
+            Some(n) => format!(
+                "this flow (TCP {port}) is dropped: no rule allows it ({n} packets dropped so far, counter {name})"
+            ),
+            None => format!("this flow (TCP {port}) is dropped: no rule allows it"),
+        });
     }
     step(
         steps,
