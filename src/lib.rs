@@ -16,3 +16,19 @@ pub mod probe;
 pub mod reconcile;
 pub mod runtime;
 pub mod state;
+
+/// An error with its causes, as one line: `a: b: c` (a cause already in
+/// the message is not repeated). What every command prints.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

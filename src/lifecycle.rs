@@ -93,7 +93,7 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
 
 /// The text of the lab file a plan was made from, where it can be read.
 fn source_text(plan: &Plan) -> Option<String> {
-    if plan.source == crate::cli::DEMO_SOURCE {
+    if plan.source == crate::lab::DEMO_SOURCE {
         return Some(crate::lab::DEMO.to_string());
     }
     std::fs::read_to_string(&plan.source).ok()
@@ -215,7 +215,7 @@ pub fn down(lab: &str) -> DownReport {
     report.errors.extend(
         teardown::remove_namespaces(&names)
             .iter()
-            .map(|e| crate::cli::error_chain(e)),
+            .map(|e| crate::error_chain(e)),
     );
     if let Err(e) = state::remove(lab) {
         report

@@ -422,16 +422,13 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
             .collect();
         let mut errors: Vec<String> = repair::run(&fixes)
             .into_iter()
-            .filter_map(|(f, r)| {
-                r.err()
-                    .map(|e| format!("{f}: {}", crate::cli::error_chain(&e)))
-            })
+            .filter_map(|(f, r)| r.err().map(|e| format!("{f}: {}", crate::error_chain(&e))))
             .collect();
         let names: Vec<String> = pods.iter().map(|p| p.netns.clone()).collect();
         errors.extend(
             teardown::remove_namespaces(&names)
                 .iter()
-                .map(|e| crate::cli::error_chain(e)),
+                .map(|e| crate::error_chain(e)),
         );
         errors
     };
@@ -481,7 +478,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
             Ok(()) => report.repaired.push(f.to_string()),
             Err(e) => report
                 .failed
-                .push(format!("{f}: {}", crate::cli::error_chain(&e))),
+                .push(format!("{f}: {}", crate::error_chain(&e))),
         }
     }
 

@@ -139,25 +139,10 @@ impl From<crate::kernel::Error> for CliError {
     }
 }
 
-/// An error with its whole cause chain on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use crate::error_chain;
+pub use crate::lab::DEMO_SOURCE;
 
 pub type Result<T> = std::result::Result<T, CliError>;
-
-/// What a plan made from the built-in lab gives as its source.
-pub const DEMO_SOURCE: &str = "built-in demo lab";
 
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -252,7 +252,7 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
     } else {
         lifecycle::up(&loaded.plan, &mut |_| {}, timeout).map_err(|e| Error::Up {
             lab: lab_name.clone(),
-            message: crate::cli::error_chain(&e),
+            message: crate::error_chain(&e),
         })?;
         true
     };
@@ -273,7 +273,7 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
                     let _ = faults_run::clear(&lab_name, &ids);
                     return Err(Error::Inject {
                         fault: fp.fault.clone(),
-                        message: crate::cli::error_chain(&e),
+                        message: crate::error_chain(&e),
                     });
                 }
             }
@@ -548,7 +548,7 @@ pub fn apply_fix(lab: &str, fix: &Fix) -> Result<(), String> {
             let desired = plan::build_with(&file, Some(&plan)).map_err(|e| e.to_string())?;
             crate::reconcile::apply(lab, &desired)
                 .map(drop)
-                .map_err(|e| crate::cli::error_chain(&e))
+                .map_err(|e| crate::error_chain(&e))
         }
     }
 }

@@ -193,7 +193,7 @@ pub fn clear(lab: &str, ids: &[u32]) -> Result<Vec<Cleared>, Error> {
             .undo
             .iter()
             .filter_map(|s| run_step(lab, s, false).err())
-            .map(|e| crate::cli::error_chain(&e))
+            .map(|e| crate::error_chain(&e))
             .collect();
         if errors.is_empty() {
             record.faults.retain(|r| r.id != f.id);
@@ -391,7 +391,7 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
         }
         Step::ApplyPlan { plan, .. } => crate::reconcile::apply(lab, plan)
             .map(drop)
-            .map_err(|e| Error::Apply(crate::cli::error_chain(&e))),
+            .map_err(|e| Error::Apply(crate::error_chain(&e))),
     }
 }
 
@@ -470,7 +470,7 @@ pub fn exec(
 /// The lab file a running lab was made from, decoded: plan-level faults
 /// change it and plan again.
 pub fn lab_file_of(plan: &Plan) -> Result<crate::lab::LabFile, crate::lab::LabError> {
-    if plan.source == crate::cli::DEMO_SOURCE {
+    if plan.source == crate::lab::DEMO_SOURCE {
         return crate::lab::parse(&plan.source, crate::lab::DEMO);
     }
     crate::lab::load(std::path::Path::new(&plan.source))

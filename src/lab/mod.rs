@@ -25,6 +25,9 @@ use std::path::Path;
 /// The built-in lab: two nodes and the seed's two pods, one per node.
 pub const DEMO: &str = include_str!("demo.yaml");
 
+/// What a lab decoded from `DEMO` gives as its source.
+pub const DEMO_SOURCE: &str = "built-in demo lab";
+
 /// Decode and validate a lab file. `source` names it in messages.
 ///
 /// Every problem is reported, sorted by position, not just the first.

@@ -244,7 +244,7 @@ pub struct Live {
 
 impl Kernel for Live {
     fn facts(&mut self, netns: &str, dst: Ipv4Addr) -> Result<Facts, String> {
-        route::facts(netns, dst).map_err(|e| crate::cli::error_chain(&e))
+        route::facts(netns, dst).map_err(|e| crate::error_chain(&e))
     }
 
     fn conntrack(
@@ -274,7 +274,7 @@ impl Kernel for Live {
             });
         match (announced, read) {
             (Some(e), _) => Ok(Some(e)),
-            (None, Err(e)) => Err(crate::cli::error_chain(&e)),
+            (None, Err(e)) => Err(crate::error_chain(&e)),
             (None, Ok(_)) => Ok(None),
         }
     }
@@ -282,7 +282,7 @@ impl Kernel for Live {
     fn nat_table(&mut self, netns: &str, table: &str) -> Result<Option<NatTable>, String> {
         nft::list_json(netns, &["table", "ip", table])
             .map(|json| json.map(|j| NatTable::parse(&j)))
-            .map_err(|e| crate::cli::error_chain(&e))
+            .map_err(|e| crate::error_chain(&e))
     }
 }
 
@@ -1330,7 +1330,7 @@ pub fn trace(
         (Err(e), _) | (_, Err(e)) => {
             notes.push(format!(
                 "NetworkPolicy counters unreadable: {}",
-                crate::cli::error_chain(&e)
+                crate::error_chain(&e)
             ));
             Deltas::new()
         }

@@ -162,8 +162,8 @@ pub async fn ask(
 ) -> Result<Answer, String> {
     let ns = netns.to_string();
     let sock = tokio::task::spawn_blocking(move || {
-        let n = Netns::open(&ns).map_err(|e| crate::cli::error_chain(&e))?;
-        let _inside = n.enter().map_err(|e| crate::cli::error_chain(&e))?;
+        let n = Netns::open(&ns).map_err(|e| crate::error_chain(&e))?;
+        let _inside = n.enter().map_err(|e| crate::error_chain(&e))?;
         let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(|e| e.to_string())?;
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         Ok::<_, String>(s)

@@ -42,8 +42,8 @@ pub enum Seen {
 
 /// Create a socket inside `netns`, on the calling (blocking) thread.
 fn in_netns<T>(netns: &str, make: impl FnOnce() -> io::Result<T>) -> Result<T, String> {
-    let ns = Netns::open(netns).map_err(|e| crate::cli::error_chain(&e))?;
-    let _inside = ns.enter().map_err(|e| crate::cli::error_chain(&e))?;
+    let ns = Netns::open(netns).map_err(|e| crate::error_chain(&e))?;
+    let _inside = ns.enter().map_err(|e| crate::error_chain(&e))?;
     make().map_err(|e| format!("cannot create a socket in {netns}: {e}"))
 }
 
