@@ -28,6 +28,7 @@ pub struct Args {
     kind: Kind,
     /// Its name.
     name: String,
+    /// Its namespace.
     #[arg(short, long, default_value = "default")]
     namespace: String,
     /// The lab (default: the only one up).

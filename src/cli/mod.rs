@@ -52,9 +52,11 @@ enum Command {
     Get(get::Args),
     /// Run a command inside a pod, a node, `external` or `lb`.
     Exec(exec::Args),
-    /// Delete a pod from a running lab: its endpoints leave every service.
+    /// Delete a pod, service or network policy from a running lab
     Delete(delete::Args),
+    /// Change a running lab to match its (edited) file, and repair drift
     Apply(apply::Args),
+    /// Set a Deployment's replicas in a running lab
     Scale(scale::Args),
     /// Walk the troubleshooting checklist from a pod to a pod, service or name.
     Diagnose(diagnose::Args),
@@ -72,9 +74,7 @@ enum Command {
     Exercise(exercise::Args),
     /// The per-lab daemon (started by `up`).
     #[command(name = DAEMON_ARG, hide = true)]
-    Daemon {
-        lab: String,
-    },
+    Daemon { lab: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -13,10 +13,14 @@ enum Kind {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// What to scale.
     kind: Kind,
+    /// The Deployment's name.
     name: String,
+    /// How many pods it should run (0 stops them all).
     #[arg(long)]
     replicas: u32,
+    /// The Deployment's namespace.
     #[arg(short, long, default_value = "default")]
     namespace: String,
     /// The lab (default: the only one up).

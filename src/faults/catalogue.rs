@@ -258,6 +258,18 @@ pub(crate) fn pod_at(p: &PodPlan) -> String {
     }
 }
 
+/// A root qdisc `spec` on node `n`'s eth0, and its removal as the undo.
+fn shape_eth0(fp: &mut FaultPlan, n: &NodePlan, spec: Vec<String>) {
+    let step = |spec| Step::Qdisc {
+        netns: n.netns.clone(),
+        at: node_at(n),
+        link: ETH0.into(),
+        spec,
+    };
+    fp.inject.push(step(Some(spec)));
+    fp.undo.push(step(None));
+}
+
 fn node_at(n: &NodePlan) -> String {
     format!("node/{}", n.name)
 }
@@ -736,18 +748,7 @@ pub(super) fn plan(
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            fp.inject.push(Step::Qdisc {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: ETH0.into(),
-                spec: Some(spec),
-            });
-            fp.undo.push(Step::Qdisc {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: ETH0.into(),
-                spec: None,
-            });
+            shape_eth0(&mut fp, n, spec);
             fp
         }
         "latency" => {
@@ -765,18 +766,7 @@ pub(super) fn plan(
                 spec.push(jitter.clone());
                 fp.params.insert("jitter".into(), jitter);
             }
-            fp.inject.push(Step::Qdisc {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: ETH0.into(),
-                spec: Some(spec),
-            });
-            fp.undo.push(Step::Qdisc {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: ETH0.into(),
-                spec: None,
-            });
+            shape_eth0(&mut fp, n, spec);
             fp
         }
         "packet-loss" => {

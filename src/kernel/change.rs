@@ -1,7 +1,6 @@
 //! Small changes to a running lab's namespaces, and the reads that check
 //! them: a link up or down or its MTU, a route, a sysctl, a tool (`tc`,
-//! `nft`) run inside a namespace, the queueing disciplines and nftables
-//! ruleset a namespace holds.
+//! `nft`) run inside a namespace, the queueing disciplines it holds.
 //!
 //! What faults inject and undo (`crate::faults`) and what `observe` reads
 //! back. Each call does its work on a thread of its own that enters the
@@ -117,11 +116,6 @@ pub fn set_sysctl(netns: &str, key: &str, value: &str) -> Result<(), Error> {
     in_thread(netns, || sysctl::set(netns, key, value))
 }
 
-/// Read a sysctl inside `netns`.
-pub fn get_sysctl(netns: &str, key: &str) -> Result<String, Error> {
-    in_thread(netns, || sysctl::get(netns, key))
-}
-
 /// Run `f` on a thread of its own inside `netns`.
 fn in_thread<T: Send>(
     netns: &str,
@@ -235,97 +229,4 @@ pub(super) async fn qdiscs_with(h: &rtnetlink::Handle, netns: &str) -> Result<Ve
         .try_collect()
         .await
         .map_err(fail(netns, "list qdiscs".into()))
-}
-
-/// `nft -j -s list ruleset` inside `netns`: stateless (no counter values),
-/// as JSON.
-pub fn nft_ruleset(netns: &str) -> Result<serde_json::Value, Error> {
-    let args: Vec<String> = ["-j", "-s", "list", "ruleset"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let out = run_tool(netns, "nft", &args, None)?;
-    parse_listing(netns, &out)
-}
-
-fn parse_listing(netns: &str, out: &Output) -> Result<serde_json::Value, Error> {
-    if !out.status.success() {
-        return Err(Error::Nft {
-            netns: netns.to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| Error::Nft {
-        netns: netns.to_string(),
-        message: format!("cannot read `nft -j` output: {e}"),
-    })
-}
-
-/// What the kernel makes of a ruleset (`nft -j` input): loaded into a
-/// fresh anonymous namespace and listed back as `nft_ruleset` lists a
-/// lab's, so that the two compare like for like. The namespace belongs to
-/// one short-lived thread and is gone when it ends: nothing is pinned,
-/// nothing can be left behind.
-pub fn nft_as_loaded(json: &str) -> Result<serde_json::Value, Error> {
-    const WHERE: &str = "a scratch namespace";
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
-                Error::Netns {
-                    name: WHERE.into(),
-                    op: "unshare",
-                    source: e,
-                }
-            })?;
-            let run = |args: &[&str], stdin: Option<&str>| -> Result<Output, Error> {
-                let mut child = Command::new("nft")
-                    .args(args)
-                    .stdin(if stdin.is_some() {
-                        Stdio::piped()
-                    } else {
-                        Stdio::null()
-                    })
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            missing_tool("nft")
-                        } else {
-                            Error::Io {
-                                what: "run nft".into(),
-                                source: e,
-                            }
-                        }
-                    })?;
-                if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                    use std::io::Write;
-                    pipe.write_all(text.as_bytes()).map_err(|e| Error::Io {
-                        what: "feed nft".into(),
-                        source: e,
-                    })?;
-                }
-                child.wait_with_output().map_err(|e| Error::Io {
-                    what: "run nft".into(),
-                    source: e,
-                })
-            };
-            let loaded = run(&["-j", "-f", "-"], Some(json))?;
-            if !loaded.status.success() {
-                return Err(Error::Nft {
-                    netns: WHERE.into(),
-                    message: String::from_utf8_lossy(&loaded.stderr).trim().to_string(),
-                });
-            }
-            let listed = run(&["-j", "-s", "list", "ruleset"], None)?;
-            parse_listing(WHERE, &listed)
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(Error::Nft {
-                netns: WHERE.into(),
-                message: "scratch thread panicked".into(),
-            })
-        })
-    })
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::kernel::inspect::{self, NetnsView};
 use crate::kernel::netns::{self, Netns};
-use crate::kernel::{change, nft, sysctl};
+use crate::kernel::{nft, sysctl};
 use crate::lab::PolicyType;
 use crate::lab::Protocol;
 use crate::plan::netpol;
@@ -350,20 +350,18 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
         evidence,
         exec(&target, "ip link show eth0"),
     );
-    let links: Vec<(u32, String)> = match views.get(&node.netns) {
-        Ok(v) => v.links.iter().map(|l| (l.index, l.name.clone())).collect(),
-        Err(_) => Vec::new(),
-    };
-    let (ok, evidence) = match change::qdiscs(&node.netns) {
-        Err(e) => (false, e.to_string()),
-        Ok(q) => {
+    // The node's view holds its qdiscs, read on the same connection.
+    let (ok, evidence) = match views.get(&node.netns) {
+        Err(e) => (false, e.clone()),
+        Ok(v) => {
             let names = |i: u32| {
-                links
+                v.links
                     .iter()
-                    .find(|(x, _)| *x == i)
-                    .map_or_else(|| i.to_string(), |(_, n)| n.clone())
+                    .find(|l| l.index == i)
+                    .map_or_else(|| i.to_string(), |l| l.name.clone())
             };
-            let shaped: Vec<String> = q
+            let shaped: Vec<String> = v
+                .qdiscs
                 .iter()
                 .filter(|q| q.kind != "noqueue")
                 .map(|q| format!("{} on {}", q.kind, names(q.index)))
@@ -389,7 +387,7 @@ fn node_checks(plan: &Plan, node: &NodePlan, views: &mut Views, steps: &mut Vec<
         evidence,
         exec(&target, "tc qdisc show"),
     );
-    let (ok, evidence) = match change::nft_ruleset(&node.netns) {
+    let (ok, evidence) = match nft::list_ruleset(&node.netns) {
         Err(e) => (false, e.to_string()),
         Ok(listing) => {
             let ours = [

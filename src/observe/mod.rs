@@ -185,23 +185,17 @@ impl fmt::Display for Finding {
     }
 }
 
-fn read(netns: &str, findings: &mut Vec<Finding>) -> Option<NetnsView> {
+/// A namespace's links, addresses, routes and qdiscs, or why not.
+fn read(netns: &str) -> Result<NetnsView, Finding> {
     if !Netns::exists(netns) {
-        findings.push(Finding::MissingNamespace {
+        return Err(Finding::MissingNamespace {
             netns: netns.into(),
         });
-        return None;
     }
-    match inspect::view(netns) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            findings.push(Finding::Unreadable {
-                netns: netns.into(),
-                error: e.to_string(),
-            });
-            None
-        }
-    }
+    inspect::view(netns).map_err(|e| Finding::Unreadable {
+        netns: netns.into(),
+        error: e.to_string(),
+    })
 }
 
 fn check_link(
@@ -260,11 +254,6 @@ fn check_route(
     }
 }
 
-/// Compare the node network, nodes and pods with the plan.
-pub fn compare(plan: &Plan) -> Vec<Finding> {
-    compare_with(plan, None)
-}
-
 /// Pods the daemon does not report ready: kube-proxy's rules and DNS leave
 /// them out, so the expected rules do too. Without a daemon, none.
 pub fn not_ready(plan: &Plan, status: Option<&DaemonStatus>) -> std::collections::HashSet<String> {
@@ -294,11 +283,7 @@ fn read_all(names: &[&str]) -> Vec<(String, Result<NetnsView, Finding>)> {
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|n| {
-                            let mut f = Vec::new();
-                            let v = read(n, &mut f);
-                            (n.to_string(), v.ok_or_else(|| f.remove(0)))
-                        })
+                        .map(|n| (n.to_string(), read(n)))
                         .collect::<Vec<_>>()
                 })
             })
