@@ -99,8 +99,9 @@ lab_of() {
   esac
 }
 
-# Print the commands of a file, each as "LINE<TAB>command" with the lines
-# of a continued command joined by "\n" escapes (printf %b undoes them).
+# Print the commands of a file, each as "LINE<TAB>command", the lines of a
+# continued command joined by the unit separator \x1f (a backslash of the
+# command itself stays as written).
 extract() {
   case $1 in
     README.md)
@@ -110,13 +111,13 @@ extract() {
         tour && /^```console/ {block=1; next}
         block && /^```/ {block=0; next}
         block && /^\$ / {if (cmd != "") print line "\t" cmd; line=NR; cmd=substr($0, 3); next}
-        block && /^> / {cmd=cmd "\\n" substr($0, 3); next}
+        block && /^> / {cmd=cmd "\037" substr($0, 3); next}
         block {if (cmd != "") print line "\t" cmd; cmd=""}
         END {if (cmd != "") print line "\t" cmd}' "$1" ;;
     *)
       awk '
         /^# +\$ / {if (cmd != "") print line "\t" cmd; line=NR; sub(/^# +\$ /, ""); cmd=$0; next}
-        /^# +> / {sub(/^# +> /, ""); cmd=cmd "\\n" $0; next}
+        /^# +> / {sub(/^# +> /, ""); cmd=cmd "\037" $0; next}
         {if (cmd != "") print line "\t" cmd; cmd=""}
         END {if (cmd != "") print line "\t" cmd}' "$1" ;;
   esac
@@ -144,7 +145,8 @@ for file in "${files[@]}"; do
   echo "check-docs: $file (lab $lab, ${#commands[@]} commands)"
   for rec in "${commands[@]}"; do
     line=${rec%%$'\t'*}
-    cmd=$(printf '%b' "${rec#*$'\t'}")
+    cmd=${rec#*$'\t'}
+    cmd=${cmd//$'\x1f'/$'\n'}
     first=${cmd%%$'\n'*}
     comment=""
     if [[ $first == *" # "* ]]; then comment=${first#*" # "}; fi
