@@ -94,7 +94,7 @@ trap 'cleanup; rm -f "$log"' EXIT
 # The lab a file's commands run against.
 lab_of() {
   case $1 in
-    README.md) echo demo ;;
+    *README.md) echo demo ;;
     *) awk '/^metadata:/ {m=1; next} m && /^  name:/ {print $2; exit}' "$1" ;;
   esac
 }
@@ -104,7 +104,7 @@ lab_of() {
 # command itself stays as written).
 extract() {
   case $1 in
-    README.md)
+    *README.md)
       awk '
         /^## A 5-minute tour/ {tour=1; next}
         tour && /^## / {exit}
