@@ -21,7 +21,8 @@
 # commands that pick "the only lab up" get `--lab` added, so the text is run
 # as a learner alone on the machine would run it.
 #
-# Usage: sudo scripts/check-docs.sh [README.md | labs/FILE.yaml ...]
+# Usage: sudo scripts/check-docs.sh [-v] [README.md | labs/FILE.yaml ...]
+#   -v prints every command's output (to check what the text says of it).
 #   PODLAB=path/to/podlab picks the binary (default: target/release/podlab,
 #   else target/debug/podlab).
 set -uo pipefail
@@ -44,6 +45,8 @@ fi
 podlab_bin=$(realpath "$podlab_bin")
 export PATH="$(dirname "$podlab_bin"):$PATH"
 
+verbose=0
+if [ "${1:-}" = -v ]; then verbose=1; shift; fi
 files=("$@")
 if [ "${#files[@]}" -eq 0 ]; then
   files=(README.md labs/*.yaml)
@@ -171,6 +174,7 @@ $cmd" </dev/null >"$log" 2>&1
     esac
     if [ "$ok" -eq 1 ]; then
       printf '  ok    %s:%s  %s  (exit %s, %.1fs)\n' "$file" "$line" "${first:0:90}" "$rc" "$took"
+      if [ "$verbose" -eq 1 ]; then sed 's/^/        | /' "$log"; fi
     else
       failures=$((failures + 1))
       if [ "$want" = nonzero ]; then expected="a failure"; else expected="exit $want"; fi
