@@ -22,9 +22,9 @@ pod2_ip=$(podlab get pod pod-2 -o json | sed -n 's/.*"podIP": "\(.*\)".*/\1/p')
 step exec pod-1 -- curl -sS "$pod2_ip"
 echo "(pod-1 reaches pod-2 on another node; nothing listens there, so the kernel refuses)"
 podlab exec pod-1 -- curl -sS --max-time 3 "$pod2_ip" || true
-step exec pod-2 -- wget -qO- "$pod1_ip"
+step exec pod-2 -- curl -s "$pod1_ip"
 echo "(pod-1's echo shows pod-2's own IP as the client: no NAT between pods)"
-podlab exec pod-2 -- wget -qO- "$pod1_ip"
+podlab exec pod-2 -- curl -sS --max-time 3 "$pod1_ip"
 step exec pod-1 -- ip route
 podlab exec pod-1 -- ip route
 printf '\nThe lab is still up: explore with `sudo target/release/podlab exec pod-1 -- sh`,\nthen remove it with `sudo target/release/podlab down`.\n'

@@ -16,6 +16,10 @@ declare -A wanted=(
   [ps]=procps
   [bc]=bc
   [jq]=jq
+  # What a learner reaches for while exploring a lab (the labs' comments use them)
+  [ping]=iputils-ping
+  [traceroute]=traceroute
+  [tcpdump]=tcpdump
 )
 
 sudo=""

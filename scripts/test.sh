@@ -3,7 +3,9 @@
 # unit tests and the root integration tests (real namespaces), runs
 # `podlab test` on every lab of the curriculum (labs/*.yaml, JUnit reports in
 # target/junit/) and `podlab exercise verify` on every exercise
-# (labs/exercises/*.yaml), then checks that the host looks exactly as before.
+# (labs/exercises/*.yaml), runs every command of the README's tour and the
+# labs' comments (scripts/check-docs.sh), then checks that the host looks
+# exactly as before.
 #
 # Not root? The build runs as you and the test binaries through sudo.
 set -euo pipefail
@@ -56,6 +58,13 @@ for ex in labs/exercises/*.yaml; do
 done
 shopt -u nullglob
 if [ -n "$sudo" ]; then $sudo chown -R "$(id -u):$(id -g)" target/junit; fi
+# The docs: every command of the README's tour and of the labs' comments,
+# typed as written against its lab, exits as the text says. Before the host
+# check, so that a lab it leaves behind is caught there too.
+echo "test.sh: scripts/check-docs.sh"
+if ! $sudo env PODLAB="$podlab" scripts/check-docs.sh; then
+  failed+=("docs (scripts/check-docs.sh)")
+fi
 
 after=$(snapshot)
 if [ "$before" != "$after" ]; then

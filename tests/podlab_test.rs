@@ -143,7 +143,7 @@ fn a_broken_lab_exits_1_and_says_what_differs() {
     );
     assert!(
         out.contains(
-            "FAIL pod-1 reaches a server on pod-2  (line 17)\n    expected: connected\n    observed: refused: nothing listens on 10.244.2.2:80\n"
+            "FAIL pod-1 reaches a server on pod-2  (line 17)\n    expected: connected\n    observed: refused by pod-2: nothing listens on 10.244.2.2:80\n"
         ),
         "{}",
         text(&o)
@@ -174,7 +174,7 @@ fn a_broken_lab_exits_1_and_says_what_differs() {
         "{xml}"
     );
     assert!(
-        xml.contains("<failure message=\"expected connected, observed refused: nothing listens on 10.244.2.2:80\""),
+        xml.contains("<failure message=\"expected connected, observed refused by pod-2: nothing listens on 10.244.2.2:80\""),
         "{xml}"
     );
     assert_eq!(xml.matches("<failure ").count(), 3, "{xml}");

@@ -155,6 +155,37 @@ pub enum SourceIp {
     Ip(Ipv4Addr),
 }
 
+/// `refusedBy`: who answered the connection with a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Refuser {
+    /// kube-proxy's reject rule, on whichever node: a Service (or a node
+    /// port) without endpoints.
+    KubeProxy,
+    /// A pod's own kernel: nothing listens on that port. A Deployment's
+    /// name means any of its replicas.
+    Pod {
+        namespace: String,
+        name: String,
+    },
+    /// A node's own kernel: nothing listens on that port of the node.
+    Node(String),
+    External,
+    Lb,
+}
+
+impl fmt::Display for Refuser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refuser::KubeProxy => f.write_str("kube-proxy"),
+            Refuser::Pod { namespace, name } if namespace == "default" => write!(f, "{name}"),
+            Refuser::Pod { namespace, name } => write!(f, "{namespace}/{name}"),
+            Refuser::Node(n) => write!(f, "node/{n}"),
+            Refuser::External => f.write_str("external"),
+            Refuser::Lb => f.write_str("lb"),
+        }
+    }
+}
+
 /// A name as written, with where it was written.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Spanned<T> {
@@ -175,6 +206,8 @@ pub struct Connect {
     pub source_ip: Option<Spanned<SourceIp>>,
     pub status: Option<u16>,
     pub body_contains: Option<String>,
+    /// Who must have refused it (`expect: refused` only).
+    pub refused_by: Option<Spanned<Refuser>>,
 }
 
 impl Connect {
@@ -325,6 +358,9 @@ impl Assertion {
                 if let Some(b) = &c.body_contains {
                     s.push_str(&format!(", body contains {b:?}"));
                 }
+                if let Some(r) = &c.refused_by {
+                    s.push_str(&format!(" by {}", r.text));
+                }
                 s
             }
             Check::Matrix(m) => {
@@ -372,6 +408,7 @@ const CONNECT: &[&str] = &[
     "sourceIP",
     "status",
     "bodyContains",
+    "refusedBy",
 ];
 const MATRIX_WRAPPER: &[&str] = &["name", "matrix"];
 const MATRIX: &[&str] = &["from", "to", "port", "protocol", "expect"];
@@ -603,6 +640,18 @@ pub fn parse_target(s: &str) -> Option<Target> {
     None
 }
 
+pub fn parse_refuser(s: &str) -> Option<Refuser> {
+    if s == "kube-proxy" {
+        return Some(Refuser::KubeProxy);
+    }
+    Some(match parse_source(s)? {
+        Source::Pod { namespace, name } => Refuser::Pod { namespace, name },
+        Source::Node(n) => Refuser::Node(n),
+        Source::External => Refuser::External,
+        Source::Lb => Refuser::Lb,
+    })
+}
+
 pub fn parse_source_ip(s: &str) -> Option<SourceIp> {
     if s == "client" {
         return Some(SourceIp::Client);
@@ -675,6 +724,16 @@ fn connect(d: &mut Decoder, f: &Fields, path: &str) -> Option<Connect> {
     let body_contains = f
         .get("bodyContains")
         .map(|n| d.string(n, &join(path, "bodyContains")));
+    let refused_by = f.get("refusedBy").map(|n| {
+        spanned(
+            d,
+            n,
+            &join(path, "refusedBy"),
+            parse_refuser,
+            "`kube-proxy` (a Service without endpoints), a pod (`NAME`, `NS/NAME` or `pod/NAME`), \
+             `node/NAME`, `external` or `lb`",
+        )
+    });
 
     // What the server saw is only known when there was a server.
     let expect = expect?;
@@ -690,6 +749,17 @@ fn connect(d: &mut Decoder, f: &Fields, path: &str) -> Option<Connect> {
                 );
                 ok = false;
             }
+        }
+    }
+    if expect != Outcome::Refused {
+        if let Some(n) = f.get("refusedBy") {
+            d.err(
+                n.pos,
+                join(path, "refusedBy"),
+                format!("`refusedBy` needs `expect: refused`: nothing refuses a connection that is {expect}"),
+                None,
+            );
+            ok = false;
         }
     }
     if protocol == Some(Protocol::Udp) {
@@ -717,6 +787,7 @@ fn connect(d: &mut Decoder, f: &Fields, path: &str) -> Option<Connect> {
         source_ip: source_ip.map_or(Some(None), |s| s.map(Some))?,
         status: status.map_or(Some(None), |s| s.map(Some))?,
         body_contains: body_contains.map_or(Some(None), |s| s.map(Some))?,
+        refused_by: refused_by.map_or(Some(None), |s| s.map(Some))?,
     })
 }
 
@@ -1081,6 +1152,16 @@ impl Known<'_> {
         }
     }
 
+    fn refuser(&self, r: &Refuser) -> Result<(), (String, Option<String>)> {
+        match r {
+            Refuser::Pod { namespace, name } if !self.pod(namespace, name) => {
+                Err(self.no_pod("refusedBy", namespace, name))
+            }
+            Refuser::Node(n) if !self.nodes.contains(&n.as_str()) => Err(self.no_node(n)),
+            _ => Ok(()),
+        }
+    }
+
     fn source_ip(&self, s: &SourceIp) -> Result<(), (String, Option<String>)> {
         match s {
             SourceIp::Pod { namespace, name } if !self.pod(namespace, name) => {
@@ -1142,6 +1223,11 @@ pub(crate) fn check(file: &LabFile, out: &mut Vec<Diagnostic>) {
                 if let Some(ip) = &c.source_ip {
                     if let Err(e) = known.source_ip(&ip.value) {
                         report(ip.pos, &ip.field, e);
+                    }
+                }
+                if let Some(r) = &c.refused_by {
+                    if let Err(e) = known.refuser(&r.value) {
+                        report(r.pos, &r.field, e);
                     }
                 }
             }
@@ -1404,6 +1490,70 @@ spec: {selector: {app: web}, ports: [{port: 80}]}
         assert_eq!(e.3, "lab `l`: SCTP cannot be probed: expected TCP or UDP");
         let e = one("  - {from: pod-2, to: pod-1, port: 80, protocol: udp, expect: connected}\n");
         assert_eq!(e.4.as_deref(), Some("did you mean `UDP`?"));
+    }
+
+    #[test]
+    fn refused_by_names_who_refused() {
+        let f = ok(
+            "  - {from: pod-2, to: svc/web, port: 80, expect: refused, refusedBy: kube-proxy}
+  - {from: pod-2, to: pod-1, port: 81, expect: refused, refusedBy: pod-1}
+  - {from: pod-2, to: x/pod-c, port: 81, expect: refused, refusedBy: x/pod-c}
+  - {from: pod-2, to: node/node-1, port: 22, expect: refused, refusedBy: node/node-1}
+  - {from: pod-2, to: lb, port: 22, expect: refused, refusedBy: lb}
+  - {from: pod-2, to: pod-1, port: 80, expect: refused}
+",
+        );
+        let by: Vec<Option<Refuser>> = f
+            .lab
+            .expect
+            .iter()
+            .map(|a| match &a.check {
+                Check::Connect(c) => c.refused_by.as_ref().map(|r| r.value.clone()),
+                _ => panic!("a connection"),
+            })
+            .collect();
+        let pod = |ns: &str, n: &str| Refuser::Pod {
+            namespace: ns.into(),
+            name: n.into(),
+        };
+        assert_eq!(
+            by,
+            [
+                Some(Refuser::KubeProxy),
+                Some(pod("default", "pod-1")),
+                Some(pod("x", "pod-c")),
+                Some(Refuser::Node("node-1".into())),
+                Some(Refuser::Lb),
+                None,
+            ]
+        );
+        assert_eq!(
+            f.lab.expect[0].title(),
+            "pod-2 -> svc/web:80/TCP refused by kube-proxy"
+        );
+    }
+
+    #[test]
+    fn refused_by_needs_refused_and_a_name_of_the_lab() {
+        let e =
+            one("  - {from: pod-2, to: pod-1, port: 80, expect: connected, refusedBy: pod-1}\n");
+        assert_eq!(e.2, "spec.expect[0].refusedBy");
+        assert!(
+            e.3.contains("`refusedBy` needs `expect: refused`"),
+            "{}",
+            e.3
+        );
+        let e = one("  - {from: pod-2, to: pod-1, port: 80, expect: refused, refusedBy: pod-9}\n");
+        assert_eq!(e.3, "lab `l`: refusedBy `pod-9` names no pod of this lab");
+        let e = one(
+            "  - {from: pod-2, to: pod-1, port: 80, expect: refused, refusedBy: node/node-9}\n",
+        );
+        assert_eq!(e.2, "spec.expect[0].refusedBy");
+        let e =
+            one("  - {from: pod-2, to: pod-1, port: 80, expect: refused, refusedBy: Kube_Proxy}\n");
+        assert!(e.3.contains("expected `kube-proxy`"), "{}", e.3);
+        let e = one("  - {from: pod-2, to: pod-1, port: 80, expect: refused, refusedby: pod-1}\n");
+        assert_eq!(e.4.as_deref(), Some("did you mean `refusedBy`?"));
     }
 
     #[test]

@@ -242,6 +242,13 @@ pub struct Live {
     events: Vec<(String, Vec<conntrack::Entry>)>,
 }
 
+impl Live {
+    /// With the conntrack events a watch collected during the probe.
+    pub fn new(events: Vec<(String, Vec<conntrack::Entry>)>) -> Live {
+        Live { events }
+    }
+}
+
 impl Kernel for Live {
     fn facts(&mut self, netns: &str, dst: Ipv4Addr) -> Result<Facts, String> {
         route::facts(netns, dst).map_err(|e| crate::error_chain(&e))

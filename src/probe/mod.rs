@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod net;
+pub mod refused;
 pub mod resolve;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -150,6 +151,9 @@ async fn connect(plan: &Plan, c: &Connect, opts: Options) -> (bool, String, Stri
     if let Some(b) = &c.body_contains {
         expected.push_str(&format!(", body contains {b:?}"));
     }
+    if let Some(r) = &c.refused_by {
+        expected.push_str(&format!(" by {}", r.value));
+    }
     let resolved = resolve::source(plan, &c.from.value).and_then(|from| {
         let to = resolve::target(plan, &c.to.value, &from, c.port, c.protocol)?;
         Ok((from, to))
@@ -168,9 +172,32 @@ async fn connect(plan: &Plan, c: &Connect, opts: Options) -> (bool, String, Stri
     } else {
         None
     };
-    let seen = probe(&from, addr, c.protocol, opts, ask).await;
+    // Who refuses is only known by following the flow, whose NAT entries
+    // a reset removes at once: watched from before the probe.
+    let watch = refused::watch(plan).await;
+    let (local, seen) = match c.protocol {
+        Protocol::Udp => net::udp_traced(&from.netns, addr, opts.timeout).await,
+        _ => net::tcp_traced(&from.netns, addr, opts.timeout, ask).await,
+    };
     let mut observed = describe_seen(plan, &seen, addr, opts);
     let mut passed = seen_outcome(&seen) == Some(c.expect);
+    if seen == Seen::Refused {
+        let refusal =
+            refused::refuser(plan, &from, local, addr, c.protocol, watch, opts.timeout).await;
+        match (&refusal, &c.refused_by) {
+            (Ok((who, detail)), want) => {
+                observed = format!("refused by {who}: {detail}");
+                if let Some(want) = want {
+                    passed &= who.is(&want.value);
+                }
+            }
+            (Err(why), Some(_)) => {
+                passed = false;
+                observed.push_str(&format!(", and who refused is not known: {why}"));
+            }
+            (Err(_), None) => {}
+        }
+    }
     if let Seen::Connected(server) = &seen {
         let none = Server::default();
         let server = server.as_ref().unwrap_or(&none);
