@@ -211,6 +211,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Hint { lab, json } => {
             require_root("exercise hint")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise hint")?;
             let (p, next) = run::hint(&lab).map_err(cli)?;
             let total = p.instance.hints.len();
             if json {
@@ -265,6 +266,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Solution { lab, json } => {
             require_root("exercise solution")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise solution")?;
             let p = run::solution(&lab).map_err(cli)?;
             let lab_file = p.lab_file.display().to_string();
             if json {
@@ -301,6 +303,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Reset { lab, json } => {
             require_root("exercise reset")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise reset")?;
             let r = run::reset(&lab).map_err(cli)?;
             if json {
                 print_json(&serde_json::json!({

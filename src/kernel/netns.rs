@@ -26,12 +26,45 @@ pub struct Netns {
     fd: OwnedFd,
 }
 
+/// Whether a name can be a file in `/run/netns` (and `/etc/netns`): not
+/// empty, not `.` or `..`, no `/` or NUL, at most 255 bytes. Every function
+/// here that touches a path checks it; a plan's names are also checked
+/// when it is loaded.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 255
+        || name.bytes().any(|c| c == b'/' || c == 0);
+    if bad {
+        return Err(Error::Netns {
+            name: format!("{name:?}"),
+            op: "name",
+            source: Errno::EINVAL,
+        });
+    }
+    Ok(())
+}
+
+/// Namespaces this process created, so that rolling back a failed `up`
+/// removes those and nothing else (a name that already existed belongs to
+/// someone else, even when the plan names it).
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Names this process has created (and not removed since), in order.
+pub fn created_here() -> Vec<String> {
+    CREATED.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 impl Netns {
+    /// The pin of a namespace. Callers pass names already checked (a
+    /// loaded plan's, or through `check_name`).
     pub fn path(name: &str) -> PathBuf {
         Path::new(NETNS_RUN_DIR).join(name)
     }
 
     pub fn open(name: &str) -> Result<Netns, Error> {
+        check_name(name)?;
         let file = File::open(Self::path(name)).map_err(|e| Error::Netns {
             name: name.to_string(),
             op: "open",
@@ -44,7 +77,7 @@ impl Netns {
     }
 
     pub fn exists(name: &str) -> bool {
-        Self::path(name).exists()
+        check_name(name).is_ok() && Self::path(name).exists()
     }
 
     pub fn name(&self) -> &str {
@@ -128,6 +161,7 @@ pub fn prepare_run_dir() -> Result<(), Error> {
 /// Create and pin a new namespace. The calling thread passes through it and
 /// comes back to where it was.
 pub fn create(name: &str) -> Result<Netns, Error> {
+    check_name(name)?;
     let path = Netns::path(name);
     let err = |op: &'static str| {
         let name = name.to_string();
@@ -158,11 +192,15 @@ pub fn create(name: &str) -> Result<Netns, Error> {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
+    if let Ok(mut made) = CREATED.lock() {
+        made.push(name.to_string());
+    }
     Netns::open(name)
 }
 
 /// Unpin a namespace. Missing is success: teardown must be idempotent.
 pub fn remove(name: &str) -> Result<(), Error> {
+    check_name(name)?;
     let path = Netns::path(name);
     match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
@@ -173,6 +211,9 @@ pub fn remove(name: &str) -> Result<(), Error> {
                 source: e,
             })
         }
+    }
+    if let Ok(mut made) = CREATED.lock() {
+        made.retain(|n| n != name);
     }
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
