@@ -113,11 +113,25 @@ fn interrupted() -> Result<(), Error> {
 /// error is returned.
 pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) -> Result<(), Error> {
     let lab = LabName::parse(&plan.lab)?;
-    let _lock = lock::acquire(&lab, "up")?;
+    let lock = lock::acquire(&lab, "up")?;
     if is_up(&lab) {
         return Err(Error::AlreadyUp(plan.lab.clone()));
     }
-    check_collisions(&lab, plan)?;
+    let result = make(&lab, plan, progress, timeout);
+    if result.is_err() && !is_up(&lab) {
+        // Nothing of the lab is left: neither is its lock file.
+        lock.remove_file();
+    }
+    result
+}
+
+fn make(
+    lab: &LabName,
+    plan: &Plan,
+    progress: &mut dyn FnMut(Progress),
+    timeout: Duration,
+) -> Result<(), Error> {
+    check_collisions(lab, plan)?;
     kernel::nft::require()?;
     catch_interrupts();
     state::create(plan).map_err(|source| Error::State {
@@ -136,11 +150,13 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
         .and_then(|()| interrupted())
         .and_then(|()| {
             progress(Progress::Step("pods' servers and processes"));
-            start_daemon(&lab, timeout)
+            start_daemon(lab, timeout)
         })
         .and_then(|()| interrupted());
     if let Err(e) = result {
-        let _ = roll_back(&lab, plan);
+        for err in roll_back(lab, plan).errors {
+            tracing::warn!("rolling back lab {lab}: {err}");
+        }
         return Err(e);
     }
     Ok(())
@@ -298,6 +314,9 @@ fn start_daemon(lab: &LabName, timeout: Duration) -> Result<(), Error> {
 pub struct DownReport {
     pub namespaces: usize,
     pub errors: Vec<String>,
+    /// Namespaces named like the lab's that podlab did not make, found
+    /// when the lab had no plan: not removed.
+    pub left_alone: Vec<String>,
 }
 
 /// Remove a lab completely, from its state if there is one and from its
@@ -333,7 +352,10 @@ pub fn down(lab: &str) -> DownReport {
     // name, minus those another lab claims.
     let mut names: Vec<String> = match &plan {
         Some(p) => p.netns_names().into_iter().map(String::from).collect(),
-        None => teardown::orphans(&lab, &claimed_by_others(&lab)),
+        None => {
+            report.left_alone = teardown::not_ours(&lab);
+            teardown::orphans(&lab, &claimed_by_others(&lab))
+        }
     };
     names.retain(|n| netns::Netns::exists(n) || crate::kernel::apply::etc_dir(n).exists());
     report.namespaces = names.iter().filter(|n| netns::Netns::exists(n)).count();

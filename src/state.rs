@@ -273,6 +273,7 @@ pub fn remove(lab: &LabName) -> io::Result<()> {
         r => r?,
     }
     // The last lab leaves no empty directory behind.
+    let _ = fs::remove_dir(crate::kernel::netns::MARKS_DIR);
     let _ = fs::remove_dir(STATE_ROOT);
     Ok(())
 }

@@ -68,6 +68,12 @@ pub fn run(args: Args) -> Result<u8> {
             eprintln!("warning: lab {lab}: {e}");
         }
         failed |= !report.errors.is_empty();
+        if !report.left_alone.is_empty() {
+            eprintln!(
+                "note: lab {lab}: left alone {}, named like the lab's but not made by podlab",
+                report.left_alone.join(", ")
+            );
+        }
         eprintln!(
             "lab {lab} is down ({} namespaces removed)",
             report.namespaces

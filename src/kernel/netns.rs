@@ -46,6 +46,50 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where podlab marks the namespaces it made: one file per namespace,
+/// holding the namespace's inode, outside any lab's state directory. Lab
+/// state can be lost (removed by hand, unreadable); the mark says a
+/// `<lab>-...` namespace is podlab's and not a user's `ip netns add` of the
+/// same prefix. The inode makes a stale mark (its namespace removed with
+/// `ip netns del`, another made under the name) claim nothing.
+pub const MARKS_DIR: &str = "/run/podlab/.netns";
+
+fn mark_path(name: &str) -> PathBuf {
+    Path::new(MARKS_DIR).join(name)
+}
+
+fn inode_of(name: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(Netns::path(name)).ok()?;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+fn mark(name: &str) {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(inode) = inode_of(name) else { return };
+    let made = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(MARKS_DIR)
+        .and_then(|()| fs::write(mark_path(name), inode));
+    if let Err(e) = made {
+        tracing::warn!(netns = name, "cannot mark the namespace as podlab's: {e}");
+    }
+}
+
+fn unmark(name: &str) {
+    let _ = fs::remove_file(mark_path(name));
+    let _ = fs::remove_dir(MARKS_DIR);
+}
+
+/// Whether podlab made this namespace (its mark holds its inode).
+pub fn made_by_podlab(name: &str) -> bool {
+    check_name(name).is_ok()
+        && fs::read_to_string(mark_path(name))
+            .ok()
+            .is_some_and(|m| Some(m.trim().to_string()) == inode_of(name))
+}
+
 /// Namespaces this process created, so that rolling back a failed `up`
 /// removes those and nothing else (a name that already existed belongs to
 /// someone else, even when the plan names it).
@@ -195,6 +239,7 @@ pub fn create(name: &str) -> Result<Netns, Error> {
     if let Ok(mut made) = CREATED.lock() {
         made.push(name.to_string());
     }
+    mark(name);
     Netns::open(name)
 }
 
@@ -215,6 +260,7 @@ pub fn remove(name: &str) -> Result<(), Error> {
     if let Ok(mut made) = CREATED.lock() {
         made.retain(|n| n != name);
     }
+    unmark(name);
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -97,19 +97,41 @@ pub fn remove_etc_dirs(names: &[String]) -> Vec<Error> {
     errors
 }
 
-/// Namespaces that look like the lab's, for when its plan is lost: every
-/// pinned namespace and every `/etc/netns` entry named `<lab>-...`, except
-/// those claimed by other labs. `/etc` outlives a reboot, so an entry
-/// without its namespace is still the lab's to remove.
+/// The lab's namespaces, for when its plan is lost: every namespace named
+/// `<lab>-...` that podlab marked as made (`netns::made_by_podlab`), and
+/// every `/etc/netns/<lab>-...` entry podlab wrote (its `hosts` says so),
+/// except those claimed by other labs. `/etc` outlives a reboot, so an
+/// entry without its namespace is still the lab's to remove.
 pub fn orphans(lab: &LabName, claimed_by_others: &dyn Fn(&str) -> bool) -> Vec<String> {
-    let mut names = netns::list(&format!("{lab}-"));
-    names.extend(etc_entries().into_iter().filter(|n| lab.prefixes(n)));
+    let mut names: Vec<String> = netns::list(&format!("{lab}-"))
+        .into_iter()
+        .filter(|n| netns::made_by_podlab(n))
+        .collect();
+    names.extend(
+        etc_entries()
+            .into_iter()
+            .filter(|n| lab.prefixes(n) && written_by_podlab(n)),
+    );
     names.sort();
     names.dedup();
     names
         .into_iter()
         .filter(|n| lab.prefixes(n) && !claimed_by_others(n))
         .collect()
+}
+
+/// Namespaces named like the lab's that podlab did not make: left alone
+/// without a plan, and said so.
+pub fn not_ours(lab: &LabName) -> Vec<String> {
+    netns::list(&format!("{lab}-"))
+        .into_iter()
+        .filter(|n| lab.prefixes(n) && !netns::made_by_podlab(n))
+        .collect()
+}
+
+fn written_by_podlab(name: &str) -> bool {
+    std::fs::read_to_string(apply::etc_dir(name).join("hosts"))
+        .is_ok_and(|t| t.starts_with(PODLAB_HOSTS))
 }
 
 /// Names under `/etc/netns` that can be namespace names.
@@ -130,10 +152,6 @@ fn etc_entries() -> Vec<String> {
 pub fn stray_etc_dirs() -> Vec<String> {
     etc_entries()
         .into_iter()
-        .filter(|n| !Netns::exists(n))
-        .filter(|n| {
-            std::fs::read_to_string(apply::etc_dir(n).join("hosts"))
-                .is_ok_and(|t| t.starts_with(PODLAB_HOSTS))
-        })
+        .filter(|n| !Netns::exists(n) && written_by_podlab(n))
         .collect()
 }
