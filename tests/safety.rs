@@ -285,6 +285,12 @@ fn a_users_namespace_survives_a_failed_up_and_is_named() {
         "nothing else was made"
     );
     assert!(!Path::new("/run/podlab/sa-relz").exists(), "no state left");
+    // Without state, `down` finds the lab by its names: the user's
+    // namespace is named like the lab's, but podlab did not make it.
+    let o = run(&["down", "sa-relz"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(stderr(&o).contains("not made by podlab"), "{}", text(&o));
+    assert!(Path::new("/run/netns/sa-relz-external").exists());
     drop(user);
     assert_nothing_left("sa-relz");
 }

@@ -43,8 +43,17 @@ pub fn run(args: Args) -> Result<u8> {
             } else {
                 String::new()
             };
-            return Err(CliError::new(format!("no lab named {lab} is up{from}"))
-                .hint("`podlab ls` lists the running labs"));
+            let theirs = crate::kernel::teardown::not_ours(&lab);
+            let hint = if theirs.is_empty() {
+                "`podlab ls` lists the running labs".to_string()
+            } else {
+                format!(
+                    "{} {} named like the lab's but not made by podlab, and left alone",
+                    theirs.join(", "),
+                    if theirs.len() == 1 { "is" } else { "are" }
+                )
+            };
+            return Err(CliError::new(format!("no lab named {lab} is up{from}")).hint(hint));
         }
         vec![lab]
     } else {
