@@ -121,8 +121,9 @@ pub fn run(args: Args) -> Result<u8> {
             json,
         } => {
             // Every problem of the file before root is asked for.
-            run::load(&file).map_err(cli)?;
+            let loaded = run::load(&file).map_err(cli)?;
             require_root("exercise start")?;
+            let _lock = super::lock_lab(&loaded.plan.lab, "exercise start")?;
             let started = run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
             if json {
                 print_json(&started);
