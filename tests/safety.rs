@@ -602,4 +602,12 @@ fn podlab_lab_picks_the_lab_and_down_without_a_name_refuses_with_several_up() {
     let o = run(&["--help"]);
     assert!(stdout(&o).contains("PODLAB_LAB"), "{}", text(&o));
     assert!(stdout(&o).contains("1 to 20 characters"), "{}", text(&o));
+    for cmd in ["get", "exec", "apply", "scale", "delete", "down"] {
+        let o = run(&[cmd, "--help"]);
+        assert!(
+            stdout(&o).contains("PODLAB_LAB"),
+            "{cmd} --help:\n{}",
+            text(&o)
+        );
+    }
 }

@@ -49,28 +49,38 @@ enum Command {
     /// List running labs.
     Ls(ls::Args),
     /// Show nodes, pods, services or endpoints, as kubectl would.
+    #[command(after_help = LAB_HELP)]
     Get(get::Args),
     /// Run a command inside a pod, a node, `external` or `lb`.
+    #[command(after_help = LAB_HELP)]
     Exec(exec::Args),
     /// Delete a pod, service or network policy from a running lab
+    #[command(after_help = LAB_HELP)]
     Delete(delete::Args),
     /// Change a running lab to match its (edited) file, and repair drift
+    #[command(after_help = LAB_HELP)]
     Apply(apply::Args),
     /// Set a Deployment's replicas in a running lab
+    #[command(after_help = LAB_HELP)]
     Scale(scale::Args),
     /// Walk the troubleshooting checklist from a pod to a pod, service or name.
+    #[command(after_help = LAB_HELP)]
     Diagnose(diagnose::Args),
     /// Resolve a name as a pod would: its resolv.conf, its path to kube-dns.
+    #[command(after_help = LAB_HELP)]
     Dns(dns::Args),
     /// Send one packet and show its path hop by hop, from the kernel.
+    #[command(after_help = LAB_HELP)]
     Trace(trace::Args),
     /// Check a lab file without building it (no root needed).
     Validate(validate::Args),
     /// Run the lab's `expect` assertions (bringing it up and down if needed).
     Test(test::Args),
     /// Break a running lab on purpose, and undo it exactly.
+    #[command(after_help = LAB_HELP)]
     Fault(fault::Args),
     /// Break-fix exercises: start one, get hints, check your fix.
+    #[command(after_help = LAB_HELP)]
     Exercise(exercise::Args),
     /// The per-lab daemon (started by `up`).
     #[command(name = DAEMON_ARG, hide = true)]
