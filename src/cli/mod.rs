@@ -301,13 +301,22 @@ pub fn pick_lab(named: Option<&str>) -> Result<crate::state::LabName> {
 /// when another command holds it for longer than `lock::WAIT`.
 pub fn lock_lab(lab: &str, command: &str) -> Result<crate::lock::LabLock> {
     let name = lab_name(lab)?;
-    crate::lock::acquire(&name, command).map_err(|e| {
+    let was_up = crate::state::dir(&name).exists();
+    let lock = crate::lock::acquire(&name, command).map_err(|e| {
         CliError::new(error_chain(&e))
             .hint(format!(
                 "wait for it to finish, or `sudo podlab down {lab}` (which cancels an `up`)"
             ))
             .code(exit::CHECK_FAILED)
-    })
+    })?;
+    // The command it waited for may have been a `down`.
+    if was_up && !crate::state::dir(&name).exists() {
+        return Err(
+            CliError::new(format!("lab {lab} was brought down while {command} waited"))
+                .hint("`podlab ls` lists the running labs"),
+        );
+    }
+    Ok(lock)
 }
 
 /// Load the plan of a running lab.
