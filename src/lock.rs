@@ -1,12 +1,13 @@
 //! One command at a time changes a lab: a per-lab `flock` on
-//! `/run/podlab/.locks/<lab>.lock`.
+//! `/run/podlab/.<lab>.lock`.
 //!
 //! Commands that change a lab (`up`, `down`, `apply`, `scale`, `delete`,
 //! `fault`, `exercise`) hold it for as long as they change anything, so two
 //! of them never interleave their read-modify-write of the plan, the edits
 //! or the faults, and `down` never removes a lab under an `up` that is still
 //! making it. The lock file lives outside the lab's state directory, which
-//! `down` removes; `down` unlinks the lock file itself while holding it, and
+//! `down` removes, as a hidden file beside it (a file, not a directory, so
+//! that nothing listing labs takes it for one); `down` unlinks the lock file itself while holding it, and
 //! every acquirer checks after locking that the file it locked is still the
 //! one at the path (else it locked a removed file and tries again), so a
 //! waiter is never left holding a lock nobody else can see.
@@ -70,12 +71,8 @@ impl std::fmt::Display for Holder {
     }
 }
 
-pub fn locks_dir() -> PathBuf {
-    PathBuf::from(STATE_ROOT).join(".locks")
-}
-
 pub fn path(lab: &LabName) -> PathBuf {
-    locks_dir().join(format!("{lab}.lock"))
+    PathBuf::from(STATE_ROOT).join(format!(".{lab}.lock"))
 }
 
 /// A lock this process holds: how many guards share it, and the file
@@ -108,7 +105,6 @@ impl LabLock {
     /// gone): waiters notice and lock the next file instead.
     pub fn remove_file(&self) {
         let _ = fs::remove_file(path(&self.lab));
-        let _ = fs::remove_dir(locks_dir());
         let _ = fs::remove_dir(STATE_ROOT);
     }
 }
@@ -200,7 +196,7 @@ fn open(lab: &LabName) -> io::Result<File> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(locks_dir())?;
+        .create(STATE_ROOT)?;
     OpenOptions::new()
         .read(true)
         .write(true)

@@ -252,7 +252,8 @@ pub fn created(lab: &str) -> Option<SystemTime> {
 }
 
 /// Labs that have a state directory. Entries that are not lab names
-/// (`.locks`, anything someone else put there) are not labs.
+/// (lock files, namespace marks, anything someone else put there) are not
+/// labs.
 pub fn labs() -> Vec<LabName> {
     let Ok(rd) = fs::read_dir(STATE_ROOT) else {
         return Vec::new();
@@ -273,7 +274,6 @@ pub fn remove(lab: &LabName) -> io::Result<()> {
         r => r?,
     }
     // The last lab leaves no empty directory behind.
-    let _ = fs::remove_dir(crate::kernel::netns::MARKS_DIR);
     let _ = fs::remove_dir(STATE_ROOT);
     Ok(())
 }

@@ -311,6 +311,9 @@ pub fn lock_lab(lab: &str, command: &str) -> Result<crate::lock::LabLock> {
     })?;
     // The command it waited for may have been a `down`.
     if was_up && !crate::state::dir(&name).exists() {
+        if !crate::lifecycle::is_up(&name) {
+            lock.remove_file();
+        }
         return Err(
             CliError::new(format!("lab {lab} was brought down while {command} waited"))
                 .hint("`podlab ls` lists the running labs"),

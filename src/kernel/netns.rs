@@ -46,16 +46,18 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Where podlab marks the namespaces it made: one file per namespace,
-/// holding the namespace's inode, outside any lab's state directory. Lab
+/// Where podlab marks the namespaces it made: one hidden file per namespace
+/// (`/run/podlab/.<netns>.netns`), holding the namespace's inode, outside
+/// any lab's state directory (and not a directory: nothing listing labs
+/// takes it for one). Lab
 /// state can be lost (removed by hand, unreadable); the mark says a
 /// `<lab>-...` namespace is podlab's and not a user's `ip netns add` of the
 /// same prefix. The inode makes a stale mark (its namespace removed with
 /// `ip netns del`, another made under the name) claim nothing.
-pub const MARKS_DIR: &str = "/run/podlab/.netns";
+const MARKS_DIR: &str = crate::state::STATE_ROOT;
 
 fn mark_path(name: &str) -> PathBuf {
-    Path::new(MARKS_DIR).join(name)
+    Path::new(MARKS_DIR).join(format!(".{name}.netns"))
 }
 
 fn inode_of(name: &str) -> Option<String> {
@@ -79,6 +81,7 @@ fn mark(name: &str) {
 
 fn unmark(name: &str) {
     let _ = fs::remove_file(mark_path(name));
+    // The last of everything podlab keeps there leaves no empty directory.
     let _ = fs::remove_dir(MARKS_DIR);
 }
 
