@@ -38,7 +38,7 @@ pub struct LabName(String);
 pub struct BadLabName {
     /// The word as given, quoted and cut short (it may be anything).
     shown: String,
-    why: &'static str,
+    why: String,
 }
 
 impl BadLabName {
@@ -50,19 +50,27 @@ impl BadLabName {
 
 impl LabName {
     pub fn parse(word: &str) -> Result<LabName, BadLabName> {
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        // The most telling reason first: a path is refused for its '/',
+        // not for its length.
         let why = if word.is_empty() {
-            Some("it is empty")
-        } else if word.len() > MAX_LAB_NAME {
-            Some("it is longer than 20 characters")
-        } else if word.bytes().any(|c| c.is_ascii_uppercase()) {
-            Some("it has uppercase letters")
-        } else if !word
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            Some("it is empty".to_string())
+        } else if let Some(c) = word
+            .chars()
+            .find(|&c| !allowed(c) && !c.is_ascii_uppercase())
         {
-            Some("it has characters other than a-z, 0-9 and '-'")
+            Some(format!(
+                "it has characters other than a-z, 0-9 and '-' (such as {c:?})"
+            ))
+        } else if word.chars().any(|c| c.is_ascii_uppercase()) {
+            Some("it has uppercase letters".to_string())
         } else if word.starts_with('-') || word.ends_with('-') {
-            Some("it starts or ends with '-'")
+            Some("it starts or ends with '-'".to_string())
+        } else if word.len() > MAX_LAB_NAME {
+            Some(format!(
+                "it is {} characters, longer than {MAX_LAB_NAME}",
+                word.len()
+            ))
         } else {
             None
         };
@@ -418,7 +426,12 @@ mod tests {
             assert!(e.to_string().contains("is not a lab name"), "{e}");
         }
         let long = LabName::parse(&"a".repeat(21)).unwrap_err();
-        assert!(long.to_string().contains("longer than 20"), "{long}");
+        assert!(
+            long.to_string().contains("21 characters, longer than 20"),
+            "{long}"
+        );
+        let path = LabName::parse("/tmp/a-directory-with-a-long-name").unwrap_err();
+        assert!(path.to_string().contains("such as '/'"), "{path}");
         // The rule is stated whole where it is refused.
         assert!(long.rule().contains("1 to 20"));
     }
