@@ -420,6 +420,17 @@ fn etc_netns_leftovers_without_state_are_removed() {
     let b = EtcEntry::new("sa-etc-default-b", PODLAB_HOSTS);
     // Another lab's name that extends this one's is not this lab's.
     let other = EtcEntry::new("sa-etcx-default-a", PODLAB_HOSTS);
+    // `up` of that lab refuses to write into them, and says how to clean.
+    let file = two_pods("sa-etc", "");
+    let o = run(&["up", "-q", file.path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("/etc/netns/sa-etc-default-a"),
+        "{}",
+        text(&o)
+    );
+    assert!(stderr(&o).contains("podlab down sa-etc"), "{}", text(&o));
+    assert!(namespaces_of("sa-etc").is_empty(), "nothing made");
     let o = run(&["down", "sa-etc"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!a.0.exists() && !b.0.exists(), "{}", text(&o));
