@@ -186,7 +186,7 @@ fn check_collisions(lab: &LabName, plan: &Plan) -> Result<(), Error> {
         if netns::Netns::path(n).exists() {
             names.push(n.to_string());
         } else if kernel::apply::etc_dir(n).exists() {
-            names.push(format!("{n} (its /etc/netns/{n} directory)"));
+            names.push(format!("{n} (its /etc/netns/{n} entry is left)"));
         }
     }
     if names.is_empty() {
