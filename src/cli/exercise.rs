@@ -108,7 +108,8 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 fn lab_of(named: Option<&str>) -> Result<String> {
-    run::find_lab(named).map_err(cli)
+    let from_env = std::env::var(super::LAB_ENV).ok().filter(|v| !v.is_empty());
+    run::find_lab(named.or(from_env.as_deref())).map_err(cli)
 }
 
 pub fn run(args: Args) -> Result<u8> {
