@@ -10,6 +10,7 @@ pub mod faults;
 pub mod kernel;
 pub mod lab;
 pub mod lifecycle;
+pub mod lock;
 pub mod observe;
 pub mod plan;
 pub mod probe;

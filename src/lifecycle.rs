@@ -7,13 +7,26 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::kernel::{self, apply::Progress, netns, procs, teardown};
+use crate::lock;
 use crate::plan::Plan;
-use crate::state;
+use crate::state::{self, LabName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    BadName(#[from] state::BadLabName),
+    #[error(transparent)]
+    Lock(#[from] lock::Error),
     #[error("lab {0} is already up")]
     AlreadyUp(String),
+    /// Another lab's name extends this one's, or this one extends it:
+    /// `a-b-net` would be both lab `a-b`'s node network and a namespace of
+    /// lab `a`, so neither `down` could tell whose it is.
+    #[error("lab {lab} cannot run beside lab {other}: one name is the other's followed by '-', so their namespace names can collide")]
+    PrefixConflict { lab: String, other: String },
+    /// Names this lab would create that exist already (someone else's).
+    #[error("lab {lab} would create {} that already {}: {}", plural(names.len()), if names.len() == 1 { "exists" } else { "exist" }, names.join(", "))]
+    Exists { lab: String, names: Vec<String> },
     #[error("cannot save the state of lab {lab}: {source}")]
     State {
         lab: String,
@@ -26,6 +39,42 @@ pub enum Error {
     Daemon(String),
     #[error("interrupted")]
     Interrupted,
+}
+
+impl Error {
+    /// The fix, where it is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::BadName(_) => Some(state::LAB_NAME_RULE.to_string()),
+            Error::Lock(_) => Some("wait for it to finish, or `sudo podlab down LAB`".into()),
+            Error::PrefixConflict { lab, other } => Some(format!(
+                "name this lab differently in metadata.name, or `sudo podlab down {other}` before bringing {lab} up"
+            )),
+            Error::Exists { lab, names } => {
+                let first = names[0].split(' ').next().unwrap_or_default();
+                Some(match state::lab_of_netns(first) {
+                    Some(owner) => format!(
+                        "{first} is lab {owner}'s: `sudo podlab down {owner}` first, or name this lab differently"
+                    ),
+                    None if names.iter().all(|n| n.contains("/etc/netns")) => format!(
+                        "leftovers of an earlier lab {lab}: `sudo podlab down {lab}` removes them"
+                    ),
+                    None => format!(
+                        "they are not lab {lab}'s and were left alone: if {first} is yours, remove it (`sudo ip netns del {first}`) or name this lab differently in metadata.name; `sudo podlab down {lab}` removes an earlier lab {lab}'s leftovers"
+                    ),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "a namespace".into()
+    } else {
+        format!("{n} namespaces")
+    }
 }
 
 /// Set by SIGINT/SIGTERM while `up` runs: it stops at the next step and
@@ -57,12 +106,32 @@ fn interrupted() -> Result<(), Error> {
     }
 }
 
-/// Bring a planned lab up: state, kernel objects, daemon. On any failure
-/// everything made so far is removed before the error is returned.
+/// Bring a planned lab up: state, kernel objects, daemon. Refused before
+/// anything is made when the lab is up, when another lab's name could share
+/// its namespace names, or when a namespace it would make exists. On any
+/// later failure what this run made, and only that, is removed before the
+/// error is returned.
 pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) -> Result<(), Error> {
-    if is_up(&plan.lab) {
+    let lab = LabName::parse(&plan.lab)?;
+    let lock = lock::acquire(&lab, "up")?;
+    if is_up(&lab) {
         return Err(Error::AlreadyUp(plan.lab.clone()));
     }
+    let result = make(&lab, plan, progress, timeout);
+    if result.is_err() && !is_up(&lab) {
+        // Nothing of the lab is left: neither is its lock file.
+        lock.remove_file();
+    }
+    result
+}
+
+fn make(
+    lab: &LabName,
+    plan: &Plan,
+    progress: &mut dyn FnMut(Progress),
+    timeout: Duration,
+) -> Result<(), Error> {
+    check_collisions(lab, plan)?;
     kernel::nft::require()?;
     catch_interrupts();
     state::create(plan).map_err(|source| Error::State {
@@ -81,14 +150,79 @@ pub fn up(plan: &Plan, progress: &mut dyn FnMut(Progress), timeout: Duration) ->
         .and_then(|()| interrupted())
         .and_then(|()| {
             progress(Progress::Step("pods' servers and processes"));
-            start_daemon(&plan.lab, timeout)
+            start_daemon(lab, timeout)
         })
         .and_then(|()| interrupted());
     if let Err(e) = result {
-        let _ = down(&plan.lab);
+        for err in roll_back(lab, plan).errors {
+            tracing::warn!("rolling back lab {lab}: {err}");
+        }
         return Err(e);
     }
     Ok(())
+}
+
+/// Refuse a lab whose namespaces could be another's: a running lab whose
+/// name extends this one's or is extended by it, or any namespace (or
+/// `/etc/netns` entry) of the plan that exists already.
+fn check_collisions(lab: &LabName, plan: &Plan) -> Result<(), Error> {
+    for other in all_labs() {
+        if other != *lab && (lab.prefixes(&other) || other.prefixes(lab)) {
+            return Err(Error::PrefixConflict {
+                lab: lab.to_string(),
+                other: other.to_string(),
+            });
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for n in plan.netns_names() {
+        netns::check_name(n)?;
+        if !lab.prefixes(n) {
+            return Err(Error::Exists {
+                lab: lab.to_string(),
+                names: vec![format!("{n} (not named {lab}-...)")],
+            });
+        }
+        if netns::Netns::path(n).exists() {
+            names.push(n.to_string());
+        } else if kernel::apply::etc_dir(n).exists() {
+            names.push(format!("{n} (its /etc/netns/{n} entry is left)"));
+        }
+    }
+    if names.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Exists {
+            lab: lab.to_string(),
+            names,
+        })
+    }
+}
+
+/// Undo a failed `up`: its daemon, the namespaces this process created
+/// (with their `/etc/netns` files), the state. A namespace of the plan that
+/// this run did not create is someone else's, and stays.
+fn roll_back(lab: &LabName, plan: &Plan) -> DownReport {
+    let mut report = DownReport::default();
+    let _ = crate::runtime::request_shutdown(&state::dir(lab), Duration::from_secs(3));
+    teardown::stop_daemon(lab, Duration::from_secs(2));
+    let planned = plan.netns_names();
+    let mine: Vec<String> = netns::created_here()
+        .into_iter()
+        .filter(|n| planned.contains(&n.as_str()))
+        .collect();
+    report.namespaces = mine.len();
+    report.errors.extend(
+        teardown::remove_namespaces(&mine)
+            .iter()
+            .map(|e| crate::error_chain(e)),
+    );
+    if let Err(e) = state::remove(lab) {
+        report
+            .errors
+            .push(format!("remove {}: {e}", state::dir(lab).display()));
+    }
+    report
 }
 
 /// The text of the lab file a plan was made from, where it can be read.
@@ -102,12 +236,15 @@ fn source_text(plan: &Plan) -> Option<String> {
 /// A lab counts as up when any trace of it is left: state, daemon, or its
 /// node network namespace. `up` refuses then, and `down` cleans it.
 pub fn is_up(lab: &str) -> bool {
-    state::dir(lab).exists()
+    let Ok(lab) = LabName::parse(lab) else {
+        return false;
+    };
+    state::dir(&lab).exists()
         || netns::Netns::exists(&format!("{lab}-net"))
-        || !procs::daemon_pids(lab).is_empty()
+        || !procs::daemon_pids(&lab).is_empty()
 }
 
-fn start_daemon(lab: &str, timeout: Duration) -> Result<(), Error> {
+fn start_daemon(lab: &LabName, timeout: Duration) -> Result<(), Error> {
     let dir = state::dir(lab);
     let log = |name: &str| -> Result<File, Error> {
         OpenOptions::new()
@@ -115,7 +252,7 @@ fn start_daemon(lab: &str, timeout: Duration) -> Result<(), Error> {
             .append(true)
             .open(dir.join(name))
             .map_err(|source| Error::State {
-                lab: lab.into(),
+                lab: lab.to_string(),
                 source,
             })
     };
@@ -123,7 +260,7 @@ fn start_daemon(lab: &str, timeout: Duration) -> Result<(), Error> {
         .map_err(|e| Error::Daemon(format!("cannot find podlab itself: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.arg(procs::DAEMON_ARG)
-        .arg(lab)
+        .arg(lab.as_str())
         .stdin(Stdio::null())
         .stdout(log("daemon.log")?)
         .stderr(log("daemon.log")?)
@@ -177,39 +314,49 @@ fn start_daemon(lab: &str, timeout: Duration) -> Result<(), Error> {
 pub struct DownReport {
     pub namespaces: usize,
     pub errors: Vec<String>,
+    /// Namespaces named like the lab's that podlab did not make, found
+    /// when the lab had no plan: not removed.
+    pub left_alone: Vec<String>,
 }
 
 /// Remove a lab completely, from its state if there is one and from its
-/// names when there is not. Never stops at the first error.
+/// names when there is not. Never stops at the first error. Waits for the
+/// command that holds the lab's lock, and cancels an `up` (which then
+/// removes what it made) rather than wait for it to finish.
 pub fn down(lab: &str) -> DownReport {
     let mut report = DownReport::default();
-    let plan = state::load(lab).ok();
+    let lab = match LabName::parse(lab) {
+        Ok(l) => l,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return report;
+        }
+    };
+    let lock = match lock_for_down(&lab) {
+        Ok(l) => l,
+        Err(e) => {
+            report.errors.push(crate::error_chain(&e));
+            return report;
+        }
+    };
+    let plan = state::load(&lab).ok();
     if plan.is_some() {
         // A clean shutdown first, so that processes get SIGTERM.
-        let _ = crate::runtime::request_shutdown(&state::dir(lab), Duration::from_secs(3));
+        let _ = crate::runtime::request_shutdown(&state::dir(&lab), Duration::from_secs(3));
     }
-    teardown::stop_daemon(lab, Duration::from_secs(2));
+    teardown::stop_daemon(&lab, Duration::from_secs(2));
 
-    let mut names: Vec<String> = plan
-        .as_ref()
-        .map(|p| p.netns_names().into_iter().map(String::from).collect())
-        .unwrap_or_default();
-    // Without a plan (lost state), the lab's namespaces are found by name;
-    // other labs' are left alone. With one, only its names are touched: a
-    // user's own `<lab>-something` namespace is not the lab's.
-    if plan.is_none() {
-        let others: Vec<Plan> = state::labs()
-            .iter()
-            .filter(|l| l.as_str() != lab)
-            .filter_map(|l| state::load(l).ok())
-            .collect();
-        let claimed = |n: &str| others.iter().any(|p| p.netns_names().contains(&n));
-        for orphan in teardown::orphans(lab, &claimed) {
-            if !names.contains(&orphan) {
-                names.push(orphan);
-            }
+    // With a plan, only its names are touched: a user's own
+    // `<lab>-something` namespace is not the lab's. Without one (lost
+    // state), the lab's namespaces and `/etc/netns` entries are found by
+    // name, minus those another lab claims.
+    let mut names: Vec<String> = match &plan {
+        Some(p) => p.netns_names().into_iter().map(String::from).collect(),
+        None => {
+            report.left_alone = teardown::not_ours(&lab);
+            teardown::orphans(&lab, &claimed_by_others(&lab))
         }
-    }
+    };
     names.retain(|n| netns::Netns::exists(n) || crate::kernel::apply::etc_dir(n).exists());
     report.namespaces = names.iter().filter(|n| netns::Netns::exists(n)).count();
     report.errors.extend(
@@ -217,26 +364,106 @@ pub fn down(lab: &str) -> DownReport {
             .iter()
             .map(|e| crate::error_chain(e)),
     );
-    if let Err(e) = state::remove(lab) {
+    if let Err(e) = state::remove(&lab) {
         report
             .errors
-            .push(format!("remove {}: {e}", state::dir(lab).display()));
+            .push(format!("remove {}: {e}", state::dir(&lab).display()));
+    }
+    if report.errors.is_empty() {
+        lock.remove_file();
     }
     report
 }
 
+/// Whether anything of the lab is left for `down` to remove: state, a
+/// daemon, its node network, a command changing it, or namespaces and
+/// `/etc/netns` entries by its name that no other lab claims.
+pub fn has_trace(lab: &LabName) -> bool {
+    is_up(lab)
+        || lock::holder(lab).is_some()
+        || !teardown::orphans(lab, &claimed_by_others(lab)).is_empty()
+}
+
+/// The lab's lock for `down`: an `up` that holds it is told to stop (it
+/// rolls back on SIGTERM), anything else is waited for.
+fn lock_for_down(lab: &LabName) -> Result<lock::LabLock, lock::Error> {
+    lock::acquire_with(lab, "down", lock::WAIT, &mut |holder| {
+        let cancel = holder.command == "up" && holder.pid.is_some_and(is_podlab_up);
+        match holder.pid {
+            Some(pid) if cancel => {
+                eprintln!("cancelling {holder} of lab {lab}: it removes what it made first");
+                procs::signal(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            _ => eprintln!(
+                "waiting for {holder}, which is changing lab {lab} (at most {}s)",
+                lock::WAIT.as_secs()
+            ),
+        }
+    })
+}
+
+/// Whether `pid` is a podlab `up` (a pid read from a lock file may have
+/// been reused by now).
+fn is_podlab_up(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let ours = std::env::current_exe().ok();
+    let same_binary =
+        ours.as_deref() == Some(exe.as_path()) || exe.file_name().is_some_and(|n| n == "podlab");
+    same_binary && cmdline.split(|b| *b == 0).any(|a| a == b"up")
+}
+
+/// Whether a namespace name belongs to another lab: named in another lab's
+/// saved plan, or carrying the prefix of a longer lab name with a trace on
+/// this host (`a-b-net` is lab `a-b`'s, not lab `a`'s).
+fn claimed_by_others(lab: &LabName) -> impl Fn(&str) -> bool {
+    let others: Vec<LabName> = all_labs().into_iter().filter(|l| l != lab).collect();
+    let plans: Vec<Plan> = others.iter().filter_map(|l| state::load(l).ok()).collect();
+    let longer: Vec<LabName> = others.into_iter().filter(|l| lab.prefixes(l)).collect();
+    move |n: &str| {
+        plans.iter().any(|p| p.netns_names().contains(&n)) || longer.iter().any(|l| l.prefixes(n))
+    }
+}
+
+/// `/etc/netns` entries podlab wrote whose namespace is gone and that no
+/// running lab's plan names: what `down --all` removes after the labs,
+/// since a lab whose state and namespaces are gone has no name left to
+/// find them by. Returns how many were removed, and the errors.
+pub fn remove_stray_etc() -> (usize, Vec<String>) {
+    let plans: Vec<Plan> = state::labs()
+        .iter()
+        .filter_map(|l| state::load(l).ok())
+        .collect();
+    let strays: Vec<String> = teardown::stray_etc_dirs()
+        .into_iter()
+        .filter(|n| !plans.iter().any(|p| p.netns_names().contains(&n.as_str())))
+        .collect();
+    let errors = teardown::remove_etc_dirs(&strays)
+        .iter()
+        .map(|e| crate::error_chain(e))
+        .collect();
+    (strays.len(), errors)
+}
+
 /// Every lab with a trace on this host: state, a daemon, or a `<lab>-net`
 /// namespace (every lab has one, made first and removed last).
-pub fn all_labs() -> Vec<String> {
+pub fn all_labs() -> Vec<LabName> {
     let mut labs = state::labs();
-    labs.extend(procs::running_daemons().into_iter().map(|(l, _)| l));
+    labs.extend(
+        procs::running_daemons()
+            .into_iter()
+            .filter_map(|(l, _)| LabName::parse(&l).ok()),
+    );
     labs.extend(
         netns::list("")
             .into_iter()
             .filter_map(|n| n.strip_suffix("-net").map(String::from))
-            .filter(|l| {
-                crate::lab::is_dns1123_label(l) && looks_like_node_network(&format!("{l}-net"))
-            }),
+            .filter_map(|l| LabName::parse(&l).ok())
+            .filter(|l| looks_like_node_network(&format!("{l}-net"))),
     );
     labs.sort();
     labs.dedup();

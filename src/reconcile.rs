@@ -366,7 +366,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         diff: diff(&current, desired),
         ..Report::default()
     };
-    let dir = state::dir(lab);
+    let dir = state::dir_of(lab);
     let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
 
     tracing::debug!(
@@ -510,7 +510,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         lab: lab.into(),
         source: std::io::Error::other(e),
     })?;
-    state::write_atomic(&state::plan_path(lab), &json).map_err(|source| Error::State {
+    state::write_atomic(&state::plan_path_of(lab), &json).map_err(|source| Error::State {
         lab: lab.into(),
         source,
     })?;

@@ -337,7 +337,7 @@ fn service_endpoint_removed_from_the_rules() {
 #[test]
 fn dns_server_stopped() {
     breakage("ap-dns", Path::Dns, "CoreDNS pod", |lab, _| {
-        let dir = podlab::state::dir(&lab.lab);
+        let dir = podlab::state::dir_of(&lab.lab);
         podlab::runtime::stop_pod(
             &dir,
             "kube-system",

@@ -27,6 +27,7 @@ pub fn run(args: Args) -> Result<u8> {
     let Some(path) = &args.file else {
         require_root("apply")?;
         let lab = super::pick_lab(args.lab.as_deref())?;
+        let _lock = super::lock_lab(&lab, "apply")?;
         let (file, _) = running_file(&lab)?;
         return apply_file(&lab, &file, args.dry_run, args.json);
     };
@@ -41,7 +42,8 @@ pub fn run(args: Args) -> Result<u8> {
     }
     require_root("apply")?;
     let lab = file.lab.name.clone();
-    if !state::dir(&lab).exists() {
+    let _lock = super::lock_lab(&lab, "apply")?;
+    if !state::dir_of(&lab).exists() {
         return Err(CliError::new(format!("lab {lab} is not up")).hint(format!(
             "bring it up first: sudo podlab up {}",
             path.display()

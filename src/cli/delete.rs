@@ -39,6 +39,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     require_root("delete")?;
     let lab = pick_lab(args.lab.as_deref())?;
+    let _lock = super::lock_lab(&lab, "delete")?;
     match args.kind {
         Kind::Pod => {}
         Kind::Service | Kind::NetworkPolicy => return delete_object(&lab, &args),

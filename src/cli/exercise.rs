@@ -108,7 +108,8 @@ fn print_json<T: serde::Serialize>(v: &T) {
 }
 
 fn lab_of(named: Option<&str>) -> Result<String> {
-    run::find_lab(named).map_err(cli)
+    let from_env = std::env::var(super::LAB_ENV).ok().filter(|v| !v.is_empty());
+    run::find_lab(named.or(from_env.as_deref())).map_err(cli)
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -121,8 +122,9 @@ pub fn run(args: Args) -> Result<u8> {
             json,
         } => {
             // Every problem of the file before root is asked for.
-            run::load(&file).map_err(cli)?;
+            let loaded = run::load(&file).map_err(cli)?;
             require_root("exercise start")?;
+            let _lock = super::lock_lab(&loaded.plan.lab, "exercise start")?;
             let started = run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
             if json {
                 print_json(&started);
@@ -211,6 +213,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Hint { lab, json } => {
             require_root("exercise hint")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise hint")?;
             let (p, next) = run::hint(&lab).map_err(cli)?;
             let total = p.instance.hints.len();
             if json {
@@ -265,6 +268,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Solution { lab, json } => {
             require_root("exercise solution")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise solution")?;
             let p = run::solution(&lab).map_err(cli)?;
             let lab_file = p.lab_file.display().to_string();
             if json {
@@ -301,6 +305,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Reset { lab, json } => {
             require_root("exercise reset")?;
             let lab = lab_of(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "exercise reset")?;
             let r = run::reset(&lab).map_err(cli)?;
             if json {
                 print_json(&serde_json::json!({

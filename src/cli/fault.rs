@@ -126,6 +126,7 @@ pub fn run(args: Args) -> Result<u8> {
             })?;
             require_root("fault inject")?;
             let lab = pick_lab(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "fault inject")?;
             let plan = load_plan(&lab)?;
             let file = run::lab_file_of(&plan).ok();
             let ctx = Context {
@@ -166,6 +167,7 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Clear { which, lab, json } => {
             require_root("fault clear")?;
             let lab = pick_lab(lab.as_deref())?;
+            let _lock = super::lock_lab(&lab, "fault clear")?;
             let record = run::load(&lab).map_err(fault_error)?;
             let ids = run::select(&record, which.as_deref());
             if ids.is_empty() {

@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<u8> {
             "source": source, "daemonPid": daemon,
         }));
         rows.push(vec![
-            lab.clone(),
+            lab.to_string(),
             status.into(),
             nodes.to_string(),
             pods.to_string(),

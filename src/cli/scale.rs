@@ -31,6 +31,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     require_root("scale")?;
     let lab = pick_lab(args.lab.as_deref())?;
+    let _lock = super::lock_lab(&lab, "scale")?;
     let Kind::Deployment = args.kind;
     let (mut file, mut edits) = running_file(&lab)?;
     let key = format!("{}/{}", args.namespace, args.name);

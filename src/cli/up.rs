@@ -78,6 +78,18 @@ pub fn run(args: Args) -> Result<u8> {
             plan.lab
         ))
         .code(130),
+        // Refused before anything was made: say so, and how to get past it.
+        e @ (lifecycle::Error::BadName(_)
+        | lifecycle::Error::Lock(_)
+        | lifecycle::Error::PrefixConflict { .. }
+        | lifecycle::Error::Exists { .. }) => {
+            let hint = e.hint();
+            let err = CliError::new(format!("{}; nothing was changed", super::error_chain(&e)));
+            match hint {
+                Some(h) => err.hint(h),
+                None => err,
+            }
+        }
         e => CliError::new(format!(
             "lab {} could not be built, and what was made has been removed: {}",
             plan.lab,

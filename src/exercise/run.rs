@@ -106,7 +106,7 @@ fn now() -> u64 {
 }
 
 fn progress_path(lab: &str) -> PathBuf {
-    state::dir(lab).join(PROGRESS_FILE)
+    state::dir_of(lab).join(PROGRESS_FILE)
 }
 
 pub fn load_progress(lab: &str) -> Result<Option<Progress>, Error> {
@@ -143,6 +143,7 @@ fn save_progress(p: &Progress) -> Result<(), Error> {
 pub fn find_lab(named: Option<&str>) -> Result<String, Error> {
     let with: Vec<String> = state::labs()
         .into_iter()
+        .map(String::from)
         .filter(|l| progress_path(l).exists())
         .collect();
     match (named, with.as_slice()) {
@@ -468,7 +469,7 @@ fn healthy_now(lab: &str) -> Result<Vec<Finding>, Error> {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        let status = crate::runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
+        let status = crate::runtime::query_status(&state::dir_of(lab), Duration::from_secs(2)).ok();
         findings = observe::compare_with(&plan, status.as_ref());
         if findings.is_empty() {
             break;
@@ -738,8 +739,8 @@ pub fn leftovers(lab: &str) -> Vec<String> {
         .into_iter()
         .map(|n| format!("namespace {n}"))
         .collect();
-    if state::dir(lab).exists() {
-        left.push(format!("state {}", state::dir(lab).display()));
+    if state::dir_of(lab).exists() {
+        left.push(format!("state {}", state::dir_of(lab).display()));
     }
     if let Ok(rd) = std::fs::read_dir("/etc/netns") {
         for e in rd.filter_map(|e| e.ok()) {

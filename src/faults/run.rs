@@ -62,7 +62,7 @@ pub struct Record {
 }
 
 fn path(lab: &str) -> PathBuf {
-    state::dir(lab).join(FAULTS_FILE)
+    state::dir_of(lab).join(FAULTS_FILE)
 }
 
 /// The lab's record; none yet is an empty one.
@@ -212,7 +212,7 @@ pub fn clear(lab: &str, ids: &[u32]) -> Result<Vec<Cleared>, Error> {
 /// Pods whose endpoints the daemon has taken out of service, as `ns/name`:
 /// what kube-proxy's rules leave out. Without a daemon, none.
 pub fn not_ready(lab: &str, plan: &Plan) -> HashSet<String> {
-    let status = runtime::query_status(&state::dir(lab), Duration::from_secs(2)).ok();
+    let status = runtime::query_status(&state::dir_of(lab), Duration::from_secs(2)).ok();
     crate::observe::not_ready(plan, status.as_ref())
 }
 
@@ -380,13 +380,13 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
             }
         }
         Step::StopPod { namespace, name } => Ok(runtime::control::stop_pod(
-            &state::dir(lab),
+            &state::dir_of(lab),
             namespace,
             name,
             DAEMON_TIMEOUT,
         )?),
         Step::StartPods => {
-            runtime::control::reconcile(&state::dir(lab), &[], DAEMON_TIMEOUT)?;
+            runtime::control::reconcile(&state::dir_of(lab), &[], DAEMON_TIMEOUT)?;
             Ok(())
         }
         Step::ApplyPlan { plan, .. } => crate::reconcile::apply(lab, plan)

@@ -26,12 +26,92 @@ pub struct Netns {
     fd: OwnedFd,
 }
 
+/// Whether a name can be a file in `/run/netns` (and `/etc/netns`): not
+/// empty, not `.` or `..`, no `/` or NUL, at most 255 bytes. Every function
+/// here that touches a path checks it; a plan's names are also checked
+/// when it is loaded.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 255
+        || name.bytes().any(|c| c == b'/' || c == 0);
+    if bad {
+        return Err(Error::Netns {
+            name: format!("{name:?}"),
+            op: "name",
+            source: Errno::EINVAL,
+        });
+    }
+    Ok(())
+}
+
+/// Where podlab marks the namespaces it made: one hidden file per namespace
+/// (`/run/podlab/.<netns>.netns`), holding the namespace's inode, outside
+/// any lab's state directory (and not a directory: nothing listing labs
+/// takes it for one). Lab
+/// state can be lost (removed by hand, unreadable); the mark says a
+/// `<lab>-...` namespace is podlab's and not a user's `ip netns add` of the
+/// same prefix. The inode makes a stale mark (its namespace removed with
+/// `ip netns del`, another made under the name) claim nothing.
+const MARKS_DIR: &str = crate::state::STATE_ROOT;
+
+fn mark_path(name: &str) -> PathBuf {
+    Path::new(MARKS_DIR).join(format!(".{name}.netns"))
+}
+
+fn inode_of(name: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(Netns::path(name)).ok()?;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+fn mark(name: &str) {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(inode) = inode_of(name) else { return };
+    let made = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(MARKS_DIR)
+        .and_then(|()| fs::write(mark_path(name), inode));
+    if let Err(e) = made {
+        tracing::warn!(netns = name, "cannot mark the namespace as podlab's: {e}");
+    }
+}
+
+fn unmark(name: &str) {
+    let _ = fs::remove_file(mark_path(name));
+    // The last of everything podlab keeps there leaves no empty directory.
+    let _ = fs::remove_dir(MARKS_DIR);
+}
+
+/// Whether podlab made this namespace (its mark holds its inode).
+pub fn made_by_podlab(name: &str) -> bool {
+    check_name(name).is_ok()
+        && fs::read_to_string(mark_path(name))
+            .ok()
+            .is_some_and(|m| Some(m.trim().to_string()) == inode_of(name))
+}
+
+/// Namespaces this process created, so that rolling back a failed `up`
+/// removes those and nothing else (a name that already existed belongs to
+/// someone else, even when the plan names it).
+static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Names this process has created (and not removed since), in order.
+pub fn created_here() -> Vec<String> {
+    CREATED.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 impl Netns {
+    /// The pin of a namespace. Callers pass names already checked (a
+    /// loaded plan's, or through `check_name`).
     pub fn path(name: &str) -> PathBuf {
         Path::new(NETNS_RUN_DIR).join(name)
     }
 
     pub fn open(name: &str) -> Result<Netns, Error> {
+        check_name(name)?;
         let file = File::open(Self::path(name)).map_err(|e| Error::Netns {
             name: name.to_string(),
             op: "open",
@@ -44,7 +124,7 @@ impl Netns {
     }
 
     pub fn exists(name: &str) -> bool {
-        Self::path(name).exists()
+        check_name(name).is_ok() && Self::path(name).exists()
     }
 
     pub fn name(&self) -> &str {
@@ -128,6 +208,7 @@ pub fn prepare_run_dir() -> Result<(), Error> {
 /// Create and pin a new namespace. The calling thread passes through it and
 /// comes back to where it was.
 pub fn create(name: &str) -> Result<Netns, Error> {
+    check_name(name)?;
     let path = Netns::path(name);
     let err = |op: &'static str| {
         let name = name.to_string();
@@ -158,11 +239,16 @@ pub fn create(name: &str) -> Result<Netns, Error> {
         let _ = fs::remove_file(&path);
         return Err(e);
     }
+    if let Ok(mut made) = CREATED.lock() {
+        made.push(name.to_string());
+    }
+    mark(name);
     Netns::open(name)
 }
 
 /// Unpin a namespace. Missing is success: teardown must be idempotent.
 pub fn remove(name: &str) -> Result<(), Error> {
+    check_name(name)?;
     let path = Netns::path(name);
     match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
@@ -174,6 +260,10 @@ pub fn remove(name: &str) -> Result<(), Error> {
             })
         }
     }
+    if let Ok(mut made) = CREATED.lock() {
+        made.retain(|n| n != name);
+    }
+    unmark(name);
     match fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
