@@ -481,6 +481,15 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
                 .push(format!("{f}: {}", crate::error_chain(&e))),
         }
     }
+    if !fix.fixes.is_empty() {
+        // What was unreachable while broken is cached as FAILED on the
+        // nodes; forgotten, the next packet resolves it anew.
+        for n in &desired.nodes {
+            if let Err(e) = crate::kernel::route::forget_failed_neighbours(&n.netns) {
+                tracing::warn!("{}: {}", n.netns, crate::error_chain(&e));
+            }
+        }
+    }
 
     // Files: those that drifted, and those of pods whose plan changed.
     let rewrite: BTreeSet<&String> = fix

@@ -238,3 +238,101 @@ pub(super) async fn addresses(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<
         .await
         .map_err(fail(name, "list addresses"))
 }
+
+/// A socket waiting for connections (TCP `LISTEN`) or datagrams (an
+/// unconnected UDP socket), as `ss -ltnu` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub udp: bool,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl Listener {
+    /// Whether a packet to `port` on any of the namespace's addresses
+    /// reaches it (a wildcard or non-loopback bind).
+    pub fn takes(&self, udp: bool, port: u16) -> bool {
+        self.udp == udp && self.port == port && !self.ip.is_loopback()
+    }
+}
+
+/// The IPv4 listeners of a namespace, from its `/proc/net/tcp` and
+/// `/proc/net/udp` (which show the reading thread's namespace): whatever
+/// process made them, podlab's echo or anyone else's.
+pub fn listening(name: &str) -> Result<Vec<Listener>, Error> {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).map_err(|source| {
+            Error::Io {
+                what: format!("read /proc/net/{file} in {name}"),
+                source,
+            }
+        })
+    };
+    let (tcp, udp) = super::netns::run_in(name, || (read("tcp"), read("udp")))?;
+    let mut out = parse_proc_net(&tcp?, false);
+    out.extend(parse_proc_net(&udp?, true));
+    Ok(out)
+}
+
+/// Lines of `/proc/net/tcp|udp`: `sl local_address rem_address st ...`,
+/// addresses as little-endian hex `0100007F:0050`. TCP counts in state
+/// `0A` (LISTEN), UDP in `07` (unconnected).
+pub fn parse_proc_net(text: &str, udp: bool) -> Vec<Listener> {
+    let want = if udp { "07" } else { "0A" };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let local = f.nth(1)?;
+            let state = f.nth(1)?;
+            if state != want {
+                return None;
+            }
+            let (ip, port) = local.split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?;
+            Some(Listener {
+                udp,
+                ip: Ipv4Addr::from(u32::from_be(ip)),
+                port: u16::from_str_radix(port, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_lines_become_listeners() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1\n   2: 0201F40A:0050 0301F40A:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+        let l = parse_proc_net(tcp, false);
+        assert_eq!(
+            l,
+            vec![
+                Listener {
+                    udp: false,
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    port: 80
+                },
+                Listener {
+                    udp: false,
+                    ip: Ipv4Addr::LOCALHOST,
+                    port: 8080
+                },
+            ]
+        );
+        assert!(l[0].takes(false, 80));
+        assert!(!l[1].takes(false, 8080), "loopback only");
+        assert!(!l[0].takes(true, 80), "TCP is not UDP");
+        let udp = "  sl  local_address rem_address   st\n 1: 0301F40A:0035 00000000:0000 07 0\n";
+        assert_eq!(
+            parse_proc_net(udp, true),
+            vec![Listener {
+                udp: true,
+                ip: Ipv4Addr::new(10, 244, 1, 3),
+                port: 53
+            }]
+        );
+    }
+}

@@ -239,6 +239,30 @@ fn from_message(m: &RouteMessage, default_dst: Ipv4Addr) -> Lookup {
     l
 }
 
+/// Delete the neighbour entries of `netns` that failed to resolve
+/// (`FAILED`): while one is cached, the first packet to that address gets
+/// "no route to host" at once, so a pod whose link was just repaired would
+/// stay unreachable for a moment. Returns how many were deleted.
+pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
+    inspect::in_netns(netns, |nl| async move {
+        let failed: Vec<_> = nl
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_filter(|m| futures::future::ready(m.header.state == NeighbourState::Failed))
+            .try_collect()
+            .await
+            .map_err(inspect::fail(netns, "list neighbours"))?;
+        let n = failed.len();
+        for m in failed {
+            // Gone already (resolved, or expired) is as good as deleted.
+            let _ = nl.neighbours().del(m).execute().await;
+        }
+        Ok(n)
+    })
+}
+
 async fn neighbours(nl: &rtnetlink::Handle, netns: &str) -> Result<Vec<Neighbour>, Error> {
     nl.neighbours()
         .get()

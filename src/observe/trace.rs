@@ -234,6 +234,11 @@ pub trait Kernel {
     ) -> Result<Option<conntrack::Entry>, String>;
     /// The nftables table `ip TABLE` of `netns` (`None`: there is none).
     fn nat_table(&mut self, netns: &str, table: &str) -> Result<Option<NatTable>, String>;
+    /// Whether `netns` forwards IPv4 (`net.ipv4.ip_forward`); `None`: not
+    /// known (a simulated kernel that does not say).
+    fn forwarding(&mut self, _netns: &str) -> Result<Option<bool>, String> {
+        Ok(None)
+    }
 }
 
 /// The running kernel, with the conntrack events seen during the probe.
@@ -283,6 +288,15 @@ impl Kernel for Live {
         nft::list_json(netns, &["table", "ip", table])
             .map(|json| json.map(|j| NatTable::parse(&j)))
             .map_err(|e| crate::error_chain(&e))
+    }
+
+    fn forwarding(&mut self, netns: &str) -> Result<Option<bool>, String> {
+        crate::kernel::netns::run_in(netns, || {
+            crate::kernel::sysctl::get(netns, "net.ipv4.ip_forward")
+        })
+        .and_then(|r| r)
+        .map(|v| Some(v.trim() == "1"))
+        .map_err(|e| crate::error_chain(&e))
     }
 }
 
@@ -454,6 +468,8 @@ pub fn deltas(before: &[(String, Counters)], after: &[(String, Counters)]) -> De
 pub enum End {
     /// The last hop's kernel delivers the packet to itself.
     Local,
+    /// A packet that came in here to be routed on, where forwarding is off.
+    NotForwarded,
     NoRoute(Ipv4Addr),
     /// A NetworkPolicy drop counter moved here.
     Dropped {
@@ -722,6 +738,15 @@ impl Walker<'_> {
             };
             return self.switch(hop, &facts, b, mac, a.next_hop);
         }
+        // A packet that arrived to be routed out again needs forwarding on.
+        let routed_on = facts
+            .route
+            .as_ref()
+            .is_some_and(|r| r.kind == RouteKind::Unicast);
+        if arrival.is_some() && routed_on && self.kernel.forwarding(&netns) == Ok(Some(false)) {
+            hop.filter = Some("net.ipv4.ip_forward = 0: this namespace does not route".into());
+            return Step::End(End::NotForwarded);
+        }
         self.route(hop, &facts)
     }
 
@@ -809,11 +834,27 @@ impl Walker<'_> {
         let grew = |name: &str| d.get(name).copied().unwrap_or(0) > 0;
         let plan = self.plan;
         let by_ip = |ip: Ipv4Addr| plan.pods.iter().find(|p| p.ip == ip);
-        for (t, word, pod) in [
-            (PolicyType::Egress, "egress", by_ip(self.flow.src)),
-            (PolicyType::Ingress, "ingress", by_ip(self.flow.dst)),
-        ] {
-            let Some(pod) = pod else { continue };
+        // A packet dropped after this node's DNAT never has its conntrack
+        // entry confirmed, so the walk still sees the Service's address:
+        // the endpoints of that Service on this node are the candidates,
+        // and the drop counter that moved names the one it went to.
+        let ingress: Vec<(&crate::plan::PodPlan, bool)> = match by_ip(self.flow.dst) {
+            Some(p) => vec![(p, false)],
+            None => self
+                .service_endpoints(self.flow.dst, self.flow.dport)
+                .into_iter()
+                .map(|p| (p, true))
+                .collect(),
+        };
+        let candidates = by_ip(self.flow.src)
+            .map(|p| (PolicyType::Egress, "egress", p, false))
+            .into_iter()
+            .chain(
+                ingress
+                    .into_iter()
+                    .map(|(p, dnat)| (PolicyType::Ingress, "ingress", p, dnat)),
+            );
+        for (t, word, pod, after_dnat) in candidates {
             let policies = netpol::selecting(plan, pod, t);
             for p in &policies {
                 if grew(&netpol::allow_counter(&p.namespace, &p.name)) {
@@ -823,11 +864,17 @@ impl Walker<'_> {
             }
             if grew(&netpol::drop_counter(t, &pod.namespace, &pod.name)) {
                 let keys: Vec<String> = policies.iter().map(|p| p.key()).collect();
-                let detail = format!(
+                let mut detail = format!(
                     "by the {word} isolation of {} (policies: {}): no rule allows it",
                     pod.key(),
                     keys.join(", ")
                 );
+                if after_dnat {
+                    detail.push_str(&format!(
+                        ", after kube-proxy's DNAT to {} on this node",
+                        pod.ip
+                    ));
+                }
                 hop.policy.push(format!("dropped {detail}"));
                 return Some(End::Dropped {
                     detail,
@@ -836,6 +883,17 @@ impl Walker<'_> {
             }
         }
         None
+    }
+
+    /// The pods behind the Service at `ip:port` (a ClusterIP, a
+    /// LoadBalancer IP or a NodePort).
+    fn service_endpoints(&self, ip: Ipv4Addr, port: u16) -> Vec<&crate::plan::PodPlan> {
+        service_plan_at(self.plan, ip, port, self.proto).map_or_else(Vec::new, |svc| {
+            svc.endpoints
+                .iter()
+                .filter_map(|e| self.plan.pod(&e.namespace, &e.pod))
+                .collect()
+        })
     }
 
     /// A bridge forwards the frame to `mac` out of one of its ports.
@@ -943,18 +1001,23 @@ impl Walker<'_> {
 /// `svc/ns/name` whose ClusterIP, LoadBalancer IP or node port is
 /// `ip:port`.
 fn service_at(plan: &Plan, ip: Ipv4Addr, port: u16, proto: &str) -> Option<String> {
+    service_plan_at(plan, ip, port, proto).map(|s| format!("svc/{}", s.key()))
+}
+
+fn service_plan_at<'a>(
+    plan: &'a Plan,
+    ip: Ipv4Addr,
+    port: u16,
+    proto: &str,
+) -> Option<&'a crate::plan::ServicePlan> {
     let node_ip = plan.nodes.iter().any(|n| n.ip == ip);
-    plan.services
-        .iter()
-        .find(|s| {
-            s.ports.iter().any(|p| {
-                proto_word(p.protocol) == proto
-                    && ((s.cluster_ip == Some(ip) || s.load_balancer_ip == Some(ip))
-                        && p.port == port
-                        || node_ip && p.node_port == Some(port))
-            })
+    plan.services.iter().find(|s| {
+        s.ports.iter().any(|p| {
+            proto_word(p.protocol) == proto
+                && ((s.cluster_ip == Some(ip) || s.load_balancer_ip == Some(ip)) && p.port == port
+                    || node_ip && p.node_port == Some(port))
         })
-        .map(|s| format!("svc/{}", s.key()))
+    })
 }
 
 // ---- the verdict ----
@@ -1008,6 +1071,13 @@ pub fn verdict(walked: &Walked, seen: &Seen, timeout: Duration) -> Verdict {
             ),
             Seen::Failed(e) => v(VerdictKind::Unknown, format!("the probe failed: {e}")),
         },
+        End::NotForwarded => v(
+            VerdictKind::Dropped,
+            format!(
+                "{what} does not forward packets (net.ipv4.ip_forward = 0): the packet to {} stops here",
+                walked.flow.dst
+            ),
+        ),
         End::NoRoute(dst) => v(
             VerdictKind::NoRoute,
             format!(
@@ -1106,13 +1176,11 @@ pub fn destination(
 ) -> Result<Destination, TraceError> {
     let (_, port) = split_port(spec);
     match parse_target(plan, spec, namespace) {
+        To::Address(ip, _) => Ok(address(plan, ip, port, protocol)),
         To::Name(name) => {
-            if let Ok(ip) = name.parse::<Ipv4Addr>() {
-                return Ok(address(plan, ip, port, protocol));
-            }
             let ip = resolve_name(plan, from, &name, namespace, timeout)?;
             let known = match parse_target(plan, &ip.to_string(), namespace) {
-                To::Name(_) => return Ok(address(plan, ip, port, protocol)),
+                To::Name(_) | To::Address(..) => return Ok(address(plan, ip, port, protocol)),
                 To::Pod(p, _) => Known::Pod(p),
                 To::Service(s, _) => Known::Service(s),
             };
