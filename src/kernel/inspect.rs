@@ -4,8 +4,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo,
+};
 use serde::Serialize;
 
 use super::netns::Netns;
@@ -24,6 +25,9 @@ pub struct Link {
     /// in the peer's namespace.
     pub peer: Option<u32>,
     pub mac: Option<String>,
+    /// For a bridge port: whether it sends frames back out of the port
+    /// they came in on (a pod reaching itself through its Service).
+    pub hairpin: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +54,9 @@ pub struct NetnsView {
     /// Queueing disciplines, on the same netlink connection.
     #[serde(skip)]
     pub qdiscs: Vec<super::change::Qdisc>,
+    /// Every route of every table, the policy rules and static neighbour
+    /// entries: what the plan's checks do not name, too.
+    pub objects: super::objects::Objects,
 }
 
 impl NetnsView {
@@ -74,39 +81,26 @@ pub fn view(name: &str) -> Result<NetnsView, Error> {
     in_netns(name, |nl| async move {
         let links = links(&nl, name).await?;
         let addresses = addresses(&nl, name).await?;
-        let routes = nl
-            .route()
-            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_filter_map(|m| async move {
-                if m.header.table != 254 {
-                    return Ok(None);
-                }
-                let mut r = Route {
-                    dst: Ipv4Addr::UNSPECIFIED,
-                    prefix: m.header.destination_prefix_length,
-                    gateway: None,
-                    oif: None,
-                };
-                for a in &m.attributes {
-                    match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = *ip,
-                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
-                        RouteAttribute::Oif(i) => r.oif = Some(*i),
-                        _ => {}
-                    }
-                }
-                Ok(Some(r))
+        let objects = super::objects::read_with(&nl, name, &links).await?;
+        // The main table as the checks of the plan's routes read it.
+        let routes = objects
+            .routes
+            .iter()
+            .filter(|r| r.table == super::objects::MAIN_TABLE)
+            .map(|r| Route {
+                dst: r.dst,
+                prefix: r.prefix,
+                gateway: r.gateway,
+                oif: r.oif,
             })
-            .try_collect()
-            .await
-            .map_err(fail(name, "list routes"))?;
+            .collect();
         let qdiscs = super::change::qdiscs_with(&nl, name).await?;
         Ok(NetnsView {
             links,
             addresses,
             routes,
             qdiscs,
+            objects,
         })
     })
 }
@@ -196,6 +190,7 @@ pub(super) async fn links(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<Link
                 kind: None,
                 peer: None,
                 mac: None,
+                hairpin: None,
             };
             for a in &m.attributes {
                 match a {
@@ -208,7 +203,16 @@ pub(super) async fn links(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<Link
                         l.kind = infos.iter().find_map(|i| match i {
                             LinkInfo::Kind(k) => Some(k.to_string()),
                             _ => None,
-                        })
+                        });
+                        l.hairpin = infos.iter().find_map(|i| match i {
+                            LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                                opts.iter().find_map(|o| match o {
+                                    InfoBridgePort::HairpinMode(on) => Some(*on),
+                                    _ => None,
+                                })
+                            }
+                            _ => None,
+                        });
                     }
                     _ => {}
                 }

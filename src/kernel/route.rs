@@ -240,9 +240,10 @@ fn from_message(m: &RouteMessage, default_dst: Ipv4Addr) -> Lookup {
 }
 
 /// Delete the neighbour entries of `netns` that failed to resolve
-/// (`FAILED`): while one is cached, the first packet to that address gets
-/// "no route to host" at once, so a pod whose link was just repaired would
-/// stay unreachable for a moment. Returns how many were deleted.
+/// (`FAILED`) or are still trying (`INCOMPLETE`, with packets queued that
+/// will fail with it): while one is cached, packets to that address get
+/// "no route to host", so a pod whose link was just repaired would stay
+/// unreachable for a moment. Returns how many were deleted.
 pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
     inspect::in_netns(netns, |nl| async move {
         let failed: Vec<_> = nl
@@ -250,7 +251,12 @@ pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
             .get()
             .set_address_family(AddressFamily::Inet)
             .execute()
-            .try_filter(|m| futures::future::ready(m.header.state == NeighbourState::Failed))
+            .try_filter(|m| {
+                futures::future::ready(matches!(
+                    m.header.state,
+                    NeighbourState::Failed | NeighbourState::Incomplete
+                ))
+            })
             .try_collect()
             .await
             .map_err(inspect::fail(netns, "list neighbours"))?;

@@ -1430,7 +1430,10 @@ pub fn trace(
         dport: to.port,
     };
     let walked = walk(plan, &mut kernel, &netns, to.protocol, flow, &deltas);
-    let verdict = verdict(&walked, &seen, timeout);
+    let mut verdict = verdict(&walked, &seen, timeout);
+    if verdict.kind == VerdictKind::NoAnswer {
+        suspect_foreign_tables(&walked, &mut verdict);
+    }
     let server = match &seen {
         Seen::Connected(Some(s)) => Some(s),
         _ => None,
@@ -1448,6 +1451,37 @@ pub fn trace(
         verdict,
         notes,
     })
+}
+
+/// A packet that got no answer where the walk found no reason: a table
+/// on its path that the lab did not make is the first suspect, named with
+/// the hop (nftables has no per-packet record to say for sure).
+fn suspect_foreign_tables(walked: &Walked, verdict: &mut Verdict) {
+    let ours = [
+        kubeproxy::TABLE,
+        kubeproxy::CNI_TABLE,
+        kubeproxy::LB_TABLE,
+        netpol::TABLE,
+    ];
+    for (i, hop) in walked.hops.iter().enumerate() {
+        let Ok(listing) = nft::list_ruleset(&hop.netns) else {
+            continue;
+        };
+        let foreign: Vec<String> = crate::observe::rules::of_listing(&listing)
+            .into_keys()
+            .filter(|k| k.2 == "table" && !(k.0 == "ip" && ours.contains(&k.1.as_str())))
+            .map(|k| format!("{} {}", k.0, k.1))
+            .collect();
+        if !foreign.is_empty() {
+            verdict.detail.push_str(&format!(
+                "; {} has nftables table {}, which the lab did not make: it may have dropped the packet (inferred: nftables keeps no record of which rule dropped a packet)",
+                hop.what,
+                foreign.join(", table ")
+            ));
+            verdict.hop = Some(i + 1);
+            return;
+        }
+    }
 }
 
 /// The one address a pod or client sends from (a node has several).
