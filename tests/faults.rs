@@ -195,7 +195,7 @@ const CASES: &[Case] = &[
         params: &[],
         from: "client",
         to: "svc/web",
-        broken: "endpoint default/web serves targetPort 8081",
+        broken: "pod default/web listens on 8081/tcp",
         whole_lab: false,
     },
     Case {

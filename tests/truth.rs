@@ -208,3 +208,216 @@ fn diagnose_and_trace_agree_with_the_probe() {
     assert_eq!(code, Some(1), "{t}");
     assert_eq!(first_broken(&v), "CNI: node node-2 forwards packets", "{t}");
 }
+
+const TWO_PODS: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: t-extra}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a, labels: {app: a}}
+spec:
+  nodeName: node-1
+  containers: [{name: a, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b, labels: {app: b}}
+spec:
+  nodeName: node-2
+  containers: [{name: b, ports: [{containerPort: 80}]}]
+"#;
+
+/// A change the plan does not name, what whole-lab `diagnose` must say of
+/// it, and whether it breaks a→b.
+struct Extra {
+    what: &'static str,
+    commands: &'static [(&'static str, &'static [&'static str])],
+    finding: &'static str,
+    breaks: bool,
+}
+
+const EXTRAS: &[Extra] = &[
+    Extra {
+        what: "a blackhole route in place of the route to node-2's pods",
+        commands: &[
+            ("node/node-1", &["ip", "route", "del", "10.244.2.0/24"]),
+            (
+                "node/node-1",
+                &["ip", "route", "add", "blackhole", "10.244.2.0/24"],
+            ),
+        ],
+        finding: "route `blackhole 10.244.2.0/24` is not the lab's",
+        breaks: true,
+    },
+    Extra {
+        what: "a policy rule that prohibits node-1's pods",
+        commands: &[(
+            "node/node-2",
+            &[
+                "ip",
+                "rule",
+                "add",
+                "to",
+                "10.244.1.0/24",
+                "prohibit",
+                "pref",
+                "100",
+            ],
+        )],
+        finding: "rule `100: from all to 10.244.1.0/24 prohibit` is not the lab's",
+        breaks: true,
+    },
+    Extra {
+        what: "a static neighbour entry with a wrong MAC",
+        commands: &[(
+            "node/node-2",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                "10.244.2.2",
+                "lladdr",
+                "02:00:00:00:00:01",
+                "dev",
+                "cni0",
+                "nud",
+                "permanent",
+            ],
+        )],
+        finding: "neighbour `10.244.2.2 dev cni0 lladdr 02:00:00:00:00:01 PERMANENT`",
+        breaks: true,
+    },
+    Extra {
+        what: "a foreign nftables table that drops",
+        commands: &[
+            ("node/node-2", &["nft", "add", "table", "ip", "evil"]),
+            (
+                "node/node-2",
+                &[
+                    "nft",
+                    "add",
+                    "chain",
+                    "ip",
+                    "evil",
+                    "f",
+                    "{ type filter hook forward priority -10; policy accept; }",
+                ],
+            ),
+            (
+                "node/node-2",
+                &[
+                    "nft",
+                    "add",
+                    "rule",
+                    "ip",
+                    "evil",
+                    "f",
+                    "ip",
+                    "daddr",
+                    "10.244.2.2",
+                    "drop",
+                ],
+            ),
+        ],
+        finding: "table ip evil: table is not podlab's",
+        breaks: true,
+    },
+    Extra {
+        what: "an address the lab did not give",
+        commands: &[("a", &["ip", "addr", "add", "10.9.9.9/24", "dev", "eth0"])],
+        finding: "eth0 has 10.9.9.9/24, which the lab did not give",
+        breaks: false,
+    },
+    Extra {
+        what: "strict reverse-path filtering on a node's eth0",
+        commands: &[(
+            "node/node-2",
+            &["sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1"],
+        )],
+        finding: "net.ipv4.conf.eth0.rp_filter is 1, the plan needs 0",
+        breaks: false,
+    },
+    Extra {
+        what: "the balancer's forwarding off",
+        commands: &[("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"])],
+        finding: "t-extra-lb: net.ipv4.ip_forward is 0",
+        breaks: false,
+    },
+    Extra {
+        what: "a pod's arp_notify off",
+        commands: &[("a", &["sysctl", "-qw", "net.ipv4.conf.all.arp_notify=0"])],
+        finding: "net.ipv4.conf.all.arp_notify is 0",
+        breaks: false,
+    },
+];
+
+fn a_reaches_b(lab: &Up, b: &str) -> bool {
+    lab.exec(
+        "a",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            &format!("http://{b}"),
+        ],
+    )
+    .status
+    .success()
+}
+
+#[test]
+fn what_the_plan_does_not_name_is_found_and_removed() {
+    if !root_or_skip("truth extras") {
+        return;
+    }
+    let file = lab_file(TWO_PODS);
+    let lab = Up::new("t-extra", &file);
+    let b = lab.pod_ip("b");
+    assert_eq!(b, "10.244.2.2", "the cases name b's address");
+    assert!(a_reaches_b(&lab, &b));
+    for e in EXTRAS {
+        for (target, cmd) in e.commands {
+            let o = lab.exec(target, cmd);
+            assert!(
+                o.status.success(),
+                "{}: {target} {cmd:?}\n{}",
+                e.what,
+                text(&o)
+            );
+        }
+        assert_eq!(
+            a_reaches_b(&lab, &b),
+            !e.breaks,
+            "{}: does it break a→b?",
+            e.what
+        );
+        let o = run(&["diagnose", "--lab", "t-extra"]);
+        assert_eq!(o.status.code(), Some(1), "{}:\n{}", e.what, text(&o));
+        assert!(stdout(&o).contains(e.finding), "{}:\n{}", e.what, text(&o));
+        let o = run(&["apply", "--lab", "t-extra"]);
+        assert_eq!(o.status.code(), Some(0), "{}: apply\n{}", e.what, text(&o));
+        let o = run(&["diagnose", "--lab", "t-extra"]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: after apply\n{}",
+            e.what,
+            text(&o)
+        );
+        assert!(a_reaches_b(&lab, &b), "{}: a→b after apply", e.what);
+    }
+
+    // The forward path works, the reply's does not: trace says where.
+    let o = lab.exec("node/node-2", &["ip", "route", "del", "10.244.1.0/24"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (code, v, t) = json(&["trace", "--lab", "t-extra", "a", "b:80", "--json"]);
+    assert_eq!(code, Some(1), "{t}");
+    let detail = v["verdict"]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("the reply does not get back"), "{t}");
+    assert!(!v["reply"].as_array().map_or(true, Vec::is_empty), "{t}");
+}

@@ -51,6 +51,10 @@ pub struct Trace {
     #[serde(rename = "clientSeen", skip_serializing_if = "Option::is_none")]
     pub client_seen: Option<Ipv4Addr>,
     pub hops: Vec<Hop>,
+    /// The reply's way back, walked when no answer came to a packet that
+    /// was delivered (and the path had no NAT).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reply: Vec<Hop>,
     /// Where the last DNAT on the path sent the packet: the endpoint the
     /// kernel chose.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1431,6 +1435,24 @@ pub fn trace(
     };
     let walked = walk(plan, &mut kernel, &netns, to.protocol, flow, &deltas);
     let mut verdict = verdict(&walked, &seen, timeout);
+    let mut reply = Vec::new();
+    if verdict.kind == VerdictKind::NoAnswer && walked.end == End::Local {
+        if let Some(back) = reply_walk(plan, &mut kernel, to.protocol, &walked, &netns) {
+            if back.end != End::Local || back.hops.last().map(|h| h.netns.as_str()) != Some(&netns)
+            {
+                let why = verdict_of_reply(&back, timeout);
+                verdict.detail = format!(
+                    "the packet reached {} ({}:{}), but the reply does not get back: {why}",
+                    walked.hops.last().map_or("", |h| h.what.as_str()),
+                    walked.flow.dst,
+                    walked.flow.dport
+                );
+                verdict.kind = why_kind(&back);
+                verdict.hop = None;
+            }
+            reply = back.hops;
+        }
+    }
     if verdict.kind == VerdictKind::NoAnswer {
         suspect_foreign_tables(&walked, &mut verdict);
     }
@@ -1448,9 +1470,64 @@ pub fn trace(
         client_seen: server.and_then(|s| s.client_ip),
         endpoint: walked.endpoint(plan),
         hops: walked.hops,
+        reply,
         verdict,
         notes,
     })
+}
+
+/// The reply's way back from where the packet was delivered, when the
+/// forward path had no NAT (with NAT, the reply is translated back by
+/// conntrack hop by hop, which this walk does not follow: `None`).
+fn reply_walk(
+    plan: &Plan,
+    kernel: &mut dyn Kernel,
+    protocol: Protocol,
+    walked: &Walked,
+    source: &str,
+) -> Option<Walked> {
+    if walked.hops.iter().any(|h| h.nat.is_some()) {
+        return None;
+    }
+    let end = walked.hops.last()?;
+    if end.netns == source {
+        return None;
+    }
+    let f = walked.flow;
+    let back = Tuple {
+        src: f.dst,
+        sport: f.dport,
+        dst: f.src,
+        dport: f.sport,
+    };
+    Some(walk(
+        plan,
+        kernel,
+        &end.netns,
+        protocol,
+        back,
+        &Deltas::new(),
+    ))
+}
+
+/// Why the reply's walk stopped, in words.
+fn verdict_of_reply(back: &Walked, timeout: Duration) -> String {
+    let v = verdict(back, &Seen::Blocked(None), timeout);
+    match back.end {
+        End::Local => format!(
+            "it is delivered to {} instead",
+            back.hops.last().map_or("", |h| h.what.as_str())
+        ),
+        _ => v.detail,
+    }
+}
+
+fn why_kind(back: &Walked) -> VerdictKind {
+    match back.end {
+        End::NoRoute(_) => VerdictKind::NoRoute,
+        End::Dropped { .. } | End::NotForwarded => VerdictKind::Dropped,
+        _ => VerdictKind::NoAnswer,
+    }
 }
 
 /// A packet that got no answer where the walk found no reason: a table
