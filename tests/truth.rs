@@ -419,5 +419,5 @@ fn what_the_plan_does_not_name_is_found_and_removed() {
     assert_eq!(code, Some(1), "{t}");
     let detail = v["verdict"]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("the reply does not get back"), "{t}");
-    assert!(!v["reply"].as_array().map_or(true, Vec::is_empty), "{t}");
+    assert!(v["reply"].as_array().is_some_and(|r| !r.is_empty()), "{t}");
 }
