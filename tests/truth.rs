@@ -421,3 +421,53 @@ fn what_the_plan_does_not_name_is_found_and_removed() {
     assert!(detail.contains("the reply does not get back"), "{t}");
     assert!(v["reply"].as_array().is_some_and(|r| !r.is_empty()), "{t}");
 }
+
+#[test]
+fn dns_names_the_policy_that_drops_the_query() {
+    if !root_or_skip("truth dns") {
+        return;
+    }
+    let file = lab_file(
+        r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: t-dnsx}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, labels: {app: db}}
+spec:
+  containers: [{name: c, ports: [{containerPort: 5432}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend}
+spec: {selector: {app: db}, ports: [{port: 5432}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-egress}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Egress]
+"#,
+    );
+    let _lab = Up::new("t-dnsx", &file);
+    let o = run(&[
+        "dns",
+        "--lab",
+        "t-dnsx",
+        "backend",
+        "--from",
+        "db",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("dropped by the egress isolation of default/db (policies: default/db-egress)"),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains("is kube-dns up?"), "{}", text(&o));
+}

@@ -534,6 +534,46 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
     findings
 }
 
+/// The NetworkPolicy drop counters read now, to compare with later
+/// (`policy_drops_since`); empty when they cannot be read.
+pub fn policy_counters(plan: &Plan) -> std::collections::BTreeMap<String, u64> {
+    crate::kernel::counters::read(plan, crate::plan::netpol::TABLE)
+        .map(|c| c.into_iter().map(|(k, v)| (k, v.packets)).collect())
+        .unwrap_or_default()
+}
+
+/// Which of these pods' policy isolations dropped packets since `before`
+/// was read: for each, `the egress isolation of ns/pod (policies: ...)`.
+pub fn policy_drops_since(
+    plan: &Plan,
+    before: &std::collections::BTreeMap<String, u64>,
+    who: &[(crate::lab::PolicyType, &crate::plan::PodPlan)],
+) -> Vec<String> {
+    use crate::plan::netpol;
+    let now = policy_counters(plan);
+    who.iter()
+        .filter(|(t, p)| {
+            let name = netpol::drop_counter(*t, &p.namespace, &p.name);
+            now.get(&name).copied().unwrap_or(0) > before.get(&name).copied().unwrap_or(0)
+        })
+        .map(|(t, p)| {
+            let policies: Vec<String> = netpol::selecting(plan, p, *t)
+                .iter()
+                .map(|x| x.key())
+                .collect();
+            let word = match t {
+                crate::lab::PolicyType::Ingress => "ingress",
+                crate::lab::PolicyType::Egress => "egress",
+            };
+            format!(
+                "the {word} isolation of {} (policies: {})",
+                p.key(),
+                policies.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Ask the running coredns pod itself (from its node, no Service in the
 /// way) for kube-dns's own name: the responder answers, and right.
 fn dns_health(plan: &Plan, status: Option<&DaemonStatus>) -> Option<Finding> {
