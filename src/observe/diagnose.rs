@@ -849,9 +849,7 @@ fn service_checks(
         .filter(|e| {
             status
                 .and_then(|s| s.pod(&e.namespace, &e.pod))
-                .is_some_and(|p| {
-                    p.status == "Running" && p.ready.split('/').next() == p.ready.split('/').nth(1)
-                })
+                .is_some_and(crate::runtime::status::PodStatus::is_ready)
         })
         .collect();
     let evidence = if svc.endpoints.is_empty() {

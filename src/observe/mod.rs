@@ -302,12 +302,10 @@ pub fn not_ready(plan: &Plan, status: Option<&DaemonStatus>) -> std::collections
     };
     plan.pods
         .iter()
-        .filter(|p| match status.pod(&p.namespace, &p.name) {
-            None => true,
-            Some(s) => {
-                matches!(s.status.as_str(), "Pending" | "ContainerCreating")
-                    || s.containers.iter().any(|c| !c.ready)
-            }
+        .filter(|p| {
+            !status
+                .pod(&p.namespace, &p.name)
+                .is_some_and(crate::runtime::status::PodStatus::is_ready)
         })
         .map(|p| p.key())
         .collect()
