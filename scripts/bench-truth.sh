@@ -56,7 +56,11 @@ median_ms() { # command... : the median wall time of 5 runs, in ms
   for _ in 1 2 3 4 5; do
     local start end
     start=$(date +%s%N)
-    "$@" >"$work/out" 2>&1 || true
+    if ! "$@" >"$work/out" 2>&1; then
+      echo "bench-truth.sh: $* failed on a healthy lab:" >&2
+      cat "$work/out" >&2
+      exit 1
+    fi
     end=$(date +%s%N)
     times+=($(((end - start) / 1000000)))
   done
