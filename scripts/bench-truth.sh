@@ -77,7 +77,9 @@ echo "bringing up $pods pods on 5 nodes..."
 $bin up -q "$work/big.yaml"
 $bin up -q "$work/seed.yaml"
 echo
-report "whole-lab diagnose, $pods pods" "$(median_ms $bin diagnose --lab bench-truth)" 1000
-report "apply with nothing to change, $pods pods" "$(median_ms $bin apply --lab bench-truth)" 500
-report "path diagnose pod-2 -> pod-1:80 (seed lab)" \
-  "$(median_ms $bin diagnose --lab bench-seed pod-2 pod-1:80)" 300
+ms=$(median_ms $bin diagnose --lab bench-truth)
+report "whole-lab diagnose, $pods pods" "$ms" 1000
+ms=$(median_ms $bin apply --lab bench-truth)
+report "apply with nothing to change, $pods pods" "$ms" 500
+ms=$(median_ms $bin diagnose --lab bench-seed pod-2 pod-1:80)
+report "path diagnose pod-2 -> pod-1:80 (seed lab)" "$ms" 300
