@@ -309,16 +309,47 @@ fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
                 netns: netns.clone(),
                 link: link.clone(),
             }),
+            // Back to exactly the plan's addresses: none on a link the plan
+            // gives none, 127.0.0.1/8 on `lo`.
+            Finding::ExtraAddress { netns, link, .. } => r.fixes.push(Fix::Address {
+                netns: netns.clone(),
+                link: link.clone(),
+                want: wanted_addresses(plan, netns, link).unwrap_or_else(|| {
+                    if link == "lo" {
+                        vec![(std::net::Ipv4Addr::LOCALHOST, 8)]
+                    } else {
+                        Vec::new()
+                    }
+                }),
+            }),
+            Finding::Extra {
+                netns,
+                what,
+                object,
+            } => r.fixes.push(Fix::DeleteObject {
+                netns: netns.clone(),
+                what: *what,
+                object: object.clone(),
+            }),
+            Finding::HairpinOff { netns, link } => r.fixes.push(Fix::Hairpin {
+                netns: netns.clone(),
+                link: link.clone(),
+            }),
         }
     }
+    // A link with a wrong and an extra address needs one fix.
+    let mut seen = BTreeSet::new();
+    r.fixes.retain(|f| seen.insert(f.to_string()));
     // Within a namespace: links up and MTUs first, then addresses, then
     // routes (a route needs its gateway's subnet on an up link).
+    // What the lab did not make goes first: a blackhole route in the way
+    // of a planned one is deleted before the planned one is put back.
     let rank = |f: &Fix| match f {
-        Fix::DeleteLink { .. } => 0,
+        Fix::DeleteLink { .. } | Fix::DeleteObject { .. } => 0,
         Fix::LinkUp { .. } | Fix::Mtu { .. } => 1,
         Fix::Address { .. } => 2,
         Fix::Route { .. } => 3,
-        Fix::Sysctl { .. } | Fix::DeleteQdisc { .. } => 4,
+        Fix::Sysctl { .. } | Fix::DeleteQdisc { .. } | Fix::Hairpin { .. } => 4,
     };
     r.fixes.sort_by_key(rank);
     r
@@ -396,9 +427,16 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "apply: before observed"
     );
+    let any_rules_drift = findings.iter().any(|f| matches!(f, Finding::Rules { .. }));
+    // A foreign table is deleted, not reloaded: said when it is.
     let rules_drift: Vec<String> = findings
         .iter()
-        .filter(|f| matches!(f, Finding::Rules { .. }))
+        .filter(|f| match f {
+            Finding::Rules { differences, .. } => !differences
+                .iter()
+                .all(|d| d == observe::rules::FOREIGN_TABLE),
+            _ => false,
+        })
         .map(|f| format!("{f}: reloaded"))
         .collect();
     let mut fix = repairs(desired, &findings);
@@ -481,6 +519,15 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
                 .push(format!("{f}: {}", crate::error_chain(&e))),
         }
     }
+    if !fix.fixes.is_empty() {
+        // What was unreachable while broken is cached as FAILED on the
+        // nodes; forgotten, the next packet resolves it anew.
+        for n in &desired.nodes {
+            if let Err(e) = crate::kernel::route::forget_failed_neighbours(&n.netns) {
+                tracing::warn!("{}: {}", n.netns, crate::error_chain(&e));
+            }
+        }
+    }
 
     // Files: those that drifted, and those of pods whose plan changed.
     let rewrite: BTreeSet<&String> = fix
@@ -555,17 +602,54 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     // only what the plan changed: those namespaces are checked again and
     // reloaded whole if they still differ. Without a daemon, every one.
     let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
-    let drifted: BTreeSet<String> = if rules_drift.is_empty() && report.daemon.is_some() {
-        BTreeSet::new()
+    let rule_findings = if !any_rules_drift && report.daemon.is_some() {
+        Vec::new()
     } else {
         observe::compare_rules(desired, status.as_ref())
-            .into_iter()
-            .filter_map(|f| match f {
-                Finding::Rules { netns, .. } => Some(netns),
-                _ => None,
-            })
-            .collect()
     };
+    let mut foreign: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
+    let mut drifted: BTreeSet<String> = BTreeSet::new();
+    for f in &rule_findings {
+        let Finding::Rules {
+            netns,
+            table,
+            differences,
+        } = f
+        else {
+            continue;
+        };
+        match table.split_once(' ') {
+            Some((family, name))
+                if differences
+                    .iter()
+                    .any(|d| d == observe::rules::FOREIGN_TABLE) =>
+            {
+                foreign
+                    .entry(netns)
+                    .or_default()
+                    .push((family.to_string(), name.to_string()))
+            }
+            _ => {
+                drifted.insert(netns.clone());
+            }
+        }
+    }
+    // Tables the lab did not make are deleted whole: in a lab's node, a
+    // foreign table is someone's drop.
+    for (netns, tables) in foreign {
+        let names: Vec<String> = tables.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        match nft::delete_tables(netns, &tables) {
+            Ok(()) => report.repaired.push(format!(
+                "{netns}: nft delete table {}",
+                names.join(", table ")
+            )),
+            Err(e) => report.failed.push(format!(
+                "{netns}: delete table {}: {}",
+                names.join(", "),
+                crate::error_chain(&e)
+            )),
+        }
+    }
     if !drifted.is_empty() {
         let view = services::ready_view(desired, &observe::not_ready(desired, status.as_ref()));
         let sets: Vec<(String, String)> = apply::rulesets(&view)

@@ -11,14 +11,20 @@ use crate::{runtime, state};
 pub struct Args {
     /// The pod the traffic starts from (`NAME`, `NS/NAME`).
     from: Option<String>,
-    /// Where it goes: a pod, `svc/NAME`, an IP, or a DNS name; `:PORT`
-    /// optional.
+    /// Where it goes: a pod (`NAME`, `NS/NAME`, `pod/NAME`), `svc/NAME`,
+    /// `node/NODE`, `external`, `lb`, an IP (a pod's, a ClusterIP, a
+    /// node's with a NodePort, a LoadBalancer's), or a DNS name; `:PORT`
+    /// optional (default: the pod's first containerPort or the Service's
+    /// first port).
     to: Option<String>,
     /// Namespace of names given without one.
     #[arg(short, long, default_value = "default")]
     namespace: String,
     #[arg(long)]
     lab: Option<String>,
+    /// How long the probe waits for an answer, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    timeout: u64,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -39,8 +45,12 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let src = observe::target::pod_source(&plan, from, &args.namespace)
         .map_err(|e| CliError::new(e).hint("FROM is a pod: `podlab get pods -A` lists them"))?;
-    let target = diagnose::parse_target(&plan, to, &args.namespace);
-    let report = diagnose::diagnose(&plan, status.as_ref(), src, &target);
+    let timeout = Duration::from_millis(args.timeout.clamp(50, 60_000));
+    let report = diagnose::diagnose(&plan, status.as_ref(), src, to, &args.namespace, timeout)
+        .map_err(|e| {
+            CliError::new(e.to_string())
+                .hint(format!("give the port: podlab diagnose {from} {to}:PORT"))
+        })?;
     if args.json {
         println!(
             "{}",
@@ -66,19 +76,48 @@ fn mark(ok: bool) -> String {
 
 fn print_report(r: &diagnose::Report) {
     println!("diagnosing {} -> {}", r.from, r.to);
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+    if let Some(p) = &r.probe {
+        println!(
+            "\nprobe: {}: {} {}{}",
+            p.flow,
+            mark(p.delivered),
+            p.detail,
+            p.hop
+                .as_ref()
+                .filter(|h| !p.detail.contains(h.as_str()))
+                .map(|h| format!(" (at {h})"))
+                .unwrap_or_default()
+        );
+    }
     let mut section = "";
     for s in &r.steps {
         if s.section != section {
             section = s.section;
             println!("\n{section}");
         }
-        println!("  {} {}  ({})", mark(s.ok), s.check, s.evidence);
+        let inferred = if s.inferred {
+            " [inferred from the plan]"
+        } else {
+            ""
+        };
+        println!("  {} {}  ({}){inferred}", mark(s.ok), s.check, s.evidence);
     }
-    match r.first_broken() {
-        None => println!("\nthe path is healthy"),
-        Some(s) => {
+    let probe_failed = r.probe.as_ref().filter(|p| !p.delivered);
+    match (r.first_broken(), probe_failed) {
+        (None, None) if r.probe.is_some() => {
+            println!("\nthe path is healthy: the probe got through and every step holds")
+        }
+        (None, None) => println!("\nevery step holds, but no probe was sent (see the note)"),
+        (Some(s), _) => {
             println!("\nfirst broken step: {}", s.check);
             println!("  see it: {}", s.show);
+        }
+        (None, Some(p)) => {
+            println!("\nthe probe failed, and no step of the checklist explains it");
+            println!("  follow the packet: {}", p.show);
         }
     }
 }

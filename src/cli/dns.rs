@@ -111,6 +111,7 @@ pub fn run(args: Args) -> Result<u8> {
 
     // Each name tried and its answer code (NOERROR: no record of the type).
     let mut tried: Vec<String> = Vec::new();
+    let counters = crate::observe::policy_counters(&plan);
     for name in &names {
         let mut reply = None;
         let mut errors = Vec::new();
@@ -125,14 +126,37 @@ pub fn run(args: Args) -> Result<u8> {
             }
         }
         let Some(reply) = reply else {
-            return Err(CliError::new(format!(
-                "no answer for {name} from {}",
-                errors.join("; ")
+            // The kernel's word first: a policy counter that moved while
+            // the query went unanswered names who dropped it.
+            let mut who = vec![(crate::lab::PolicyType::Egress, pod)];
+            who.extend(
+                plan.pods
+                    .iter()
+                    .filter(|p| p.role == crate::plan::PodRole::Dns)
+                    .map(|p| (crate::lab::PolicyType::Ingress, p)),
+            );
+            let dropped = crate::observe::policy_drops_since(&plan, &counters, &who);
+            let mut e = CliError::new(format!(
+                "no answer for {name} from {}{}",
+                errors.join("; "),
+                if dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!(": dropped by {}", dropped.join(" and "))
+                }
             ))
-            .hint(format!(
-                "is kube-dns up? `podlab get pods -n kube-system`, `podlab get endpoints -n kube-system --lab {lab}`"
-            ))
-            .code(exit::CHECK_FAILED));
+            .code(exit::CHECK_FAILED);
+            e = if dropped.is_empty() {
+                e.hint(format!(
+                    "is kube-dns up? `podlab get pods -n kube-system`, `podlab get endpoints -n kube-system --lab {lab}`"
+                ))
+            } else {
+                e.hint(format!(
+                    "a policy must allow DNS (UDP and TCP 53 to kube-dns): `podlab get netpol -n {} --lab {lab}`",
+                    pod.namespace
+                ))
+            };
+            return Err(e);
         };
         let rcode = Rcode::from_code(reply.rcode)
             .map(|r| r.to_string())

@@ -88,6 +88,12 @@ fn print(t: &Trace) {
     for (i, h) in t.hops.iter().enumerate() {
         print_hop(i + 1, h);
     }
+    if !t.reply.is_empty() {
+        println!("\nthe reply, on its way back:");
+        for (i, h) in t.reply.iter().enumerate() {
+            print_hop(i + 1, h);
+        }
+    }
     println!();
     let mark = match t.verdict.kind {
         VerdictKind::Delivered => paint("delivered", "32"),

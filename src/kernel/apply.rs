@@ -23,9 +23,9 @@ use nftables::schema::Nftables;
 
 use crate::plan::{kubeproxy, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 
-/// Set in every pod's namespace before its eth0 comes up: a gratuitous
-/// ARP when it does (see `wire_pod`).
-const POD_SYSCTLS: [(&str, &str); 1] = [("net.ipv4.conf.all.arp_notify", "1")];
+// Set in every pod's namespace before its eth0 comes up: a gratuitous ARP
+// when it does (see `wire_pod`).
+use crate::plan::desired::POD_SYSCTLS;
 
 /// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
 const POD_BRIDGE_INDEX: u32 = 3;
@@ -178,16 +178,7 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     let started = Instant::now();
 
     // The lab's own namespaces: the node network, the nodes, the clients.
-    let node_sysctls: Vec<(&str, &str)> = vec![
-        ("net.ipv4.ip_forward", "1"),
-        // Replies from another node's pods come back on another path than
-        // the one a strict reverse-path check expects.
-        ("net.ipv4.conf.all.rp_filter", "0"),
-        ("net.ipv4.conf.default.rp_filter", "0"),
-        // Bridged replies between pods of one node must pass conntrack, or
-        // a reply to a Service's DNAT is not translated back.
-        ("net.bridge.bridge-nf-call-iptables", "1"),
-    ];
+    let node_sysctls = crate::plan::desired::node_sysctls_at_creation();
     let mut names = vec![(plan.net.netns.clone(), Vec::new())];
     names.extend(
         plan.nodes
@@ -197,7 +188,7 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     // The cloud load balancer forwards to the nodes.
     names.extend(plan.clients.iter().map(|c| {
         let forward = if c.name == "lb" {
-            vec![("net.ipv4.ip_forward", "1")]
+            crate::plan::desired::LB_SYSCTLS.to_vec()
         } else {
             Vec::new()
         };

@@ -85,6 +85,24 @@ pub(super) async fn set_link_with(
         .map_err(fail(netns, what))
 }
 
+/// Turn hairpin mode on for the bridge port `link`, as `up` makes pods'
+/// ports (a fault may turn it off).
+pub(super) async fn set_hairpin_with(h: &Handle, netns: &str, link: &str) -> Result<(), Error> {
+    use netlink_packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind};
+    h.link()
+        .set_port(
+            LinkUnspec::new_with_name(link)
+                .set_port_kind(InfoPortKind::Bridge)
+                .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    true,
+                )]))
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(fail(netns, format!("set hairpin on {link}")))
+}
+
 /// Add or delete the route `dst via via`, as podlab's own routes are made
 /// (`proto static`, main table).
 pub fn route(netns: &str, add: bool, dst: Ipv4Net, via: Ipv4Addr) -> Result<(), Error> {

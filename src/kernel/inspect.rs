@@ -4,8 +4,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo,
+};
 use serde::Serialize;
 
 use super::netns::Netns;
@@ -24,6 +25,9 @@ pub struct Link {
     /// in the peer's namespace.
     pub peer: Option<u32>,
     pub mac: Option<String>,
+    /// For a bridge port: whether it sends frames back out of the port
+    /// they came in on (a pod reaching itself through its Service).
+    pub hairpin: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +54,9 @@ pub struct NetnsView {
     /// Queueing disciplines, on the same netlink connection.
     #[serde(skip)]
     pub qdiscs: Vec<super::change::Qdisc>,
+    /// Every route of every table, the policy rules and static neighbour
+    /// entries: what the plan's checks do not name, too.
+    pub objects: super::objects::Objects,
 }
 
 impl NetnsView {
@@ -74,39 +81,26 @@ pub fn view(name: &str) -> Result<NetnsView, Error> {
     in_netns(name, |nl| async move {
         let links = links(&nl, name).await?;
         let addresses = addresses(&nl, name).await?;
-        let routes = nl
-            .route()
-            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_filter_map(|m| async move {
-                if m.header.table != 254 {
-                    return Ok(None);
-                }
-                let mut r = Route {
-                    dst: Ipv4Addr::UNSPECIFIED,
-                    prefix: m.header.destination_prefix_length,
-                    gateway: None,
-                    oif: None,
-                };
-                for a in &m.attributes {
-                    match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = *ip,
-                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
-                        RouteAttribute::Oif(i) => r.oif = Some(*i),
-                        _ => {}
-                    }
-                }
-                Ok(Some(r))
+        let objects = super::objects::read_with(&nl, name, &links).await?;
+        // The main table as the checks of the plan's routes read it.
+        let routes = objects
+            .routes
+            .iter()
+            .filter(|r| r.table == super::objects::MAIN_TABLE)
+            .map(|r| Route {
+                dst: r.dst,
+                prefix: r.prefix,
+                gateway: r.gateway,
+                oif: r.oif,
             })
-            .try_collect()
-            .await
-            .map_err(fail(name, "list routes"))?;
+            .collect();
         let qdiscs = super::change::qdiscs_with(&nl, name).await?;
         Ok(NetnsView {
             links,
             addresses,
             routes,
             qdiscs,
+            objects,
         })
     })
 }
@@ -196,6 +190,7 @@ pub(super) async fn links(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<Link
                 kind: None,
                 peer: None,
                 mac: None,
+                hairpin: None,
             };
             for a in &m.attributes {
                 match a {
@@ -208,7 +203,16 @@ pub(super) async fn links(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<Link
                         l.kind = infos.iter().find_map(|i| match i {
                             LinkInfo::Kind(k) => Some(k.to_string()),
                             _ => None,
-                        })
+                        });
+                        l.hairpin = infos.iter().find_map(|i| match i {
+                            LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                                opts.iter().find_map(|o| match o {
+                                    InfoBridgePort::HairpinMode(on) => Some(*on),
+                                    _ => None,
+                                })
+                            }
+                            _ => None,
+                        });
                     }
                     _ => {}
                 }
@@ -237,4 +241,102 @@ pub(super) async fn addresses(nl: &rtnetlink::Handle, name: &str) -> Result<Vec<
         .try_collect()
         .await
         .map_err(fail(name, "list addresses"))
+}
+
+/// A socket waiting for connections (TCP `LISTEN`) or datagrams (an
+/// unconnected UDP socket), as `ss -ltnu` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub udp: bool,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl Listener {
+    /// Whether a packet to `port` on any of the namespace's addresses
+    /// reaches it (a wildcard or non-loopback bind).
+    pub fn takes(&self, udp: bool, port: u16) -> bool {
+        self.udp == udp && self.port == port && !self.ip.is_loopback()
+    }
+}
+
+/// The IPv4 listeners of a namespace, from its `/proc/net/tcp` and
+/// `/proc/net/udp` (which show the reading thread's namespace): whatever
+/// process made them, podlab's echo or anyone else's.
+pub fn listening(name: &str) -> Result<Vec<Listener>, Error> {
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).map_err(|source| {
+            Error::Io {
+                what: format!("read /proc/net/{file} in {name}"),
+                source,
+            }
+        })
+    };
+    let (tcp, udp) = super::netns::run_in(name, || (read("tcp"), read("udp")))?;
+    let mut out = parse_proc_net(&tcp?, false);
+    out.extend(parse_proc_net(&udp?, true));
+    Ok(out)
+}
+
+/// Lines of `/proc/net/tcp|udp`: `sl local_address rem_address st ...`,
+/// addresses as little-endian hex `0100007F:0050`. TCP counts in state
+/// `0A` (LISTEN), UDP in `07` (unconnected).
+pub fn parse_proc_net(text: &str, udp: bool) -> Vec<Listener> {
+    let want = if udp { "07" } else { "0A" };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let local = f.nth(1)?;
+            let state = f.nth(1)?;
+            if state != want {
+                return None;
+            }
+            let (ip, port) = local.split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?;
+            Some(Listener {
+                udp,
+                ip: Ipv4Addr::from(u32::from_be(ip)),
+                port: u16::from_str_radix(port, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_lines_become_listeners() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1\n   2: 0201F40A:0050 0301F40A:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+        let l = parse_proc_net(tcp, false);
+        assert_eq!(
+            l,
+            vec![
+                Listener {
+                    udp: false,
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    port: 80
+                },
+                Listener {
+                    udp: false,
+                    ip: Ipv4Addr::LOCALHOST,
+                    port: 8080
+                },
+            ]
+        );
+        assert!(l[0].takes(false, 80));
+        assert!(!l[1].takes(false, 8080), "loopback only");
+        assert!(!l[0].takes(true, 80), "TCP is not UDP");
+        let udp = "  sl  local_address rem_address   st\n 1: 0301F40A:0035 00000000:0000 07 0\n";
+        assert_eq!(
+            parse_proc_net(udp, true),
+            vec![Listener {
+                udp: true,
+                ip: Ipv4Addr::new(10, 244, 1, 3),
+                port: 53
+            }]
+        );
+    }
 }

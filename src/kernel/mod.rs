@@ -9,6 +9,7 @@ pub mod counters;
 pub mod inspect;
 pub mod netns;
 pub mod nft;
+pub mod objects;
 pub mod procs;
 pub mod repair;
 pub mod route;

@@ -68,6 +68,21 @@ fn load_inner(netns: &str, json: &str, track: bool) -> Result<(), Error> {
     })
 }
 
+/// Delete whole tables (`(family, name)`) that are not the lab's, in one
+/// transaction: a table someone added to a node with a drop in it.
+pub fn delete_tables(netns: &str, tables: &[(String, String)]) -> Result<(), Error> {
+    let commands: Vec<serde_json::Value> = tables
+        .iter()
+        .map(|(family, name)| {
+            serde_json::json!({"delete": {"table": {"family": family, "name": name}}})
+        })
+        .collect();
+    load(
+        netns,
+        &serde_json::json!({ "nftables": commands }).to_string(),
+    )
+}
+
 /// Load several rulesets, one per namespace, in parallel (untracked).
 pub fn load_all(rulesets: &[(String, String)]) -> Result<(), Error> {
     load_many(rulesets, load)

@@ -49,6 +49,15 @@ pub enum Fix {
     DeleteLink { netns: String, link: String },
     /// `tc qdisc del dev LINK root`: back to the link's default (`noqueue`).
     DeleteQdisc { netns: String, link: String },
+    /// `ip route del ...`, `ip rule del ...`, `ip neigh del ...` of an
+    /// object the lab did not make, named as `observe` wrote it.
+    DeleteObject {
+        netns: String,
+        what: super::objects::Kind,
+        object: String,
+    },
+    /// `ip link set LINK type bridge_slave hairpin on`.
+    Hairpin { netns: String, link: String },
 }
 
 impl Fix {
@@ -60,6 +69,8 @@ impl Fix {
             | Fix::Route { netns, .. }
             | Fix::Sysctl { netns, .. }
             | Fix::DeleteLink { netns, .. }
+            | Fix::DeleteObject { netns, .. }
+            | Fix::Hairpin { netns, .. }
             | Fix::DeleteQdisc { netns, .. } => netns,
         }
     }
@@ -80,6 +91,30 @@ impl fmt::Display for Fix {
             Fix::Sysctl { netns, key, value } => write!(f, "{netns}: sysctl {key}={value}"),
             Fix::DeleteLink { netns, link } => write!(f, "{netns}: ip link del {link}"),
             Fix::DeleteQdisc { netns, link } => write!(f, "{netns}: tc qdisc del dev {link} root"),
+            Fix::DeleteObject {
+                netns,
+                what,
+                object,
+            } => {
+                match what {
+                    super::objects::Kind::Route => write!(f, "{netns}: ip route del {object}"),
+                    super::objects::Kind::Neighbour => {
+                        let spec = object.trim_end_matches(" PERMANENT");
+                        write!(f, "{netns}: ip neigh del {spec}")
+                    }
+                    // `100: from all to X prohibit` as `ip rule del` takes it.
+                    super::objects::Kind::Rule => match object.split_once(": ") {
+                        Some((pref, rest)) => write!(f, "{netns}: ip rule del pref {pref} {rest}"),
+                        None => write!(f, "{netns}: ip rule del {object}"),
+                    },
+                }
+            }
+            Fix::Hairpin { netns, link } => {
+                write!(
+                    f,
+                    "{netns}: ip link set {link} type bridge_slave hairpin on"
+                )
+            }
         }
     }
 }
@@ -270,5 +305,9 @@ async fn apply_one(nl: &rtnetlink::Handle, netns: &str, fix: &Fix) -> Result<(),
                 .map_err(fail(format!("delete {link}")))
         }
         Fix::Sysctl { .. } => Ok(()),
+        Fix::DeleteObject { what, object, .. } => {
+            super::objects::delete_with(nl, netns, *what, object).await
+        }
+        Fix::Hairpin { link, .. } => super::change::set_hairpin_with(nl, netns, link).await,
     }
 }

@@ -239,6 +239,36 @@ fn from_message(m: &RouteMessage, default_dst: Ipv4Addr) -> Lookup {
     l
 }
 
+/// Delete the neighbour entries of `netns` that failed to resolve
+/// (`FAILED`) or are still trying (`INCOMPLETE`, with packets queued that
+/// will fail with it): while one is cached, packets to that address get
+/// "no route to host", so a pod whose link was just repaired would stay
+/// unreachable for a moment. Returns how many were deleted.
+pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
+    inspect::in_netns(netns, |nl| async move {
+        let failed: Vec<_> = nl
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_filter(|m| {
+                futures::future::ready(matches!(
+                    m.header.state,
+                    NeighbourState::Failed | NeighbourState::Incomplete
+                ))
+            })
+            .try_collect()
+            .await
+            .map_err(inspect::fail(netns, "list neighbours"))?;
+        let n = failed.len();
+        for m in failed {
+            // Gone already (resolved, or expired) is as good as deleted.
+            let _ = nl.neighbours().del(m).execute().await;
+        }
+        Ok(n)
+    })
+}
+
 async fn neighbours(nl: &rtnetlink::Handle, netns: &str) -> Result<Vec<Neighbour>, Error> {
     nl.neighbours()
         .get()

@@ -4,6 +4,8 @@
 //! evidence and the command that shows it to a learner.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,6 +18,8 @@ use crate::plan::netpol;
 use crate::plan::{kubeproxy, NodePlan, Plan, PodPlan, ServicePlan, ETH0, ETH0_INDEX, POD_BRIDGE};
 use crate::runtime::DaemonStatus;
 
+use super::trace::{self, Trace, VerdictKind};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     /// The seed's checklist this step belongs to.
@@ -25,18 +29,47 @@ pub struct Step {
     pub evidence: String,
     /// The command that shows this to a learner.
     pub show: String,
+    /// Judged from the plan, not seen in the kernel or by a probe: the
+    /// output says so, and a probe that disagrees wins.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+}
+
+/// What the real probe, sent before any step is judged, saw: the outcome
+/// of `podlab trace` for the same flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// `tcp 10.244.2.2 → 10.244.1.2:80`.
+    pub flow: String,
+    /// `delivered`, `refused`, `dropped`, `no-route`, `no-answer`, `unknown`.
+    pub outcome: String,
+    pub delivered: bool,
+    pub detail: String,
+    /// The hop where the outcome was decided, as the trace names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hop: Option<String>,
+    /// The command that shows the packet's whole path.
+    pub show: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub from: String,
     pub to: String,
+    /// `None` only when no probe could be sent (said in `notes`).
+    pub probe: Option<Probe>,
     pub steps: Vec<Step>,
+    /// What the diagnosis could not do, or chose for the user (a port).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
+    /// Healthy when the probe got through and every step holds: a step
+    /// that fails while the probe connects still deserves a look (an MTU,
+    /// a shaping qdisc), and a probe that fails is never healthy.
     pub fn healthy(&self) -> bool {
-        self.steps.iter().all(|s| s.ok)
+        self.probe.as_ref().is_none_or(|p| p.delivered) && self.steps.iter().all(|s| s.ok)
     }
 
     pub fn first_broken(&self) -> Option<&Step> {
@@ -78,43 +111,217 @@ fn pod_target(p: &PodPlan) -> String {
     }
 }
 
-pub fn diagnose(plan: &Plan, status: Option<&DaemonStatus>, from: &PodPlan, to: &To) -> Report {
+/// Why a path cannot be diagnosed at all (exit 2: the input is wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("pod {pod} declares no port, and TO has none: which port should be diagnosed?")]
+    NoPort { pod: String },
+    #[error("service {service} has no port {port}")]
+    NoServicePort { service: String, port: u16 },
+}
+
+/// Diagnose `from` → `spec` (`TO[:PORT]`): first one real probe (a
+/// `podlab trace` of the same flow), then the seed's checklists, each
+/// step judged from the kernel, to explain what the probe saw.
+pub fn diagnose(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    from: &PodPlan,
+    spec: &str,
+    namespace: &str,
+    timeout: Duration,
+) -> Result<Report, Error> {
+    let to = parse_target(plan, spec, namespace);
     let mut r = Report {
         from: from.key(),
-        to: match to {
-            To::Pod(p, port) => format!(
-                "{}{}",
-                p.key(),
-                port.map(|p| format!(":{p}")).unwrap_or_default()
-            ),
-            To::Service(s, port) => format!(
-                "svc/{}{}",
-                s.key(),
-                port.map(|p| format!(":{p}")).unwrap_or_default()
-            ),
-            To::Name(n) => n.clone(),
-        },
+        to: spec.to_string(),
+        probe: None,
         steps: Vec::new(),
+        notes: Vec::new(),
     };
-    let mut views = Views {
-        cache: HashMap::new(),
+    let mut d = Walk {
+        plan,
+        status,
+        views: Views {
+            cache: HashMap::new(),
+        },
+        trace: None,
     };
-    pod_checks(plan, status, from, &mut views, &mut r.steps);
-    match to {
-        To::Pod(dst, port) => {
-            pod_checks(plan, status, dst, &mut views, &mut r.steps);
-            if let Some(port) = port {
-                serves(dst, *port, status, &mut r.steps);
+    pod_checks(&mut d, from, &mut r.steps);
+    // A name is resolved as the pod's resolver would: the probe and the
+    // checks then follow the address it gave.
+    let to = match to {
+        To::Name(name) => {
+            let ip = dns_checks(&mut d, from, &name, &mut r.steps);
+            match ip {
+                None => {
+                    r.notes.push(format!(
+                        "{name} does not resolve from {}: no probe was sent",
+                        from.key()
+                    ));
+                    return Ok(r);
+                }
+                Some(ip) => {
+                    let (_, port) = super::target::split_port(spec);
+                    let with_port = port.map_or(ip.to_string(), |p| format!("{ip}:{p}"));
+                    r.to = format!("{spec} ({with_port})");
+                    parse_target(plan, &with_port, namespace)
+                }
             }
-            path_checks(plan, from, dst, &mut views, &mut r.steps);
-            policy_checks(plan, from, dst, port.unwrap_or(80), PODS, &mut r.steps);
         }
-        To::Service(svc, port) => {
-            service_checks(plan, status, from, svc, *port, &mut views, &mut r.steps)
+        other => other,
+    };
+    let port = pick_port(plan, &to, &mut r.notes)?;
+    let probe_spec = match &to {
+        To::Pod(p, _) => format!("{}:{port}", p.ip),
+        To::Service(s, _) => format!("svc/{}:{port}", s.key()),
+        To::Address(ip, _) => format!("{ip}:{port}"),
+        To::Name(n) => format!("{n}:{port}"),
+    };
+    let source = super::target::From::Pod(from);
+    match trace::destination(plan, &source, &probe_spec, namespace, None, timeout)
+        .and_then(|dest| trace::trace(plan, &source, &dest, timeout))
+    {
+        Ok(t) => {
+            r.probe = Some(probe_of(&t, from, &probe_spec));
+            d.trace = Some(t);
         }
-        To::Name(name) => dns_checks(plan, status, from, name, &mut views, &mut r.steps),
+        Err(e) => r.notes.push(format!(
+            "no probe could be sent: {}",
+            crate::error_chain(&e)
+        )),
     }
-    r
+    match to {
+        To::Pod(dst, _) => {
+            pod_checks(&mut d, dst, &mut r.steps);
+            serves(dst, port, PODS, &mut r.steps);
+            path_checks(&mut d, from, dst, &mut r.steps);
+            policy_checks(&mut d, from, dst, port, PODS, &mut r.steps);
+        }
+        To::Service(svc, _) => service_checks(&mut d, from, svc, port, &mut r.steps),
+        To::Address(ip, _) => {
+            // A NodePort or LoadBalancer address leads to its Service.
+            if let Some((svc, sp)) = service_behind(plan, ip, port) {
+                service_checks(&mut d, from, svc, sp, &mut r.steps);
+            }
+        }
+        To::Name(_) => {}
+    }
+    Ok(r)
+}
+
+/// The port to diagnose: the one given, else the pod's first declared
+/// port or the Service's first port, said in a note; never a guess.
+fn pick_port(plan: &Plan, to: &To, notes: &mut Vec<String>) -> Result<u16, Error> {
+    match to {
+        To::Pod(_, Some(p)) | To::Address(_, Some(p)) => Ok(*p),
+        To::Service(s, Some(p)) => {
+            if s.ports.iter().any(|sp| sp.port == *p) {
+                Ok(*p)
+            } else {
+                Err(Error::NoServicePort {
+                    service: s.key(),
+                    port: *p,
+                })
+            }
+        }
+        To::Pod(p, None) => {
+            let first = p.ports.first().ok_or(Error::NoPort { pod: p.key() })?;
+            notes.push(format!(
+                "no port given: diagnosing {}'s first containerPort, {}/{}",
+                p.key(),
+                first.port,
+                first.protocol
+            ));
+            Ok(first.port)
+        }
+        To::Service(s, None) => {
+            let first = s.ports.first().ok_or(Error::NoServicePort {
+                service: s.key(),
+                port: 0,
+            })?;
+            notes.push(format!(
+                "no port given: diagnosing svc/{}'s first port, {}/{}",
+                s.key(),
+                first.port,
+                first.protocol
+            ));
+            Ok(first.port)
+        }
+        To::Address(ip, None) => {
+            let port = service_at_address(plan, *ip).unwrap_or(80);
+            notes.push(format!("no port given: diagnosing port {port}"));
+            Ok(port)
+        }
+        To::Name(_) => Ok(80),
+    }
+}
+
+/// The first NodePort of a node's address, or the first port of a
+/// LoadBalancer address.
+fn service_at_address(plan: &Plan, ip: Ipv4Addr) -> Option<u16> {
+    let node = plan.nodes.iter().any(|n| n.ip == ip);
+    plan.services.iter().find_map(|s| {
+        s.ports.iter().find_map(|p| {
+            if node {
+                p.node_port
+            } else if s.load_balancer_ip == Some(ip) {
+                Some(p.port)
+            } else {
+                None
+            }
+        })
+    })
+}
+
+/// The Service and its port behind a NodePort on a node's address or a
+/// LoadBalancer address.
+fn service_behind(plan: &Plan, ip: Ipv4Addr, port: u16) -> Option<(&ServicePlan, u16)> {
+    let node = plan.nodes.iter().any(|n| n.ip == ip);
+    plan.services.iter().find_map(|s| {
+        s.ports
+            .iter()
+            .find(|p| {
+                if node {
+                    p.node_port == Some(port)
+                } else {
+                    s.load_balancer_ip == Some(ip) && p.port == port
+                }
+            })
+            .map(|p| (s, p.port))
+    })
+}
+
+fn probe_of(t: &Trace, from: &PodPlan, spec: &str) -> Probe {
+    let hop = t
+        .verdict
+        .hop
+        .and_then(|i| t.hops.get(i.saturating_sub(1)))
+        .map(|h| h.what.clone());
+    let outcome = serde_json::to_value(t.verdict.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    Probe {
+        flow: format!(
+            "{} {} → {}:{}",
+            t.protocol, t.flow.src, t.flow.dst, t.flow.dport
+        ),
+        outcome,
+        delivered: t.delivered(),
+        detail: t.verdict.detail.clone(),
+        hop,
+        show: format!("podlab trace {} {spec}", from.key()),
+    }
+}
+
+/// What the checks share: the plan, the daemon's word, the namespaces
+/// read so far, and the probe's trace.
+struct Walk<'a> {
+    plan: &'a Plan,
+    status: Option<&'a DaemonStatus>,
+    views: Views,
+    trace: Option<Trace>,
 }
 
 fn step(
@@ -125,22 +332,22 @@ fn step(
     evidence: String,
     show: String,
 ) {
+    // Two pods on one node share its checks: each is said once.
+    if steps.iter().any(|s| s.check == check) {
+        return;
+    }
     steps.push(Step {
         section,
         check,
         ok,
         evidence,
         show,
+        inferred: false,
     });
 }
 
-fn pod_checks(
-    plan: &Plan,
-    status: Option<&DaemonStatus>,
-    pod: &PodPlan,
-    views: &mut Views,
-    steps: &mut Vec<Step>,
-) {
+fn pod_checks(d: &mut Walk, pod: &PodPlan, steps: &mut Vec<Step>) {
+    let (plan, status, views) = (d.plan, d.status, &mut d.views);
     let live = status.and_then(|s| s.pod(&pod.namespace, &pod.name));
     let (ok, evidence) = match (Netns::exists(&pod.netns), live) {
         (false, _) => (false, format!("its namespace {} is gone", pod.netns)),
@@ -432,26 +639,47 @@ fn updown(v: Option<bool>) -> &'static str {
     }
 }
 
-fn serves(pod: &PodPlan, port: u16, status: Option<&DaemonStatus>, steps: &mut Vec<Step>) {
-    let declared = pod.ports.iter().any(|p| p.port == port);
-    let evidence = if declared {
-        format!("containerPort {port} is declared")
-    } else if !pod.processes.is_empty() {
-        format!("no containerPort {port}; its process may listen on it")
-    } else {
-        format!(
-            "nothing listens on {port}: the pod declares {}",
-            ports_of(pod)
-        )
+/// Whether anything in the pod's namespace listens on `port`, from the
+/// kernel's socket table (podlab's echo, a process of the pod's, or
+/// anyone's), for the protocol the pod declares on that port (else TCP).
+fn serves(pod: &PodPlan, port: u16, section: &'static str, steps: &mut Vec<Step>) {
+    let udp = pod
+        .ports
+        .iter()
+        .find(|p| p.port == port)
+        .is_some_and(|p| p.protocol == Protocol::Udp);
+    let proto = if udp { "udp" } else { "tcp" };
+    let (ok, evidence) = match inspect::listening(&pod.netns) {
+        Err(e) => (false, crate::error_chain(&e)),
+        Ok(l) => {
+            let all: Vec<String> = l
+                .iter()
+                .filter(|x| !x.ip.is_loopback())
+                .map(|x| format!("{}/{}", x.port, if x.udp { "udp" } else { "tcp" }))
+                .collect();
+            let listed = if all.is_empty() {
+                "nothing".to_string()
+            } else {
+                all.join(", ")
+            };
+            if l.iter().any(|x| x.takes(udp, port)) {
+                (true, format!("listening: {listed}"))
+            } else {
+                (
+                    false,
+                    format!(
+                        "nothing listens on {port}/{proto} (listening: {listed}; the pod declares {})",
+                        ports_of(pod)
+                    ),
+                )
+            }
+        }
     };
-    let running = status
-        .and_then(|s| s.pod(&pod.namespace, &pod.name))
-        .is_some_and(|s| s.status == "Running");
     step(
         steps,
-        PODS,
-        format!("pod {} serves port {port}", pod.key()),
-        (declared || !pod.processes.is_empty()) && running,
+        section,
+        format!("pod {} listens on {port}/{proto}", pod.key()),
+        ok,
         evidence,
         exec(&pod_target(pod), "ss -ltnu"),
     );
@@ -468,13 +696,8 @@ fn ports_of(pod: &PodPlan) -> String {
         .join(", ")
 }
 
-fn path_checks(
-    plan: &Plan,
-    from: &PodPlan,
-    to: &PodPlan,
-    views: &mut Views,
-    steps: &mut Vec<Step>,
-) {
+fn path_checks(d: &mut Walk, from: &PodPlan, to: &PodPlan, steps: &mut Vec<Step>) {
+    let (plan, views) = (d.plan, &mut d.views);
     if from.node == to.node {
         return;
     }
@@ -514,94 +737,101 @@ fn path_checks(
     }
 }
 
+/// NetworkPolicy between two pods: from the probe when it decided the
+/// matter (its trace names the policies whose counters moved), else
+/// inferred from the plan, and said so.
 fn policy_checks(
-    plan: &Plan,
+    d: &mut Walk,
     from: &PodPlan,
     to: &PodPlan,
     port: u16,
     section: &'static str,
     steps: &mut Vec<Step>,
 ) {
-    let egress: Vec<String> = netpol::selecting(plan, from, PolicyType::Egress)
-        .iter()
-        .map(|p| p.key())
-        .collect();
-    let ingress: Vec<String> = netpol::selecting(plan, to, PolicyType::Ingress)
-        .iter()
-        .map(|p| p.key())
-        .collect();
-    let ok = netpol::permitted(plan, from.ip, to.ip, Protocol::Tcp, port);
-    let mut evidence = Vec::new();
-    if egress.is_empty() {
-        evidence.push(format!("no policy limits {}'s egress", from.key()));
-    } else {
-        evidence.push(format!(
-            "egress of {} limited by {}",
-            from.key(),
-            egress.join(", ")
-        ));
-    }
-    if ingress.is_empty() {
-        evidence.push(format!("no policy limits {}'s ingress", to.key()));
-    } else {
-        evidence.push(format!(
-            "ingress of {} limited by {}",
-            to.key(),
-            ingress.join(", ")
-        ));
-    }
-    if !ok {
-        // The isolation's own drop counter, as `get netpol` shows it: the
-        // drops the kernel has counted so far.
-        let isolated = if ingress.is_empty() {
-            (PolicyType::Egress, from)
+    let plan = d.plan;
+    let limits = |pod: &PodPlan, t: PolicyType, word: &str| {
+        let by: Vec<String> = netpol::selecting(plan, pod, t)
+            .iter()
+            .map(|p| p.key())
+            .collect();
+        if by.is_empty() {
+            format!("no policy limits {}'s {word}", pod.key())
         } else {
-            (PolicyType::Ingress, to)
-        };
-        let name = netpol::drop_counter(isolated.0, &isolated.1.namespace, &isolated.1.name);
-        let drops = crate::kernel::counters::read(plan, netpol::TABLE)
-            .ok()
-            .and_then(|c| c.get(&name).map(|c| c.packets));
-        evidence.push(match drops {
-            Some(n) => format!(
-                "this flow (TCP {port}) is dropped: no rule allows it ({n} packets dropped so far, counter {name})"
-            ),
-            None => format!("this flow (TCP {port}) is dropped: no rule allows it"),
-        });
-    }
-    step(
-        steps,
-        section,
-        format!(
-            "network policies allow {} -> {}:{port}",
-            from.key(),
-            to.key()
-        ),
-        ok,
-        evidence.join("; "),
-        "podlab get netpol -A".into(),
+            format!("{word} of {} limited by {}", pod.key(), by.join(", "))
+        }
+    };
+    let context = format!(
+        "{}; {}",
+        limits(from, PolicyType::Egress, "egress"),
+        limits(to, PolicyType::Ingress, "ingress")
     );
+    let check = format!(
+        "network policies allow {} -> {}:{port}",
+        from.key(),
+        to.key()
+    );
+    let show = "podlab get netpol -A".to_string();
+    let isolated = if netpol::selecting(plan, to, PolicyType::Ingress).is_empty() {
+        (PolicyType::Egress, from)
+    } else {
+        (PolicyType::Ingress, to)
+    };
+    let counter = netpol::drop_counter(isolated.0, &isolated.1.namespace, &isolated.1.name);
+    let dropped_so_far = || {
+        crate::kernel::counters::read(plan, netpol::TABLE)
+            .ok()
+            .and_then(|c| c.get(&counter).map(|c| c.packets))
+            .map(|n| format!(" ({n} packets dropped so far, counter {counter})"))
+            .unwrap_or_default()
+    };
+    let observed = d.trace.as_ref().and_then(|t| match t.verdict.kind {
+        VerdictKind::Dropped if !t.verdict.policies.is_empty() => Some((
+            false,
+            format!(
+                "the probe was dropped by {}{}; {context}",
+                t.verdict.policies.join(", "),
+                dropped_so_far()
+            ),
+        )),
+        VerdictKind::Delivered => Some((
+            true,
+            format!("the probe got through every policy; {context}"),
+        )),
+        _ => None,
+    });
+    if let Some((ok, evidence)) = observed {
+        step(steps, section, check, ok, evidence, show);
+        return;
+    }
+    let ok = netpol::permitted(plan, from.ip, to.ip, Protocol::Tcp, port);
+    let mut evidence = format!("{context}; by the plan, this flow is ");
+    evidence.push_str(if ok { "allowed" } else { "dropped" });
+    if !ok {
+        evidence.push_str(&dropped_so_far());
+    }
+    steps.push(Step {
+        section,
+        check,
+        ok,
+        evidence,
+        show,
+        inferred: true,
+    });
 }
 
 fn service_checks(
-    plan: &Plan,
-    status: Option<&DaemonStatus>,
+    d: &mut Walk,
     from: &PodPlan,
     svc: &ServicePlan,
-    port: Option<u16>,
-    views: &mut Views,
+    port: u16,
     steps: &mut Vec<Step>,
 ) {
-    let port = port.or_else(|| svc.ports.first().map(|p| p.port));
-    let sp = svc.ports.iter().position(|p| Some(p.port) == port);
+    let (plan, status) = (d.plan, d.status);
+    let sp = svc.ports.iter().position(|p| p.port == port);
     step(
         steps,
         SERVICES,
-        format!(
-            "service {} has port {}",
-            svc.key(),
-            port.map_or("?".into(), |p| p.to_string())
-        ),
+        format!("service {} has port {port}", svc.key()),
         sp.is_some(),
         format!(
             "ports: {}",
@@ -619,9 +849,7 @@ fn service_checks(
         .filter(|e| {
             status
                 .and_then(|s| s.pod(&e.namespace, &e.pod))
-                .is_some_and(|p| {
-                    p.status == "Running" && p.ready.split('/').next() == p.ready.split('/').nth(1)
-                })
+                .is_some_and(crate::runtime::status::PodStatus::is_ready)
         })
         .collect();
     let evidence = if svc.endpoints.is_empty() {
@@ -711,32 +939,22 @@ fn service_checks(
             ),
         );
     }
-    // Then the path to one ready endpoint, as to a pod.
-    if let (Some(e), Some(i)) = (ready.first(), sp) {
+    // Then the path to an endpoint, as to a pod: the one the probe's
+    // DNAT chose when there was a probe, else the first ready one.
+    let chosen = d
+        .trace
+        .as_ref()
+        .and_then(|t| t.endpoint.as_ref())
+        .and_then(|e| ready.iter().find(|r| r.ip == e.ip));
+    if let (Some(e), Some(i)) = (chosen.or(ready.first()), sp) {
         if let Some(dst) = plan.pod(&e.namespace, &e.pod) {
             let tp = e.ports.get(i).copied().flatten();
             if let Some(tp) = tp {
-                let declared = dst.ports.iter().any(|p| p.port == tp) || !dst.processes.is_empty();
-                step(
-                    steps,
-                    SERVICES,
-                    format!("endpoint {} serves targetPort {tp}", dst.key()),
-                    declared,
-                    if declared {
-                        format!("{} declares {}", dst.key(), ports_of(dst))
-                    } else {
-                        format!(
-                            "nothing listens on {tp}: the pod declares {} (is the service's targetPort right?)",
-                            ports_of(dst)
-                        )
-                    },
-                    format!("podlab get svc -n {} {} -o yaml", svc.namespace, svc.name),
-                );
+                serves(dst, tp, SERVICES, steps);
             }
-            // The endpoint as a pod: its interface, its node.
-            pod_checks(plan, status, dst, views, steps);
-            path_checks(plan, from, dst, views, steps);
-            policy_checks(plan, from, dst, tp.unwrap_or(80), SERVICES, steps);
+            pod_checks(d, dst, steps);
+            path_checks(d, from, dst, steps);
+            policy_checks(d, from, dst, tp.unwrap_or(port), SERVICES, steps);
         }
     }
 }
@@ -782,14 +1000,10 @@ fn kube_proxy_rules(
     }
 }
 
-fn dns_checks(
-    plan: &Plan,
-    status: Option<&DaemonStatus>,
-    from: &PodPlan,
-    name: &str,
-    views: &mut Views,
-    steps: &mut Vec<Step>,
-) {
+/// The DNS checklist, then the name resolved as the pod's resolver would
+/// (its resolv.conf, its search path): the address it got, if any.
+fn dns_checks(d: &mut Walk, from: &PodPlan, name: &str, steps: &mut Vec<Step>) -> Option<Ipv4Addr> {
+    let (plan, status) = (d.plan, d.status);
     let coredns = plan
         .pods
         .iter()
@@ -822,7 +1036,7 @@ fn dns_checks(
         .iter()
         .find(|s| s.namespace == "kube-system" && s.name == "kube-dns")
     {
-        service_checks(plan, status, from, svc, Some(53), views, steps);
+        service_checks(d, from, svc, 53, steps);
     }
     let path = crate::kernel::apply::etc_dir(&from.netns).join("resolv.conf");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -861,6 +1075,10 @@ fn dns_checks(
                 std::time::Duration::from_secs(2),
             ))
         });
+    let resolved = match &answer {
+        Ok((_, a)) if a.rcode == 0 => a.records.iter().find_map(|r| r.parse().ok()),
+        _ => None,
+    };
     let (ok, evidence) = match answer {
         Ok((q, a)) if a.rcode == 0 && !a.records.is_empty() => {
             (true, format!("{q}: {}", a.records.join(", ")))
@@ -879,6 +1097,7 @@ fn dns_checks(
         evidence,
         exec(&pod_target(from), &format!("nslookup {name}")),
     );
+    resolved
 }
 
 /// Where kube-proxy's chains for a service (`ns/name/` in their names)

@@ -90,6 +90,27 @@ pub enum Finding {
         link: String,
         qdisc: String,
     },
+    /// An address the lab did not give (on any link, `lo` included).
+    ExtraAddress {
+        netns: String,
+        link: String,
+        address: String,
+    },
+    /// A route, policy rule or static neighbour entry the lab did not make,
+    /// as `ip` writes it.
+    Extra {
+        netns: String,
+        #[serde(rename = "object")]
+        what: crate::kernel::objects::Kind,
+        #[serde(rename = "text")]
+        object: String,
+    },
+    /// A pod's bridge port without hairpin mode: the pod cannot reach
+    /// itself through its own Service.
+    HairpinOff {
+        netns: String,
+        link: String,
+    },
 }
 
 impl Finding {
@@ -101,12 +122,15 @@ impl Finding {
             | Finding::MissingRoute { netns, .. }
             | Finding::Sysctl { netns, .. }
             | Finding::Rules { netns, .. }
+            | Finding::Extra { netns, .. }
             | Finding::File { netns, .. } => Some((netns, None)),
             Finding::MissingLink { netns, link }
             | Finding::LinkDown { netns, link }
             | Finding::WrongAddress { netns, link, .. }
             | Finding::WrongMtu { netns, link, .. }
             | Finding::NotOnBridge { netns, link, .. }
+            | Finding::ExtraAddress { netns, link, .. }
+            | Finding::HairpinOff { netns, link }
             | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
             Finding::PodDown { .. } | Finding::DnsUnhealthy { .. } => None,
         }
@@ -180,6 +204,22 @@ impl fmt::Display for Finding {
                     f,
                     "{netns}: {link} has a {qdisc} qdisc the lab did not make"
                 )
+            }
+            Finding::ExtraAddress {
+                netns,
+                link,
+                address,
+            } => write!(
+                f,
+                "{netns}: {link} has {address}, which the lab did not give"
+            ),
+            Finding::Extra {
+                netns,
+                what,
+                object,
+            } => write!(f, "{netns}: {what} `{object}` is not the lab's"),
+            Finding::HairpinOff { netns, link } => {
+                write!(f, "{netns}: bridge port {link} has hairpin mode off")
             }
         }
     }
@@ -262,12 +302,10 @@ pub fn not_ready(plan: &Plan, status: Option<&DaemonStatus>) -> std::collections
     };
     plan.pods
         .iter()
-        .filter(|p| match status.pod(&p.namespace, &p.name) {
-            None => true,
-            Some(s) => {
-                matches!(s.status.as_str(), "Pending" | "ContainerCreating")
-                    || s.containers.iter().any(|c| !c.ready)
-            }
+        .filter(|p| {
+            !status
+                .pod(&p.namespace, &p.name)
+                .is_some_and(crate::runtime::status::PodStatus::is_ready)
         })
         .map(|p| p.key())
         .collect()
@@ -406,22 +444,6 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             }
             check_mtu(v, &n.netns, &p.host_veth, mtu, &mut findings);
         }
-        // Forwarding, and bridged traffic through conntrack (without it a
-        // same-node Service reply is not translated back). A key the
-        // kernel lacks (no br_netfilter module) was warned about at `up`.
-        for key in ["net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables"] {
-            match crate::kernel::netns::run_in(&n.netns, || {
-                crate::kernel::sysctl::get(&n.netns, key)
-            }) {
-                Ok(Ok(have)) if have != "1" => findings.push(Finding::Sysctl {
-                    netns: n.netns.clone(),
-                    key: key.into(),
-                    want: "1".into(),
-                    have,
-                }),
-                _ => {}
-            }
-        }
     }
     for c in &plan.clients {
         let Some(v) = views.get(&c.netns) else {
@@ -489,6 +511,8 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
         "observe: rules compared"
     );
     findings.extend(compare_qdiscs(&names, &views));
+    findings.extend(compare_extras(plan, &views));
+    findings.extend(compare_sysctls(plan, &views));
     if let Some(st) = status {
         for p in &plan.pods {
             match st.pod(&p.namespace, &p.name) {
@@ -506,6 +530,46 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
     let mut seen = std::collections::HashSet::new();
     findings.retain(|f| seen.insert(f.to_string()));
     findings
+}
+
+/// The NetworkPolicy drop counters read now, to compare with later
+/// (`policy_drops_since`); empty when they cannot be read.
+pub fn policy_counters(plan: &Plan) -> std::collections::BTreeMap<String, u64> {
+    crate::kernel::counters::read(plan, crate::plan::netpol::TABLE)
+        .map(|c| c.into_iter().map(|(k, v)| (k, v.packets)).collect())
+        .unwrap_or_default()
+}
+
+/// Which of these pods' policy isolations dropped packets since `before`
+/// was read: for each, `the egress isolation of ns/pod (policies: ...)`.
+pub fn policy_drops_since(
+    plan: &Plan,
+    before: &std::collections::BTreeMap<String, u64>,
+    who: &[(crate::lab::PolicyType, &crate::plan::PodPlan)],
+) -> Vec<String> {
+    use crate::plan::netpol;
+    let now = policy_counters(plan);
+    who.iter()
+        .filter(|(t, p)| {
+            let name = netpol::drop_counter(*t, &p.namespace, &p.name);
+            now.get(&name).copied().unwrap_or(0) > before.get(&name).copied().unwrap_or(0)
+        })
+        .map(|(t, p)| {
+            let policies: Vec<String> = netpol::selecting(plan, p, *t)
+                .iter()
+                .map(|x| x.key())
+                .collect();
+            let word = match t {
+                crate::lab::PolicyType::Ingress => "ingress",
+                crate::lab::PolicyType::Egress => "egress",
+            };
+            format!(
+                "the {word} isolation of {} (policies: {})",
+                p.key(),
+                policies.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Ask the running coredns pod itself (from its node, no Service in the
@@ -549,6 +613,120 @@ fn dns_health(plan: &Plan, status: Option<&DaemonStatus>) -> Option<Finding> {
         }
         Ok(_) => None,
     }
+}
+
+/// What the plan does not name: every address, route (of any table),
+/// policy rule and static neighbour entry of the lab's namespaces that the
+/// lab did not make, and pods' bridge ports without hairpin mode.
+fn compare_extras(
+    plan: &Plan,
+    views: &std::collections::HashMap<String, NetnsView>,
+) -> Vec<Finding> {
+    use crate::kernel::objects::{self, Kind, LOCAL_TABLE, MAIN_TABLE};
+    let mut out = Vec::new();
+    for (ns, want) in crate::plan::desired::namespaces(plan) {
+        let Some(v) = views.get(&ns) else { continue };
+        let link_name = |i: u32| {
+            v.links
+                .iter()
+                .find(|l| l.index == i)
+                .map_or_else(|| format!("if{i}"), |l| l.name.clone())
+        };
+        for a in &v.addresses {
+            let link = link_name(a.index);
+            if !want.has_address(&link, a.ip, a.prefix) {
+                out.push(Finding::ExtraAddress {
+                    netns: ns.clone(),
+                    link,
+                    address: format!("{}/{}", a.ip, a.prefix),
+                });
+            }
+        }
+        let extra = |what: Kind, object: &str| Finding::Extra {
+            netns: ns.clone(),
+            what,
+            object: object.to_string(),
+        };
+        for r in &v.objects.routes {
+            let ours = match r.table {
+                // What the kernel derives from the addresses.
+                LOCAL_TABLE => matches!(r.kind.as_str(), "local" | "broadcast"),
+                // A connected route goes with its address: one of ours, or
+                // an extra one (reported, and its route goes with it).
+                MAIN_TABLE => {
+                    r.kind == "unicast"
+                        && (r.gateway.is_none()
+                            && r.proto == "kernel"
+                            && (want.connected(r.dst, r.prefix, r.dev.as_deref()) || derived(v, r))
+                            || want.planned_route(r.dst, r.prefix, r.gateway))
+                }
+                _ => false,
+            };
+            if !ours {
+                out.push(extra(Kind::Route, &r.text));
+            }
+        }
+        for r in v.objects.rules.iter().filter(|r| !objects::default_rule(r)) {
+            out.push(extra(Kind::Rule, &r.text));
+        }
+        for n in &v.objects.neighbours {
+            out.push(extra(Kind::Neighbour, &n.text));
+        }
+        for port in &want.hairpin {
+            if v.link(port).and_then(|l| l.hairpin) == Some(false) {
+                out.push(Finding::HairpinOff {
+                    netns: ns.clone(),
+                    link: port.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a connected route is the kernel's for an address its link has.
+fn derived(v: &NetnsView, r: &crate::kernel::objects::RouteEntry) -> bool {
+    v.addresses.iter().any(|a| {
+        Some(a.index) == r.oif
+            && a.prefix == r.prefix
+            && ipnet::Ipv4Net::new(a.ip, a.prefix).is_ok_and(|n| n.network() == r.dst)
+    })
+}
+
+/// The sysctls the plan sets, in every namespace it sets them in: node
+/// forwarding, rp_filter, bridged traffic through conntrack, the pods'
+/// arp_notify, the balancer's forwarding. A key the kernel lacks (no
+/// br_netfilter module, a link that is gone) was warned about, or is
+/// reported, elsewhere.
+fn compare_sysctls(
+    plan: &Plan,
+    views: &std::collections::HashMap<String, NetnsView>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (ns, want) in crate::plan::desired::namespaces(plan) {
+        if want.sysctls.is_empty() || !views.contains_key(&ns) {
+            continue;
+        }
+        let read = crate::kernel::netns::run_in(&ns, || {
+            want.sysctls
+                .iter()
+                .map(|(k, v)| (*k, *v, crate::kernel::sysctl::get(&ns, k)))
+                .collect::<Vec<_>>()
+        });
+        let Ok(read) = read else { continue };
+        for (key, value, have) in read {
+            match have {
+                Ok(have) if have != value => out.push(Finding::Sysctl {
+                    netns: ns.clone(),
+                    key: key.into(),
+                    want: value.into(),
+                    have,
+                }),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Traffic control on any link of the lab: podlab makes every veth and

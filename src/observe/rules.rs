@@ -8,6 +8,10 @@
 //! a chain flushed, a table added) all change a count. A rule edited in
 //! place with `nft replace rule` keeps the shape and is not seen.
 
+/// How `differences` says a whole table is not the lab's: `apply`
+/// deletes such a table.
+pub const FOREIGN_TABLE: &str = "table is not podlab's (not in the plan)";
+
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -135,9 +139,7 @@ pub fn differences(want: &Shape, have: &Shape) -> BTreeMap<(String, String), Vec
             continue;
         }
         if k.2 == "table" {
-            out.entry(table)
-                .or_default()
-                .push("table is not podlab's (not in the plan)".into());
+            out.entry(table).or_default().push(FOREIGN_TABLE.into());
         } else if planned_table {
             out.entry(table)
                 .or_default()
@@ -208,7 +210,7 @@ mod tests {
         );
         assert_eq!(
             d[&("inet".to_string(), "mine".to_string())],
-            ["table is not podlab's (not in the plan)"]
+            [FOREIGN_TABLE]
         );
     }
 

@@ -10,8 +10,11 @@ use crate::plan::{ClientPlan, NodePlan, Plan, PodPlan, ServicePlan};
 pub enum To<'a> {
     Pod(&'a PodPlan, Option<u16>),
     Service(&'a ServicePlan, Option<u16>),
-    /// Anything else: a DNS name, or an address the plan gives no pod or
-    /// ClusterIP (a node, a LoadBalancer IP, `external`).
+    /// An address the plan gives no pod or ClusterIP: a node's (a
+    /// NodePort), a LoadBalancer IP, `external`, `lb`, or one the lab does
+    /// not know. Never resolved as a name.
+    Address(Ipv4Addr, Option<u16>),
+    /// Anything else: a DNS name, resolved as the source's resolver would.
     Name(String),
 }
 
@@ -72,10 +75,16 @@ pub fn source<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> Result<From<'a
 }
 
 /// Resolve `TO[:PORT]` against the plan: a pod (`NAME`, `NS/NAME`,
-/// `pod/NAME`), a service (`svc/NAME`, `svc/NS/NAME`), an IP of either, or
-/// else a name (or address) for the caller.
+/// `pod/NAME`), a service (`svc/NAME`, `svc/NS/NAME`), `node/NAME`,
+/// `external`, `lb`, an IP, or else a name for the caller to resolve.
 pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
     let (name, port) = split_port(spec);
+    if let Some(n) = name.strip_prefix("node/").and_then(|n| plan.node(n)) {
+        return To::Address(n.ip, port);
+    }
+    if let Some(c) = plan.clients.iter().find(|c| c.name == name) {
+        return To::Address(c.ip, port);
+    }
     if let Some(rest) = name.strip_prefix("svc/") {
         let (ns, n) = rest.split_once('/').unwrap_or((namespace, rest));
         if let Some(s) = plan
@@ -91,6 +100,19 @@ pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
             return To::Pod(p, port);
         }
         if let Some(s) = plan.services.iter().find(|s| s.cluster_ip == Some(ip)) {
+            return To::Service(s, port);
+        }
+        return To::Address(ip, port);
+    }
+    // A bare name is what `curl NAME` in the pod reaches: the Service of
+    // that name when there is one (through DNS), else the pod; `pod/NAME`
+    // and `NS/NAME` are always pods.
+    if !name.contains('/') {
+        if let Some(s) = plan
+            .services
+            .iter()
+            .find(|s| s.namespace == namespace && s.name == name)
+        {
             return To::Service(s, port);
         }
     }

@@ -51,6 +51,10 @@ pub struct Trace {
     #[serde(rename = "clientSeen", skip_serializing_if = "Option::is_none")]
     pub client_seen: Option<Ipv4Addr>,
     pub hops: Vec<Hop>,
+    /// The reply's way back, walked when no answer came to a packet that
+    /// was delivered (and the path had no NAT).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reply: Vec<Hop>,
     /// Where the last DNAT on the path sent the packet: the endpoint the
     /// kernel chose.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -234,6 +238,11 @@ pub trait Kernel {
     ) -> Result<Option<conntrack::Entry>, String>;
     /// The nftables table `ip TABLE` of `netns` (`None`: there is none).
     fn nat_table(&mut self, netns: &str, table: &str) -> Result<Option<NatTable>, String>;
+    /// Whether `netns` forwards IPv4 (`net.ipv4.ip_forward`); `None`: not
+    /// known (a simulated kernel that does not say).
+    fn forwarding(&mut self, _netns: &str) -> Result<Option<bool>, String> {
+        Ok(None)
+    }
 }
 
 /// The running kernel, with the conntrack events seen during the probe.
@@ -290,6 +299,15 @@ impl Kernel for Live {
         nft::list_json(netns, &["table", "ip", table])
             .map(|json| json.map(|j| NatTable::parse(&j)))
             .map_err(|e| crate::error_chain(&e))
+    }
+
+    fn forwarding(&mut self, netns: &str) -> Result<Option<bool>, String> {
+        crate::kernel::netns::run_in(netns, || {
+            crate::kernel::sysctl::get(netns, "net.ipv4.ip_forward")
+        })
+        .and_then(|r| r)
+        .map(|v| Some(v.trim() == "1"))
+        .map_err(|e| crate::error_chain(&e))
     }
 }
 
@@ -461,6 +479,8 @@ pub fn deltas(before: &[(String, Counters)], after: &[(String, Counters)]) -> De
 pub enum End {
     /// The last hop's kernel delivers the packet to itself.
     Local,
+    /// A packet that came in here to be routed on, where forwarding is off.
+    NotForwarded,
     NoRoute(Ipv4Addr),
     /// A NetworkPolicy drop counter moved here.
     Dropped {
@@ -729,6 +749,15 @@ impl Walker<'_> {
             };
             return self.switch(hop, &facts, b, mac, a.next_hop);
         }
+        // A packet that arrived to be routed out again needs forwarding on.
+        let routed_on = facts
+            .route
+            .as_ref()
+            .is_some_and(|r| r.kind == RouteKind::Unicast);
+        if arrival.is_some() && routed_on && self.kernel.forwarding(&netns) == Ok(Some(false)) {
+            hop.filter = Some("net.ipv4.ip_forward = 0: this namespace does not route".into());
+            return Step::End(End::NotForwarded);
+        }
         self.route(hop, &facts)
     }
 
@@ -816,11 +845,27 @@ impl Walker<'_> {
         let grew = |name: &str| d.get(name).copied().unwrap_or(0) > 0;
         let plan = self.plan;
         let by_ip = |ip: Ipv4Addr| plan.pods.iter().find(|p| p.ip == ip);
-        for (t, word, pod) in [
-            (PolicyType::Egress, "egress", by_ip(self.flow.src)),
-            (PolicyType::Ingress, "ingress", by_ip(self.flow.dst)),
-        ] {
-            let Some(pod) = pod else { continue };
+        // A packet dropped after this node's DNAT never has its conntrack
+        // entry confirmed, so the walk still sees the Service's address:
+        // the endpoints of that Service on this node are the candidates,
+        // and the drop counter that moved names the one it went to.
+        let ingress: Vec<(&crate::plan::PodPlan, bool)> = match by_ip(self.flow.dst) {
+            Some(p) => vec![(p, false)],
+            None => self
+                .service_endpoints(self.flow.dst, self.flow.dport)
+                .into_iter()
+                .map(|p| (p, true))
+                .collect(),
+        };
+        let candidates = by_ip(self.flow.src)
+            .map(|p| (PolicyType::Egress, "egress", p, false))
+            .into_iter()
+            .chain(
+                ingress
+                    .into_iter()
+                    .map(|(p, dnat)| (PolicyType::Ingress, "ingress", p, dnat)),
+            );
+        for (t, word, pod, after_dnat) in candidates {
             let policies = netpol::selecting(plan, pod, t);
             for p in &policies {
                 if grew(&netpol::allow_counter(&p.namespace, &p.name)) {
@@ -830,11 +875,17 @@ impl Walker<'_> {
             }
             if grew(&netpol::drop_counter(t, &pod.namespace, &pod.name)) {
                 let keys: Vec<String> = policies.iter().map(|p| p.key()).collect();
-                let detail = format!(
+                let mut detail = format!(
                     "by the {word} isolation of {} (policies: {}): no rule allows it",
                     pod.key(),
                     keys.join(", ")
                 );
+                if after_dnat {
+                    detail.push_str(&format!(
+                        ", after kube-proxy's DNAT to {} on this node",
+                        pod.ip
+                    ));
+                }
                 hop.policy.push(format!("dropped {detail}"));
                 return Some(End::Dropped {
                     detail,
@@ -843,6 +894,17 @@ impl Walker<'_> {
             }
         }
         None
+    }
+
+    /// The pods behind the Service at `ip:port` (a ClusterIP, a
+    /// LoadBalancer IP or a NodePort).
+    fn service_endpoints(&self, ip: Ipv4Addr, port: u16) -> Vec<&crate::plan::PodPlan> {
+        service_plan_at(self.plan, ip, port, self.proto).map_or_else(Vec::new, |svc| {
+            svc.endpoints
+                .iter()
+                .filter_map(|e| self.plan.pod(&e.namespace, &e.pod))
+                .collect()
+        })
     }
 
     /// A bridge forwards the frame to `mac` out of one of its ports.
@@ -950,18 +1012,23 @@ impl Walker<'_> {
 /// `svc/ns/name` whose ClusterIP, LoadBalancer IP or node port is
 /// `ip:port`.
 fn service_at(plan: &Plan, ip: Ipv4Addr, port: u16, proto: &str) -> Option<String> {
+    service_plan_at(plan, ip, port, proto).map(|s| format!("svc/{}", s.key()))
+}
+
+fn service_plan_at<'a>(
+    plan: &'a Plan,
+    ip: Ipv4Addr,
+    port: u16,
+    proto: &str,
+) -> Option<&'a crate::plan::ServicePlan> {
     let node_ip = plan.nodes.iter().any(|n| n.ip == ip);
-    plan.services
-        .iter()
-        .find(|s| {
-            s.ports.iter().any(|p| {
-                proto_word(p.protocol) == proto
-                    && ((s.cluster_ip == Some(ip) || s.load_balancer_ip == Some(ip))
-                        && p.port == port
-                        || node_ip && p.node_port == Some(port))
-            })
+    plan.services.iter().find(|s| {
+        s.ports.iter().any(|p| {
+            proto_word(p.protocol) == proto
+                && ((s.cluster_ip == Some(ip) || s.load_balancer_ip == Some(ip)) && p.port == port
+                    || node_ip && p.node_port == Some(port))
         })
-        .map(|s| format!("svc/{}", s.key()))
+    })
 }
 
 // ---- the verdict ----
@@ -1015,6 +1082,13 @@ pub fn verdict(walked: &Walked, seen: &Seen, timeout: Duration) -> Verdict {
             ),
             Seen::Failed(e) => v(VerdictKind::Unknown, format!("the probe failed: {e}")),
         },
+        End::NotForwarded => v(
+            VerdictKind::Dropped,
+            format!(
+                "{what} does not forward packets (net.ipv4.ip_forward = 0): the packet to {} stops here",
+                walked.flow.dst
+            ),
+        ),
         End::NoRoute(dst) => v(
             VerdictKind::NoRoute,
             format!(
@@ -1113,13 +1187,11 @@ pub fn destination(
 ) -> Result<Destination, TraceError> {
     let (_, port) = split_port(spec);
     match parse_target(plan, spec, namespace) {
+        To::Address(ip, _) => Ok(address(plan, ip, port, protocol)),
         To::Name(name) => {
-            if let Ok(ip) = name.parse::<Ipv4Addr>() {
-                return Ok(address(plan, ip, port, protocol));
-            }
             let ip = resolve_name(plan, from, &name, namespace, timeout)?;
             let known = match parse_target(plan, &ip.to_string(), namespace) {
-                To::Name(_) => return Ok(address(plan, ip, port, protocol)),
+                To::Name(_) | To::Address(..) => return Ok(address(plan, ip, port, protocol)),
                 To::Pod(p, _) => Known::Pod(p),
                 To::Service(s, _) => Known::Service(s),
             };
@@ -1369,7 +1441,28 @@ pub fn trace(
         dport: to.port,
     };
     let walked = walk(plan, &mut kernel, &netns, to.protocol, flow, &deltas);
-    let verdict = verdict(&walked, &seen, timeout);
+    let mut verdict = verdict(&walked, &seen, timeout);
+    let mut reply = Vec::new();
+    if verdict.kind == VerdictKind::NoAnswer && walked.end == End::Local {
+        if let Some(back) = reply_walk(plan, &mut kernel, to.protocol, &walked, &netns) {
+            if back.end != End::Local || back.hops.last().map(|h| h.netns.as_str()) != Some(&netns)
+            {
+                let why = verdict_of_reply(&back, timeout);
+                verdict.detail = format!(
+                    "the packet reached {} ({}:{}), but the reply does not get back: {why}",
+                    walked.hops.last().map_or("", |h| h.what.as_str()),
+                    walked.flow.dst,
+                    walked.flow.dport
+                );
+                verdict.kind = why_kind(&back);
+                verdict.hop = None;
+            }
+            reply = back.hops;
+        }
+    }
+    if verdict.kind == VerdictKind::NoAnswer {
+        suspect_foreign_tables(&walked, &mut verdict);
+    }
     let server = match &seen {
         Seen::Connected(Some(s)) => Some(s),
         _ => None,
@@ -1384,9 +1477,95 @@ pub fn trace(
         client_seen: server.and_then(|s| s.client_ip),
         endpoint: walked.endpoint(plan),
         hops: walked.hops,
+        reply,
         verdict,
         notes,
     })
+}
+
+/// The reply's way back from where the packet was delivered, when the
+/// forward path had no NAT (with NAT, the reply is translated back by
+/// conntrack hop by hop, which this walk does not follow: `None`).
+fn reply_walk(
+    plan: &Plan,
+    kernel: &mut dyn Kernel,
+    protocol: Protocol,
+    walked: &Walked,
+    source: &str,
+) -> Option<Walked> {
+    if walked.hops.iter().any(|h| h.nat.is_some()) {
+        return None;
+    }
+    let end = walked.hops.last()?;
+    if end.netns == source {
+        return None;
+    }
+    let f = walked.flow;
+    let back = Tuple {
+        src: f.dst,
+        sport: f.dport,
+        dst: f.src,
+        dport: f.sport,
+    };
+    Some(walk(
+        plan,
+        kernel,
+        &end.netns,
+        protocol,
+        back,
+        &Deltas::new(),
+    ))
+}
+
+/// Why the reply's walk stopped, in words.
+fn verdict_of_reply(back: &Walked, timeout: Duration) -> String {
+    let v = verdict(back, &Seen::Blocked(None), timeout);
+    match back.end {
+        End::Local => format!(
+            "it is delivered to {} instead",
+            back.hops.last().map_or("", |h| h.what.as_str())
+        ),
+        _ => v.detail,
+    }
+}
+
+fn why_kind(back: &Walked) -> VerdictKind {
+    match back.end {
+        End::NoRoute(_) => VerdictKind::NoRoute,
+        End::Dropped { .. } | End::NotForwarded => VerdictKind::Dropped,
+        _ => VerdictKind::NoAnswer,
+    }
+}
+
+/// A packet that got no answer where the walk found no reason: a table
+/// on its path that the lab did not make is the first suspect, named with
+/// the hop (nftables has no per-packet record to say for sure).
+fn suspect_foreign_tables(walked: &Walked, verdict: &mut Verdict) {
+    let ours = [
+        kubeproxy::TABLE,
+        kubeproxy::CNI_TABLE,
+        kubeproxy::LB_TABLE,
+        netpol::TABLE,
+    ];
+    for (i, hop) in walked.hops.iter().enumerate() {
+        let Ok(listing) = nft::list_ruleset(&hop.netns) else {
+            continue;
+        };
+        let foreign: Vec<String> = crate::observe::rules::of_listing(&listing)
+            .into_keys()
+            .filter(|k| k.2 == "table" && !(k.0 == "ip" && ours.contains(&k.1.as_str())))
+            .map(|k| format!("{} {}", k.0, k.1))
+            .collect();
+        if !foreign.is_empty() {
+            verdict.detail.push_str(&format!(
+                "; {} has nftables table {}, which the lab did not make: it may have dropped the packet (inferred: nftables keeps no record of which rule dropped a packet)",
+                hop.what,
+                foreign.join(", table ")
+            ));
+            verdict.hop = Some(i + 1);
+            return;
+        }
+    }
 }
 
 /// The one address a pod or client sends from (a node has several).

@@ -105,6 +105,7 @@ impl Sim {
                 kind: None,
                 peer: None,
                 mac: Some("00:00:00:00:00:00".into()),
+                hairpin: None,
             });
         }
         let index = ns.facts.links.len() as u32 + 1;
@@ -118,6 +119,7 @@ impl Sim {
             kind: Some(kind.into()),
             peer: None,
             mac: Some(mac),
+            hairpin: master.map(|_| true),
         });
         index
     }

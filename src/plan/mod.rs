@@ -5,6 +5,7 @@
 //! daemon, and compared with what `observe` reads back.
 
 mod build;
+pub mod desired;
 pub mod dns;
 pub mod env;
 pub mod kubeproxy;

@@ -49,6 +49,15 @@ pub struct PodStatus {
     pub containers: Vec<ContainerStatus>,
 }
 
+impl PodStatus {
+    /// Kubernetes' Ready condition, the one rule for "ready" everywhere
+    /// (endpoints, `get endpoints`, `diagnose`, faults): the pod is in
+    /// phase Running and every container is ready.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Running && self.containers.iter().all(|c| c.ready)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Pending,
