@@ -430,5 +430,8 @@ fn print_checks(reports: &[Report]) {
                 println!("    {what}: {text}");
             }
         }
+        if r.kind == "matrix" {
+            println!("    {}", super::test::MATRIX_LEGEND);
+        }
     }
 }
