@@ -424,7 +424,7 @@ kind: Pod
 metadata: {{name: crashy}}
 spec:
   containers:
-  - {{name: c, image: busybox, command: [sh, -c, "sleep 0.3; exit 3"]}}
+  - {{name: c, image: busybox, command: [sh, -c, "exit 3"]}}
 ---
 apiVersion: v1
 kind: Pod

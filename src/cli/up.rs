@@ -94,8 +94,9 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 /// How long `up` watches pods that run a command after they started: a
-/// bad command line or a missing binary exits within it.
-const SETTLE: Duration = Duration::from_secs(1);
+/// bad command line or a missing binary exits within it. Labs without
+/// commands (the benchmarks' Deployments) do not wait.
+const SETTLE: Duration = Duration::from_millis(500);
 
 fn failing(c: &ContainerStatus) -> bool {
     c.restarts > 0
