@@ -405,6 +405,19 @@ fn test_into_a_closed_pipe_still_brings_its_lab_down() {
     assert_quiet(&args, &o);
     assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{}", text(&o));
     assert_nothing_left(lab);
+
+    // `2>&1 | head -1`: stderr goes to the closed pipe too (a panic would
+    // show as status 101, its message lost).
+    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let status = podlab()
+        .args(args)
+        .stdout(Stdio::from(write.try_clone().expect("dup")))
+        .stderr(Stdio::from(write))
+        .status()
+        .expect("run podlab");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    assert_nothing_left(lab);
 }
 
 #[test]

@@ -193,9 +193,9 @@ pub fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}: {}", paint_err("error", "1;31"), e.message);
+            errln!("{}: {}", paint_err("error", "1;31"), e.message);
             if let Some(h) = &e.hint {
-                eprintln!("  {}: {h}", paint_err("hint", "1;36"));
+                errln!("  {}: {h}", paint_err("hint", "1;36"));
             }
             e.code
         }
@@ -290,6 +290,16 @@ pub fn write_bytes(data: &[u8]) -> Result<()> {
         .and_then(|()| out.flush())
         .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
 }
+
+/// `eprintln!` that survives a closed stderr (`2>&1 | head` under
+/// `test`, which ignores SIGPIPE): the message is lost, not a panic.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use errln;
 
 /// `println!` through `write_out`.
 macro_rules! outln {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{exit, load_plan, outln, require_root, CliError, Result};
+use super::{errln, exit, load_plan, outln, require_root, CliError, Result};
 use crate::lab::{self, expect::Assertion};
 use crate::lifecycle;
 use crate::plan;
@@ -41,7 +41,7 @@ impl Drop for Down {
         if let Some(lab) = self.0.take() {
             let report = lifecycle::down(&lab);
             for e in &report.errors {
-                eprintln!("warning: lab {lab}: {e}");
+                errln!("warning: lab {lab}: {e}");
             }
         }
     }
@@ -76,17 +76,17 @@ pub fn run(args: Args) -> Result<u8> {
     let lab = plan.lab.clone();
     let mut guard = Down(None);
     let running = if lifecycle::is_up(&lab) {
-        eprintln!("podlab: lab {lab} is already up: testing it as it is, and leaving it up");
+        errln!("podlab: lab {lab} is already up: testing it as it is, and leaving it up");
         let running = load_plan(&lab)?;
         if let Some(how) = differs(&running, &file, &args.file) {
-            eprintln!(
+            errln!(
                 "warning: lab {lab} is up from {how}: testing the running lab; `podlab apply {}` first to test the file",
                 args.file.display()
             );
         }
         running
     } else {
-        eprintln!(
+        errln!(
             "podlab: bringing up lab {lab} ({} nodes, {} pods)",
             plan.nodes.len(),
             plan.pods.len()
@@ -140,7 +140,7 @@ pub fn run(args: Args) -> Result<u8> {
         started.elapsed().as_secs_f64()
     );
     if args.json {
-        eprintln!("{summary}");
+        errln!("{summary}");
     } else {
         outln!("{summary}");
     }
