@@ -60,13 +60,7 @@ fn suggestions(line: &str) -> Vec<String> {
     if code.starts_with("//") || !code.contains('"') {
         return Vec::new();
     }
-    let mut out = Vec::new();
-    let spans: Vec<&str> = line.split('`').collect();
-    for span in spans.iter().skip(1).step_by(2) {
-        if let Some(at) = span.find("podlab ") {
-            out.push(span[at..].to_string());
-        }
-    }
+    let mut out = backticked(line);
     // A literal that is a command line: `up`'s indented `next:` list and
     // a fault's `shows`. Other literals that start with "podlab" are prose
     // ("podlab is single-stack IPv4"); their second word must be a
@@ -87,6 +81,15 @@ fn suggestions(line: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Each backticked span's `podlab ...`.
+fn backticked(line: &str) -> Vec<String> {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|span| span.find("podlab ").map(|at| span[at..].to_string()))
+        .collect()
 }
 
 /// The argv of one suggestion (`None`: not a command line, e.g. prose
@@ -179,6 +182,36 @@ fn every_suggested_command_parses() {
                         failures.push(format!(
                             "{}:{}: `{}`: {first}",
                             f.strip_prefix(&root).unwrap_or(f).display(),
+                            n + 1,
+                            argv.join(" ")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // The exercises' hints and solutions are printed by `podlab exercise`.
+    let exercises = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/exercises");
+    let mut yamls: Vec<PathBuf> = std::fs::read_dir(&exercises)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    yamls.retain(|p| p.extension().is_some_and(|x| x == "yaml"));
+    yamls.sort();
+    for f in &yamls {
+        let text = std::fs::read_to_string(f).expect("read");
+        for (n, line) in text.lines().enumerate() {
+            // Comments document the file; only values are printed.
+            if line.trim_start().starts_with('#') {
+                continue;
+            }
+            for cmd in backticked(line) {
+                for argv in argv(&cmd) {
+                    checked += 1;
+                    if let Err(e) = parses(&argv) {
+                        let first = e.lines().next().unwrap_or_default().to_string();
+                        failures.push(format!(
+                            "labs/exercises/{}:{}: `{}`: {first}",
+                            f.file_name().unwrap_or_default().to_string_lossy(),
                             n + 1,
                             argv.join(" ")
                         ));
