@@ -1,4 +1,4 @@
-//! `podlab get nodes|pods [NAME] [-o wide|json|yaml] [-n NS | -A]`
+//! `podlab get nodes|pods|svc|ep|netpol [NAME] [-o wide|json|yaml] [-n NS | -A] [--show-labels]`
 //!
 //! Tables with kubectl's columns; `-o json|yaml` prints Kubernetes-shaped
 //! objects in a `List`, so that a user's `jq` carries over from a cluster.
