@@ -369,6 +369,20 @@ fn a_running_lab_as_its_user_sees_it() {
         "{}",
         text(&o)
     );
+    // `apply` into a closed pipe (stdout and stderr) still saves the
+    // file it applied: a later `delete` edits from it, and keeps `extra`.
+    let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let status = podlab()
+        .args(["apply", other.path.to_str().expect("utf-8")])
+        .stdout(Stdio::from(write.try_clone().expect("dup")))
+        .stderr(Stdio::from(write))
+        .status()
+        .expect("run podlab");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    let o = run(&["apply", other.path.to_str().expect("utf-8")]);
+    assert!(stdout(&o).contains("unchanged"), "{}", text(&o));
+
     // Messages said once, naming commands that work.
     let o = run(&["delete", "svc", "nope", "--lab", lab]);
     assert_eq!(o.status.code(), Some(2));
@@ -385,9 +399,12 @@ fn a_running_lab_as_its_user_sees_it() {
         "said once: {}",
         text(&o)
     );
-    let o = run(&["get", "svc", "-A", "--lab", lab]);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("default namespace"), "{err}");
+    let o = run(&["get", "pods", "extra", "--lab", lab]);
+    assert!(
+        o.status.success(),
+        "the applied file was kept: {}",
+        text(&o)
+    );
 
     drop(up);
 }
@@ -456,5 +473,14 @@ spec:
     assert!(err.contains("exited with code 3"), "{err}");
     assert!(err.contains("default_crashy_c.log"), "{err}");
     assert!(!err.contains("pod default/fine"), "{err}");
+    // A lab without policies, asked for all of them.
+    let o = run(&["get", "netpol", "-A", "--lab", lab]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "No resources found",
+        "{}",
+        text(&o)
+    );
     drop(guard);
 }

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(e) = errors.first() {
         return Err(CliError::new(super::error_chain(e)));
     }
-    println!("pod \"{}\" deleted", pod.name);
+    super::outln!("pod \"{}\" deleted", pod.name);
     Ok(exit::OK)
 }
 

@@ -162,9 +162,11 @@ pub fn main() -> ExitCode {
         Err(e) => return parse_error(&raw, &e),
     };
     match cli.command {
-        // `test` brings its lab down on every path, so it survives a
-        // closed stdout (`outln!`) instead of being killed.
-        Command::Test(_) => {}
+        // `test` brings its lab down on every path, and `apply`, `scale`
+        // and `delete` save the lab's file and edits after reporting the
+        // change: they survive a closed stdout (`outln!`) instead of
+        // being killed half-way.
+        Command::Test(_) | Command::Apply(_) | Command::Scale(_) | Command::Delete(_) => {}
         // Every other command only prints after its work is done: a reader
         // that stops early (`| head`) ends it as it ends coreutils.
         _ => restore_sigpipe(),
@@ -307,6 +309,12 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
 }
 pub(crate) use outln;
+
+/// `print!` through `write_out`.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*)) };
+}
+pub(crate) use out;
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
