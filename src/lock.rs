@@ -65,8 +65,8 @@ impl std::fmt::Display for Holder {
             &self.command
         };
         match self.pid {
-            Some(pid) => write!(f, "`podlab {command}` (pid {pid})"),
-            None => write!(f, "`podlab {command}`"),
+            Some(pid) => write!(f, "\"podlab {command}\" (pid {pid})"),
+            None => write!(f, "\"podlab {command}\""),
         }
     }
 }
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(seen.command, "up");
         assert_eq!(
             seen.to_string(),
-            format!("`podlab up` (pid {})", std::process::id())
+            format!("\"podlab up\" (pid {})", std::process::id())
         );
         // Re-entrant within the process: no wait, no second flock.
         let inner = acquire_with(&lab, "down", Duration::ZERO, &mut |_| panic!("nested")).unwrap();

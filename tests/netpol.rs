@@ -521,11 +521,26 @@ fn reachability_matrix_like_upstream_e2e() {
                 .unwrap_or_else(|| panic!("{table}"))
                 .split_whitespace()
                 .collect();
-            // NAMESPACE NAME POD-SELECTOR PODS ALLOWED DROPPED AGE
+            // NAMESPACE NAME POD-SELECTOR PODS ALLOWED AGE
             assert_eq!(&row[..4], &["x", "deny-ingress", "<none>", "3"], "{table}");
             assert_eq!(row[4], "0", "a deny-all allows nothing: {table}");
+            // The drops are the isolated pods': NAMESPACE ISOLATED-POD
+            // DIRECTION BY DROPPED, one row per pod of x.
+            let drops: Vec<u64> = table
+                .lines()
+                .skip_while(|l| !l.contains("ISOLATED POD"))
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .filter(|r| r.first() == Some(&"x"))
+                .map(|r| {
+                    assert_eq!(r[2], "ingress", "{table}");
+                    assert_eq!(r[3], "deny-ingress", "{table}");
+                    r[4].parse::<u64>().expect("DROPPED")
+                })
+                .collect();
+            assert_eq!(drops.len(), 3, "x/a, x/b, x/c: {table}");
             assert!(
-                row[5].parse::<u64>().expect("DROPPED") >= 24,
+                drops.iter().sum::<u64>() >= 24,
                 "6 pods x 3 x 4 probes dropped: {table}"
             );
             let o = run(&[

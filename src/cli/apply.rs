@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<u8> {
         "apply: file decoded"
     );
     for w in &file.warnings {
-        eprintln!("warning: {w}");
+        super::errln!("warning: {w}");
     }
     require_root("apply")?;
     let lab = file.lab.name.clone();
@@ -82,7 +82,7 @@ pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -
     if dry_run {
         let d = reconcile::diff(&current, &desired);
         if json {
-            println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+            super::outln!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
         } else {
             let report = reconcile::Report {
                 diff: d,
@@ -90,9 +90,9 @@ pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -
             };
             let text = reconcile::describe(&report);
             if text.is_empty() {
-                println!("no change to the plan (drift is only repaired without --dry-run)");
+                super::outln!("no change to the plan (drift is only repaired without --dry-run)");
             } else {
-                print!("{text}");
+                super::out!("{text}");
             }
         }
         return Ok(exit::OK);
@@ -100,18 +100,18 @@ pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -
     let report =
         reconcile::apply(lab, &desired).map_err(|e| CliError::new(super::error_chain(&e)))?;
     if json {
-        println!(
+        super::outln!(
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
     } else {
         let text = reconcile::describe(&report);
         if report.changed_nothing() && report.failed.is_empty() {
-            println!("lab {lab} unchanged: it matches the file");
+            super::outln!("lab {lab} unchanged: it matches the file");
         } else {
-            print!("{text}");
+            super::out!("{text}");
         }
-        eprintln!("applied in {} ms", report.elapsed_ms);
+        super::errln!("applied in {} ms", report.elapsed_ms);
     }
     Ok(if report.failed.is_empty() {
         exit::OK

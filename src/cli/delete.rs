@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(e) = errors.first() {
         return Err(CliError::new(super::error_chain(e)));
     }
-    println!("pod \"{}\" deleted", pod.name);
+    super::outln!("pod \"{}\" deleted", pod.name);
     Ok(exit::OK)
 }
 
@@ -95,27 +95,34 @@ pub fn run(args: Args) -> Result<u8> {
 fn delete_object(lab: &str, args: &Args) -> Result<u8> {
     let (mut file, mut edits) = super::apply::running_file(lab)?;
     let key = format!("{}/{}", args.namespace, args.name);
-    let (kind, names, set): (&str, Vec<&str>, &mut std::collections::BTreeSet<String>) =
-        match args.kind {
-            Kind::Service => (
-                "service",
-                file.services
-                    .iter()
-                    .filter(|s| s.namespace == args.namespace)
-                    .map(|s| s.name.as_str())
-                    .collect(),
-                &mut edits.deleted_services,
-            ),
-            _ => (
-                "networkpolicy",
-                file.policies
-                    .iter()
-                    .filter(|p| p.namespace == args.namespace)
-                    .map(|p| p.name.as_str())
-                    .collect(),
-                &mut edits.deleted_policies,
-            ),
-        };
+    // The kind as messages name it, and as `podlab get` lists it.
+    let (kind, listing, names, set): (
+        &str,
+        &str,
+        Vec<&str>,
+        &mut std::collections::BTreeSet<String>,
+    ) = match args.kind {
+        Kind::Service => (
+            "service",
+            "svc",
+            file.services
+                .iter()
+                .filter(|s| s.namespace == args.namespace)
+                .map(|s| s.name.as_str())
+                .collect(),
+            &mut edits.deleted_services,
+        ),
+        _ => (
+            "networkpolicy",
+            "netpol",
+            file.policies
+                .iter()
+                .filter(|p| p.namespace == args.namespace)
+                .map(|p| p.name.as_str())
+                .collect(),
+            &mut edits.deleted_policies,
+        ),
+    };
     if !names.contains(&args.name.as_str()) {
         let e = CliError::new(format!(
             "{kind} {} not found in namespace {}",
@@ -123,14 +130,14 @@ fn delete_object(lab: &str, args: &Args) -> Result<u8> {
         ));
         return Err(match crate::lab::did_you_mean(&args.name, &names) {
             Some(m) => e.hint(format!("did you mean {m}?")),
-            None => e.hint(format!("`podlab get {kind}s -A` lists them")),
+            None => e.hint(format!("`podlab get {listing} -A` lists them")),
         });
     }
     set.insert(key);
     super::apply::edit(&mut file, &edits);
     let code = super::apply::apply_file(lab, &file, false, false)?;
+    // `apply` has said what it deleted (and anything it repaired).
     state::save_edits(lab, &edits)
         .map_err(|e| CliError::new(format!("cannot save the edits of lab {lab}: {e}")))?;
-    println!("{kind} \"{}\" deleted", args.name);
     Ok(code)
 }

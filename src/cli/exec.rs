@@ -51,6 +51,14 @@ fn resolve(plan: &Plan, target: &str, namespace: &str) -> Result<PreparedExec> {
     if let Some(p) = plan.pod(namespace, pod) {
         return Ok(runtime::pod_exec_setup(p));
     }
+    // A bare name that can only mean a node: run there, and show the
+    // spelling that stays unambiguous if a pod of that name appears.
+    if let Some(node) = plan.node(pod) {
+        if pod == target && !plan.pods.iter().any(|p| p.name == pod) {
+            eprintln!("podlab: {pod} is a node: running on node/{pod}");
+            return Ok(runtime::node_exec_setup(node));
+        }
+    }
     let in_ns: Vec<&str> = plan
         .pods
         .iter()

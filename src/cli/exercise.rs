@@ -4,7 +4,6 @@
 //! is. An instructor proves an exercise with `verify` before handing it
 //! out, and scripts read `--json`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -414,7 +413,7 @@ fn validate(file: &std::path::Path) -> Result<u8> {
 }
 
 fn print_checks(reports: &[Report]) {
-    let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let tty = super::colour(super::Stream::Stdout);
     let (ok, bad) = if tty {
         ("\x1b[32m✔\x1b[0m", "\x1b[31m✘\x1b[0m")
     } else {
@@ -435,6 +434,9 @@ fn print_checks(reports: &[Report]) {
             } else {
                 println!("    {what}: {text}");
             }
+        }
+        if r.kind == "matrix" {
+            println!("    {}", super::test::MATRIX_LEGEND);
         }
     }
 }

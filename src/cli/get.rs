@@ -1,4 +1,4 @@
-//! `podlab get nodes|pods [NAME] [-o wide|json|yaml] [-n NS | -A]`
+//! `podlab get nodes|pods|svc|ep|netpol [NAME] [-o wide|json|yaml] [-n NS | -A] [--show-labels]`
 //!
 //! Tables with kubectl's columns; `-o json|yaml` prints Kubernetes-shaped
 //! objects in a `List`, so that a user's `jq` carries over from a cluster.
@@ -45,9 +45,18 @@ pub struct Args {
     /// The lab (default: the only one up).
     #[arg(long)]
     lab: Option<String>,
+    /// A LABELS column (pods and nodes), as kubectl's.
+    #[arg(long)]
+    show_labels: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    if args.show_labels && !matches!(args.resource, Resource::Pods | Resource::Nodes) {
+        return Err(
+            CliError::new("--show-labels: only pods and nodes have labels here")
+                .hint("`podlab get pods --show-labels`"),
+        );
+    }
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;
     let created = state::created(&lab);
@@ -82,7 +91,12 @@ pub fn run(args: Args) -> Result<u8> {
                 wide => {
                     print!(
                         "{}",
-                        node_table(&nodes, created, wide == Some(Output::Wide))
+                        node_table(
+                            &nodes,
+                            created,
+                            wide == Some(Output::Wide),
+                            args.show_labels
+                        )
                     );
                     return Ok(exit::OK);
                 }
@@ -117,7 +131,7 @@ pub fn run(args: Args) -> Result<u8> {
                     .collect(),
                 wide => {
                     if pods.is_empty() {
-                        eprintln!("No resources found in {ns} namespace.");
+                        eprintln!("{}", none_found(ns, args.all_namespaces));
                     } else {
                         print!(
                             "{}",
@@ -126,7 +140,8 @@ pub fn run(args: Args) -> Result<u8> {
                                 status.as_ref(),
                                 created,
                                 wide == Some(Output::Wide),
-                                args.all_namespaces
+                                args.all_namespaces,
+                                args.show_labels,
                             )
                         );
                     }
@@ -186,7 +201,7 @@ pub fn run(args: Args) -> Result<u8> {
                     .collect(),
                 wide => {
                     if svcs.is_empty() {
-                        eprintln!("No resources found in {ns} namespace.");
+                        eprintln!("{}", none_found(ns, args.all_namespaces));
                     } else if eps {
                         print!("{}", endpoints_table(&svcs, created, args.all_namespaces));
                     } else {
@@ -218,6 +233,15 @@ pub fn run(args: Args) -> Result<u8> {
     };
     print!("{text}");
     Ok(exit::OK)
+}
+
+/// kubectl's words for an empty listing.
+pub(super) fn none_found(ns: &str, all_namespaces: bool) -> String {
+    if all_namespaces {
+        "No resources found".into()
+    } else {
+        format!("No resources found in {ns} namespace.")
+    }
 }
 
 fn not_found<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -> CliError {
@@ -278,6 +302,7 @@ fn pod_table(
     created: Option<SystemTime>,
     wide: bool,
     all_ns: bool,
+    labels: bool,
 ) -> String {
     let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
     if all_ns {
@@ -285,6 +310,9 @@ fn pod_table(
     }
     if wide {
         header.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"]);
+    }
+    if labels {
+        header.push("LABELS");
     }
     let rows: Vec<Vec<String>> = pods
         .iter()
@@ -308,16 +336,39 @@ fn pod_table(
                     "<none>".into(),
                 ]);
             }
+            if labels {
+                row.push(labels_column(&p.labels));
+            }
             row
         })
         .collect();
     table::render(&header, &rows)
 }
 
-fn node_table(nodes: &[&NodePlan], created: Option<SystemTime>, wide: bool) -> String {
+/// kubectl's LABELS: `k=v,k=v`, or `<none>`.
+fn labels_column(labels: &std::collections::BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "<none>".into();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn node_table(
+    nodes: &[&NodePlan],
+    created: Option<SystemTime>,
+    wide: bool,
+    labels: bool,
+) -> String {
     let mut header = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
     if wide {
         header.extend(["INTERNAL-IP", "POD-CIDR"]);
+    }
+    if labels {
+        header.push("LABELS");
     }
     let rows: Vec<Vec<String>> = nodes
         .iter()
@@ -331,6 +382,9 @@ fn node_table(nodes: &[&NodePlan], created: Option<SystemTime>, wide: bool) -> S
             ];
             if wide {
                 row.extend([n.ip.to_string(), n.pod_cidr.to_string()]);
+            }
+            if labels {
+                row.push(labels_column(&n.labels));
             }
             row
         })

@@ -1,11 +1,16 @@
 //! `podlab get netpol [NAME] [-o wide|json|yaml] [-n NS | -A]`
 //!
 //! kubectl's columns (NAME, POD-SELECTOR, AGE) plus what the kernel saw:
-//! PODS (selected), ALLOWED (packets an allow rule of the policy let
+//! PODS (selected) and ALLOWED (packets an allow rule of the policy let
 //! through, summed over the nodes: new connections, since replies pass on
-//! conntrack) and DROPPED (packets dropped for the pods it isolates; a drop
-//! is every isolating policy's, since none of them allowed it). The
-//! counters restart when the nodes' rules are reloaded.
+//! conntrack; a connection two policies allow is counted by the first
+//! rule that matches it, in the order of the lab file).
+//!
+//! A drop is no policy's decision: it is what is left when none of the
+//! policies isolating a pod allowed the packet. So drops are shown per
+//! isolated pod and direction, in a second table (ISOLATED POD, BY,
+//! DROPPED), not charged to each policy. The counters restart when the
+//! nodes' rules are reloaded.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -14,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::{exit, table, CliError, Output, Result};
 use crate::kernel::counters::{self, Count};
+use crate::lab::PolicyType;
 use crate::plan::netpol::{self, PolicyPlan};
 use crate::plan::Plan;
 
@@ -60,16 +66,14 @@ pub fn run(q: Query) -> Result<u8> {
             None
         }
     };
-    let stats: Vec<Stats> = policies
-        .iter()
-        .map(|p| stats(q.plan, p, counts.as_ref()))
-        .collect();
+    let stats: Vec<Stats> = policies.iter().map(|p| stats(p, counts.as_ref())).collect();
+    let isolated = isolation(q.plan, &policies, counts.as_ref());
     match q.output {
         Some(Output::Json | Output::Yaml) => {
             let items: Vec<Value> = policies
                 .iter()
                 .zip(&stats)
-                .map(|(p, s)| policy_json(p, s, q.created))
+                .map(|(p, s)| policy_json(p, s, &isolated, q.created))
                 .collect();
             let doc = if q.name.is_some() && items.len() == 1 {
                 items.into_iter().next().unwrap_or(Value::Null)
@@ -85,7 +89,7 @@ pub fn run(q: Query) -> Result<u8> {
         }
         wide => {
             if policies.is_empty() {
-                eprintln!("No resources found in {ns} namespace.");
+                eprintln!("{}", super::get::none_found(ns, q.all_namespaces));
                 return Ok(exit::OK);
             }
             print!(
@@ -98,6 +102,9 @@ pub fn run(q: Query) -> Result<u8> {
                     q.all_namespaces
                 )
             );
+            if !isolated.is_empty() {
+                print!("\n{}", render_isolation(&isolated, q.all_namespaces));
+            }
         }
     }
     Ok(exit::OK)
@@ -106,21 +113,89 @@ pub fn run(q: Query) -> Result<u8> {
 /// What the kernel counted for one policy (`None`: unreadable).
 pub struct Stats {
     pub allowed: Option<u64>,
+}
+
+fn stats(p: &PolicyPlan, counts: Option<&BTreeMap<String, Count>>) -> Stats {
+    Stats {
+        allowed: counts.map(|c| {
+            c.get(&netpol::allow_counter(&p.namespace, &p.name))
+                .map_or(0, |c| c.packets)
+        }),
+    }
+}
+
+/// One pod isolated in one direction: the policies that isolate it, and
+/// what its chain dropped (`None`: unreadable).
+pub struct Isolation {
+    pub namespace: String,
+    pub pod: String,
+    pub direction: PolicyType,
+    pub by: Vec<String>,
     pub dropped: Option<u64>,
 }
 
-fn stats(plan: &Plan, p: &PolicyPlan, counts: Option<&BTreeMap<String, Count>>) -> Stats {
-    let Some(counts) = counts else {
-        return Stats {
-            allowed: None,
-            dropped: None,
-        };
-    };
-    let get = |name: &str| counts.get(name).map_or(0, |c| c.packets);
-    Stats {
-        allowed: Some(get(&netpol::allow_counter(&p.namespace, &p.name))),
-        dropped: Some(netpol::drop_counters(plan, p).iter().map(|c| get(c)).sum()),
+/// The pods the shown policies isolate, each direction once, in the
+/// order of the plan's pods.
+fn isolation(
+    plan: &Plan,
+    policies: &[&PolicyPlan],
+    counts: Option<&BTreeMap<String, Count>>,
+) -> Vec<Isolation> {
+    let mut out = Vec::new();
+    for pod in &plan.pods {
+        let key = pod.key();
+        for t in [PolicyType::Ingress, PolicyType::Egress] {
+            if !policies
+                .iter()
+                .any(|p| p.isolates(t) && p.selected.contains(&key))
+            {
+                continue;
+            }
+            let by = netpol::selecting(plan, pod, t)
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
+            let counter = netpol::drop_counter(t, &pod.namespace, &pod.name);
+            out.push(Isolation {
+                namespace: pod.namespace.clone(),
+                pod: pod.name.clone(),
+                direction: t,
+                by,
+                dropped: counts.map(|c| c.get(&counter).map_or(0, |c| c.packets)),
+            });
+        }
     }
+    out
+}
+
+fn direction(t: PolicyType) -> &'static str {
+    match t {
+        PolicyType::Ingress => "ingress",
+        PolicyType::Egress => "egress",
+    }
+}
+
+fn render_isolation(rows: &[Isolation], all_ns: bool) -> String {
+    let mut header = vec!["ISOLATED POD", "DIRECTION", "BY", "DROPPED"];
+    if all_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|i| {
+            let mut row = vec![
+                i.pod.clone(),
+                direction(i.direction).into(),
+                i.by.join(","),
+                number(i.dropped),
+            ];
+            if all_ns {
+                row.insert(0, i.namespace.clone());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
 }
 
 fn number(n: Option<u64>) -> String {
@@ -142,7 +217,7 @@ pub fn render(
     wide: bool,
     all_ns: bool,
 ) -> String {
-    let mut header = vec!["NAME", "POD-SELECTOR", "PODS", "ALLOWED", "DROPPED", "AGE"];
+    let mut header = vec!["NAME", "POD-SELECTOR", "PODS", "ALLOWED", "AGE"];
     if all_ns {
         header.insert(0, "NAMESPACE");
     }
@@ -158,7 +233,6 @@ pub fn render(
                 p.pod_selector.to_string(),
                 p.selected.len().to_string(),
                 number(s.allowed),
-                number(s.dropped),
                 table::age(created),
             ];
             if all_ns {
@@ -183,7 +257,28 @@ pub fn render(
     table::render(&header, &rows)
 }
 
-fn policy_json(p: &PolicyPlan, s: &Stats, created: Option<SystemTime>) -> Value {
+fn policy_json(
+    p: &PolicyPlan,
+    s: &Stats,
+    isolated: &[Isolation],
+    created: Option<SystemTime>,
+) -> Value {
+    // The drops of the pods this policy isolates: each the pod's, shared
+    // with the other policies in `isolatedBy`.
+    let pods: Vec<Value> = isolated
+        .iter()
+        .filter(|i| {
+            p.isolates(i.direction) && p.selected.contains(&format!("{}/{}", i.namespace, i.pod))
+        })
+        .map(|i| {
+            json!({
+                "pod": format!("{}/{}", i.namespace, i.pod),
+                "direction": format!("{:?}", i.direction),
+                "isolatedBy": i.by,
+                "droppedPackets": i.dropped,
+            })
+        })
+        .collect();
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -197,7 +292,7 @@ fn policy_json(p: &PolicyPlan, s: &Stats, created: Option<SystemTime>) -> Value 
         "status": {
             "selectedPods": p.selected,
             "allowedPackets": s.allowed,
-            "droppedPackets": s.dropped,
+            "isolatedPods": pods,
         },
     })
 }

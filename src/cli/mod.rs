@@ -2,6 +2,7 @@
 //! One file per command; each only parses, calls, and prints.
 
 mod apply;
+mod completion;
 mod delete;
 mod diagnose;
 mod dns;
@@ -12,6 +13,9 @@ mod fault;
 
 mod get;
 mod get_netpol;
+mod habits;
+#[cfg(test)]
+mod hints_tests;
 mod ls;
 mod scale;
 mod table;
@@ -21,8 +25,9 @@ mod up;
 mod validate;
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -82,9 +87,10 @@ enum Command {
     /// Break-fix exercises: start one, get hints, check your fix.
     #[command(after_help = LAB_HELP)]
     Exercise(exercise::Args),
-    /// The per-lab daemon (started by `up`).
-    #[command(name = DAEMON_ARG, hide = true)]
-    Daemon { lab: String },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::Args),
+    /// Print podlab's man page (roff), or write one page per command.
+    Man(completion::ManArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -155,18 +161,26 @@ pub use crate::lab::DEMO_SOURCE;
 pub type Result<T> = std::result::Result<T, CliError>;
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The daemon is podlab's own process, not a command: it stays out of
+    // the help, the completions and the man page.
+    if raw.get(1).is_some_and(|a| a == DAEMON_ARG) {
+        return daemon(&raw[2..]);
+    }
+    let cli = match Cli::try_parse_from(&raw) {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::BAD_INPUT
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(e) => return parse_error(&raw, &e),
     };
+    match cli.command {
+        // `test` brings its lab down on every path, and `apply`, `scale`
+        // and `delete` save the lab's file and edits after reporting the
+        // change: they survive a closed stdout (`outln!`) instead of
+        // being killed half-way.
+        Command::Test(_) | Command::Apply(_) | Command::Scale(_) | Command::Delete(_) => {}
+        // Every other command only prints after its work is done: a reader
+        // that stops early (`| head`) ends it as it ends coreutils.
+        _ => restore_sigpipe(),
+    }
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Up(a) => up::run(a),
@@ -185,19 +199,135 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Fault(a) => fault::run(a),
         Command::Exercise(a) => exercise::run(a),
-        Command::Daemon { lab } => run_daemon(&lab),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => completion::man(a),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("{}: {}", paint("error", "1;31"), e.message);
+            errln!("{}: {}", paint_err("error", "1;31"), e.message);
             if let Some(h) = &e.hint {
-                eprintln!("  {}: {h}", paint("hint", "1;36"));
+                errln!("  {}: {h}", paint_err("hint", "1;36"));
             }
-            ExitCode::from(e.code)
+            e.code
+        }
+    };
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        // What the reader missed is gone; end as a command killed by
+        // SIGPIPE does, now that the work (and its cleanup) is done.
+        restore_sigpipe();
+        // SAFETY: raising a signal whose action is the default.
+        unsafe { libc::raise(libc::SIGPIPE) };
+    }
+    ExitCode::from(code)
+}
+
+/// `podlab __daemon LAB`, as `up` starts it. SIGPIPE stays ignored: its
+/// output is a log file, and it must never die of a reader going away.
+fn daemon(args: &[std::ffi::OsString]) -> ExitCode {
+    init_logging(0);
+    let lab = match args {
+        [lab] => lab.to_string_lossy().into_owned(),
+        _ => {
+            eprintln!("error: usage: podlab {DAEMON_ARG} LAB (started by `podlab up`)");
+            return ExitCode::from(exit::BAD_INPUT);
+        }
+    };
+    let lab = match crate::state::LabName::parse(&lab) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_INPUT);
+        }
+    };
+    match crate::runtime::run_daemon(&crate::state::dir(&lab)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::from(exit::BAD_INPUT)
         }
     }
 }
+
+/// A parse error: a kubectl habit gets what podlab offers instead, the
+/// rest clap's own message; help and version go to stdout with status 0.
+fn parse_error(raw: &[std::ffi::OsString], e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        restore_sigpipe();
+        let _ = e.print();
+        return ExitCode::from(exit::OK);
+    }
+    let words: Vec<String> = raw
+        .iter()
+        .skip(1)
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    if let Some(h) = habits::answer(&words) {
+        eprintln!("{}: {}", paint_err("error", "1;31"), h.message);
+        eprintln!("  {}: {}", paint_err("hint", "1;36"), h.hint);
+        return ExitCode::from(exit::BAD_INPUT);
+    }
+    let _ = e.print();
+    ExitCode::from(exit::BAD_INPUT)
+}
+
+/// Rust starts with SIGPIPE ignored, which turns a closed stdout into a
+/// `println!` panic; the default action ends the process quietly.
+fn restore_sigpipe() {
+    // SAFETY: setting a signal's action to the default, before threads
+    // that could rely on it exist.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Set once stdout turned out closed (`out!`): later output is dropped
+/// and the command ends by SIGPIPE after its cleanup.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout for a command that must finish its work even when the
+/// reader has gone (`podlab test ... | head`): a closed pipe is noted,
+/// not a panic.
+pub fn write_out(args: fmt::Arguments) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Generated text (a script, a man page) on stdout.
+pub fn write_bytes(data: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(data)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::new(format!("cannot write to stdout: {e}")))
+}
+
+/// `eprintln!` that survives a closed stderr (`2>&1 | head` under
+/// `test`, which ignores SIGPIPE): the message is lost, not a panic.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use errln;
+
+/// `println!` through `write_out`.
+macro_rules! outln {
+    () => { $crate::cli::write_out(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($t)*))) };
+}
+pub(crate) use outln;
+
+/// `print!` through `write_out`.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_out(format_args!($($t)*)) };
+}
+pub(crate) use out;
 
 fn init_logging(verbose: u8) {
     let level = match verbose {
@@ -210,13 +340,46 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour(Stream::Stderr))
         .try_init();
 }
 
-/// Colour only on a terminal, and never when NO_COLOR is set.
+/// Which stream a piece of text is bound for: colour is decided by the
+/// stream it is printed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Whether escape sequences may go to `stream`: a terminal that is not
+/// `TERM=dumb`. Cursor control (`up`'s progress line) needs this much.
+pub fn terminal(stream: Stream) -> bool {
+    let tty = match stream {
+        Stream::Stdout => std::io::stdout().is_terminal(),
+        Stream::Stderr => std::io::stderr().is_terminal(),
+    };
+    tty && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// Whether `stream` gets colour: a capable terminal, and no NO_COLOR
+/// (set to anything non-empty, as no-color.org says).
+pub fn colour(stream: Stream) -> bool {
+    terminal(stream) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in colour for stdout, where commands print their data.
 pub fn paint(text: &str, sgr: &str) -> String {
-    if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+    paint_on(Stream::Stdout, text, sgr)
+}
+
+/// `text` in colour for stderr (errors, hints, warnings).
+pub fn paint_err(text: &str, sgr: &str) -> String {
+    paint_on(Stream::Stderr, text, sgr)
+}
+
+fn paint_on(stream: Stream, text: &str, sgr: &str) -> String {
+    if colour(stream) {
         format!("\x1b[{sgr}m{text}\x1b[0m")
     } else {
         text.to_string()
@@ -330,13 +493,4 @@ pub fn load_plan(lab: &str) -> Result<crate::plan::Plan> {
             "`sudo podlab down {lab}` removes whatever is left of it"
         ))
     })
-}
-
-/// The hidden `__daemon LAB`: its name is checked like any other before it
-/// names the state directory.
-fn run_daemon(lab: &str) -> Result<u8> {
-    let lab = lab_name(lab)?;
-    crate::runtime::run_daemon(&crate::state::dir(&lab))
-        .map(|()| exit::OK)
-        .map_err(|e| CliError::new(error_chain(&e)))
 }

@@ -60,6 +60,6 @@ pub fn run(args: Args) -> Result<u8> {
     let code = apply_file(&lab, &file, false, false)?;
     state::save_edits(&lab, &edits)
         .map_err(|e| CliError::new(format!("cannot save the edits of lab {lab}: {e}")))?;
-    println!("deployment.apps/{} scaled to {}", args.name, args.replicas);
+    super::outln!("deployment.apps/{} scaled to {}", args.name, args.replicas);
     Ok(code)
 }

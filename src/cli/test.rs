@@ -1,10 +1,9 @@
 //! `podlab test FILE [--junit F] [--json] [--filter S] [--keep] [--timeout MS]`
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{exit, load_plan, require_root, CliError, Result};
+use super::{errln, exit, load_plan, outln, require_root, CliError, Result};
 use crate::lab::{self, expect::Assertion};
 use crate::lifecycle;
 use crate::plan;
@@ -42,7 +41,7 @@ impl Drop for Down {
         if let Some(lab) = self.0.take() {
             let report = lifecycle::down(&lab);
             for e in &report.errors {
-                eprintln!("warning: lab {lab}: {e}");
+                errln!("warning: lab {lab}: {e}");
             }
         }
     }
@@ -77,10 +76,17 @@ pub fn run(args: Args) -> Result<u8> {
     let lab = plan.lab.clone();
     let mut guard = Down(None);
     let running = if lifecycle::is_up(&lab) {
-        eprintln!("podlab: lab {lab} is already up: testing it as it is, and leaving it up");
-        load_plan(&lab)?
+        errln!("podlab: lab {lab} is already up: testing it as it is, and leaving it up");
+        let running = load_plan(&lab)?;
+        if let Some(how) = differs(&running, &file, &args.file) {
+            errln!(
+                "warning: lab {lab} is up from {how}: testing the running lab; `podlab apply {}` first to test the file",
+                args.file.display()
+            );
+        }
+        running
     } else {
-        eprintln!(
+        errln!(
             "podlab: bringing up lab {lab} ({} nodes, {} pods)",
             plan.nodes.len(),
             plan.pods.len()
@@ -119,7 +125,7 @@ pub fn run(args: Args) -> Result<u8> {
     let passed = reports.len() - failed;
     if args.json {
         let json = serde_json::to_string_pretty(&reports).expect("reports serialise");
-        println!("{json}");
+        outln!("{json}");
     } else {
         print_human(&reports);
     }
@@ -134,9 +140,9 @@ pub fn run(args: Args) -> Result<u8> {
         started.elapsed().as_secs_f64()
     );
     if args.json {
-        eprintln!("{summary}");
+        errln!("{summary}");
     } else {
-        println!("{summary}");
+        outln!("{summary}");
     }
     Ok(if failed == 0 {
         exit::OK
@@ -145,9 +151,39 @@ pub fn run(args: Args) -> Result<u8> {
     })
 }
 
+/// How the running lab differs from the file `test` was given, if it
+/// does: what `apply` of that file would change, so that whitespace and
+/// comments do not count and `scale`/`delete` edits do.
+fn differs(running: &plan::Plan, file: &lab::LabFile, path: &Path) -> Option<String> {
+    let desired = plan::build_with(file, Some(running)).ok()?;
+    if crate::reconcile::incompatible(running, &desired).is_none()
+        && crate::reconcile::diff(running, &desired).is_empty()
+    {
+        return None;
+    }
+    let same_file = match (
+        std::fs::canonicalize(&running.source),
+        std::fs::canonicalize(path),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    Some(if same_file {
+        format!(
+            "an older version of {} (or was edited since with scale/delete)",
+            path.display()
+        )
+    } else {
+        format!("a different file ({})", running.source)
+    })
+}
+
+/// What a matrix's symbols mean, printed with every matrix shown.
+pub const MATRIX_LEGEND: &str =
+    "legend: . connected   R refused (reachable, nothing listening)   X blocked (no answer)   ? could not probe";
+
 fn print_human(reports: &[Report]) {
-    let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let (ok, bad) = if tty {
+    let (ok, bad) = if super::colour(super::Stream::Stdout) {
         ("\x1b[32m✔\x1b[0m", "\x1b[31m✘\x1b[0m")
     } else {
         ("PASS", "FAIL")
@@ -155,22 +191,25 @@ fn print_human(reports: &[Report]) {
     for r in reports {
         if r.passed {
             if r.kind == "matrix" {
-                println!("{ok} {}", r.name);
+                outln!("{ok} {}", r.name);
             } else {
-                println!("{ok} {}: {}", r.name, r.observed);
+                outln!("{ok} {}: {}", r.name, r.observed);
             }
             continue;
         }
-        println!("{bad} {}  (line {})", r.name, r.line);
+        outln!("{bad} {}  (line {})", r.name, r.line);
         for (what, text) in [("expected", &r.expected), ("observed", &r.observed)] {
             if text.contains('\n') {
-                println!("    {what}:");
+                outln!("    {what}:");
                 for line in text.lines() {
-                    println!("      {line}");
+                    outln!("      {line}");
                 }
             } else {
-                println!("    {what}: {text}");
+                outln!("    {what}: {text}");
             }
+        }
+        if r.kind == "matrix" {
+            outln!("    {MATRIX_LEGEND}");
         }
     }
 }
@@ -227,10 +266,18 @@ pub fn junit(lab: &str, reports: &[Report], took: Duration) -> String {
             )
         };
         // Text content keeps its newlines (tables), unlike attributes.
-        let body = format!("expected:\n{}\nobserved:\n{}", r.expected, r.observed)
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
+        let legend = if r.kind == "matrix" {
+            format!("\n{MATRIX_LEGEND}")
+        } else {
+            String::new()
+        };
+        let body = format!(
+            "expected:\n{}\nobserved:\n{}{legend}",
+            r.expected, r.observed
+        )
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
         x.push_str(&format!(
             "    <testcase classname=\"{lab}\" name=\"{name}\" time=\"{t:.3}\">\n      <failure message=\"{}\" type=\"AssertionFailed\">{body}</failure>\n    </testcase>\n",
             xml_escape(&message)

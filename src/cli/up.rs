@@ -1,6 +1,6 @@
 //! `podlab up [FILE]`
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use crate::kernel::apply::Progress;
 use crate::lab;
 use crate::lifecycle;
 use crate::plan::{self, Plan};
+use crate::runtime::{ContainerState, ContainerStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,7 +41,8 @@ pub fn run(args: Args) -> Result<u8> {
     let plan = plan_of(args.file.as_deref())?;
     require_root("up")?;
     let started = Instant::now();
-    let live = !args.quiet && std::io::stderr().is_terminal();
+    // Rewriting one progress line needs a terminal that understands it.
+    let live = !args.quiet && super::terminal(super::Stream::Stderr);
     let mut progress = |p: Progress| {
         if args.quiet {
             return;
@@ -99,7 +101,76 @@ pub fn run(args: Args) -> Result<u8> {
     if !args.quiet {
         print_summary(&plan, started.elapsed());
     }
+    warn_unhealthy(&plan);
     Ok(exit::OK)
+}
+
+/// How long `up` watches pods that run a command after they started: a
+/// bad command line or a missing binary exits within it. Labs without
+/// commands (the benchmarks' Deployments) do not wait.
+const SETTLE: Duration = Duration::from_millis(500);
+
+fn failing(c: &ContainerStatus) -> bool {
+    c.restarts > 0
+        || matches!(
+            c.state,
+            ContainerState::CrashLoopBackOff | ContainerState::Error
+        )
+}
+
+/// `up` waits for pods to serve, not for their processes to stay up: a
+/// container that exits and restarts is only seen by asking the daemon,
+/// for a moment after the start.
+fn warn_unhealthy(plan: &Plan) {
+    if plan.pods.iter().all(|p| p.processes.is_empty()) {
+        // Only a command can exit: ports alone are served by the daemon.
+        return;
+    }
+    let dir = crate::state::dir_of(&plan.lab);
+    let until = Instant::now() + SETTLE;
+    let status = loop {
+        let Ok(status) = crate::runtime::query_status(&dir, Duration::from_secs(2)) else {
+            eprintln!(
+                "warning: lab {}: cannot ask its daemon how the pods are; `podlab get pods --lab {}` shows them",
+                plan.lab, plan.lab
+            );
+            return;
+        };
+        let any = status.pods.iter().any(|p| p.containers.iter().any(failing));
+        if any || Instant::now() >= until {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logs = dir.join(crate::runtime::LOG_DIR);
+    for p in &status.pods {
+        let failing: Vec<&ContainerStatus> = p.containers.iter().filter(|c| failing(c)).collect();
+        if failing.is_empty() {
+            continue;
+        }
+        eprintln!("warning: pod {}/{} is {}", p.namespace, p.name, p.status);
+        for c in failing {
+            let exited = c.exit_code.map_or("exited".to_string(), |code| {
+                format!("exited with code {code}")
+            });
+            let log = match plan.pod(&p.namespace, &p.name) {
+                Some(pod) => crate::runtime::process::log_path(&logs, pod, &c.name)
+                    .display()
+                    .to_string(),
+                None => logs.display().to_string(),
+            };
+            eprintln!(
+                "  container {} {exited}, restarted {} time{}; its output: {log}",
+                c.name,
+                c.restarts,
+                if c.restarts == 1 { "" } else { "s" }
+            );
+        }
+        eprintln!(
+            "  hint: `podlab get pods -n {} --lab {}` follows its restarts",
+            p.namespace, plan.lab
+        );
+    }
 }
 
 fn print_summary(plan: &Plan, took: Duration) {

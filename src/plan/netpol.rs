@@ -395,8 +395,9 @@ pub fn allow_counter(namespace: &str, policy: &str) -> String {
     bounded(format!("allow-{namespace}-{policy}"))
 }
 
-/// The counter of the packets dropped for a pod in one direction: a drop
-/// is every selecting policy's (none of them allowed the packet).
+/// The counter of the packets dropped for a pod in one direction. A drop
+/// is the pod's, not a policy's: it is what none of the policies
+/// isolating the pod allowed (`get netpol` shows it per pod).
 pub fn drop_counter(t: PolicyType, namespace: &str, pod: &str) -> String {
     let dir = match t {
         PolicyType::Ingress => "ingress",
@@ -405,8 +406,9 @@ pub fn drop_counter(t: PolicyType, namespace: &str, pod: &str) -> String {
     bounded(format!("drop-{dir}-{namespace}-{pod}"))
 }
 
-/// The counters whose sum is what a policy dropped: those of the pods it
-/// selects, in the directions it isolates.
+/// The drop counters of the pods a policy isolates, in the directions it
+/// isolates; each is shared with the other policies isolating that pod,
+/// so their sum is not what this policy decided.
 pub fn drop_counters(plan: &Plan, policy: &PolicyPlan) -> Vec<String> {
     let mut v = Vec::new();
     for key in &policy.selected {
