@@ -14,7 +14,7 @@ use crate::runtime::{self, PreparedExec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `POD`, `pod/POD`, `node/NODE`, `external` or `lb`.
+    /// `POD`, `NS/POD`, `pod/POD`, `node/NODE`, `external` or `lb`.
     target: String,
     /// The pod's namespace.
     #[arg(short, long, default_value = "default")]
@@ -32,25 +32,25 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// Resolve a target into what entering it needs.
+/// Resolve a target into what entering it needs, with the grammar every
+/// command shares (`observe::target::source`): POD, NS/POD, pod/POD,
+/// node/NODE, external, lb.
 fn resolve(plan: &Plan, target: &str, namespace: &str) -> Result<PreparedExec> {
-    if let Some(node) = target.strip_prefix("node/") {
-        return plan
-            .node(node)
-            .map(runtime::node_exec_setup)
-            .ok_or_else(|| {
-                let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-                CliError::new(format!("node {node} not found in lab {}", plan.lab))
-                    .hint(format!("the nodes are: {}", names.join(", ")))
-            });
+    use crate::observe::target::{self, From};
+    match target::source(plan, target, namespace) {
+        Ok(From::Node(n)) => return Ok(runtime::node_exec_setup(n)),
+        Ok(From::Client(c)) => return Ok(runtime::netns_exec_setup(&c.netns, &c.name)),
+        Ok(From::Pod(p)) => return Ok(runtime::pod_exec_setup(p)),
+        Err(_) => {}
     }
-    if let Some(c) = plan.clients.iter().find(|c| c.name == target) {
-        return Ok(runtime::netns_exec_setup(&c.netns, &c.name));
+    if let Some(node) = target.strip_prefix("node/") {
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        return Err(
+            CliError::new(format!("node {node} not found in lab {}", plan.lab))
+                .hint(format!("the nodes are: {}", names.join(", "))),
+        );
     }
     let pod = target.strip_prefix("pod/").unwrap_or(target);
-    if let Some(p) = plan.pod(namespace, pod) {
-        return Ok(runtime::pod_exec_setup(p));
-    }
     // A bare name that can only mean a node: run there, and show the
     // spelling that stays unambiguous if a pod of that name appears.
     if let Some(node) = plan.node(pod) {
@@ -77,7 +77,7 @@ fn resolve(plan: &Plan, target: &str, namespace: &str) -> Result<PreparedExec> {
             other.namespace, other.namespace
         ));
     } else {
-        e = e.hint("targets are POD (-n NS), pod/POD, node/NODE, external, lb; `podlab get pods -A` lists pods");
+        e = e.hint("targets are POD (-n NS), NS/POD, pod/POD, node/NODE, external, lb; `podlab get pods -A` lists pods");
     }
     Err(e)
 }
@@ -119,11 +119,8 @@ pub fn run(args: Args) -> Result<u8> {
 /// The services' variables kubelet gives a pod's containers (`kubectl exec`
 /// sees them), for a pod target; none for nodes and clients.
 fn pod_service_env(plan: &Plan, target: &str, namespace: &str) -> Vec<(String, String)> {
-    if target.starts_with("node/") || plan.clients.iter().any(|c| c.name == target) {
-        return Vec::new();
+    match crate::observe::target::source(plan, target, namespace) {
+        Ok(crate::observe::target::From::Pod(p)) => crate::plan::env::service_env(plan, p),
+        _ => Vec::new(),
     }
-    let pod = target.strip_prefix("pod/").unwrap_or(target);
-    plan.pod(namespace, pod)
-        .map(|p| crate::plan::env::service_env(plan, p))
-        .unwrap_or_default()
 }

@@ -157,10 +157,7 @@ pub fn run(args: Args) -> Result<u8> {
                     .map(|st| {
                         st.pods
                             .iter()
-                            .filter(|p| {
-                                p.status != "Running"
-                                    || p.ready.split('/').next() != p.ready.split('/').nth(1)
-                            })
+                            .filter(|p| !p.is_ready())
                             .map(|p| format!("{}/{}", p.namespace, p.name))
                             .collect()
                     })
@@ -255,6 +252,8 @@ fn not_found<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a str>) -
 
 struct PodRow {
     ready: String,
+    /// Kubernetes' Ready condition (`PodStatus::is_ready`).
+    is_ready: bool,
     status: String,
     phase: String,
     restarts: u32,
@@ -281,6 +280,7 @@ fn pod_row(p: &PodPlan, status: Option<&DaemonStatus>) -> PodRow {
     match live {
         Some(s) if Netns::exists(&p.netns) => PodRow {
             ready: s.ready.clone(),
+            is_ready: s.is_ready(),
             status: s.status.clone(),
             phase: s.phase.to_string(),
             restarts: s.restarts,
@@ -288,6 +288,7 @@ fn pod_row(p: &PodPlan, status: Option<&DaemonStatus>) -> PodRow {
         },
         _ => PodRow {
             ready: format!("0/{total}"),
+            is_ready: false,
             status: "Unknown".into(),
             phase: "Unknown".into(),
             restarts: 0,
@@ -482,7 +483,7 @@ fn pod_json(
             "podIP": p.ip.to_string(),
             "podIPs": [{"ip": p.ip.to_string()}],
             "hostIP": host_ip,
-            "conditions": [{"type": "Ready", "status": if r.ready.split('/').next() == r.ready.split('/').nth(1) { "True" } else { "False" }}],
+            "conditions": [{"type": "Ready", "status": if r.is_ready { "True" } else { "False" }}],
             "containerStatuses": status
                 .and_then(|s| s.pods.iter().find(|x| x.namespace == p.namespace && x.name == p.name))
                 .map(|s| serde_json::to_value(&s.containers).unwrap_or(Value::Null)),
