@@ -11,7 +11,10 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -20,13 +23,15 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, UdpSocket};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::kernel::netns::Netns;
 use crate::lab::Protocol;
 
+use super::limits::{self, Caps, Limits, Permit, Refused};
 use super::Error;
 
 /// Who answers: the pod behind a port.
@@ -173,10 +178,11 @@ pub fn bind_all(wanted: &[Wanted]) -> Result<Vec<Bound>, Error> {
             match protocol {
                 // std sets SO_REUSEADDR on listeners before binding on Unix,
                 // so a restarted daemon rebinds past TIME_WAIT connections.
-                Protocol::Tcp => bound.tcp.push((
-                    port,
-                    std::net::TcpListener::bind((any, port)).map_err(bind_err)?,
-                )),
+                Protocol::Tcp => {
+                    let l = std::net::TcpListener::bind((any, port)).map_err(bind_err)?;
+                    deepen_backlog(&l).map_err(bind_err)?;
+                    bound.tcp.push((port, l));
+                }
                 Protocol::Udp => bound.udp.push((
                     port,
                     std::net::UdpSocket::bind((any, port)).map_err(bind_err)?,
@@ -190,6 +196,22 @@ pub fn bind_all(wanted: &[Wanted]) -> Result<Vec<Bound>, Error> {
     Ok(out)
 }
 
+/// Connections the kernel completes before the daemon accepts them. std
+/// listens with 128; a burst of connections (a flood the caps are about to
+/// refuse, among others) would overflow that, and every client's SYN past
+/// it waits a second for its retransmission. nginx listens with 511.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn deepen_backlog(l: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket this function borrows; listening again
+    // only changes the backlog.
+    if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Make a bound std listener a tokio one. Must run inside the runtime.
 pub fn tcp_to_tokio(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
     l.set_nonblocking(true)?;
@@ -201,50 +223,201 @@ pub fn udp_to_tokio(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
-/// Accept HTTP connections until shutdown; one task per connection.
+/// Accept HTTP connections until shutdown; one task per connection, each
+/// counted against the daemon's caps (`limits`).
 pub async fn serve_tcp(
     listener: TcpListener,
     info: Arc<EchoInfo>,
     port: u16,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    serve_tcp_limited(listener, info, port, shutdown, limits::global()).await;
+}
+
+/// `serve_tcp` under the given limits.
+pub async fn serve_tcp_limited(
+    listener: TcpListener,
+    info: Arc<EchoInfo>,
+    port: u16,
+    mut shutdown: watch::Receiver<bool>,
+    limits: Arc<Limits>,
+) {
+    let gate = limits.listener(format!("{}:{port}", info.key()));
+    let caps = gate.caps();
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, peer, admitted) = tokio::select! {
+            a = gate.accept(&listener) => a,
             _ = super::stopped(&mut shutdown) => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
+        match admitted {
+            Ok(permit) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_http(stream, peer, info.clone(), port));
+                tokio::spawn(serve_http(stream, peer, info.clone(), port, caps, permit));
             }
-            Err(e) => {
-                // EMFILE and friends: the condition persists, so back off
-                // rather than spin a worker at 100%.
-                tracing::warn!(pod = %info.key(), port, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            Err(why) => refuse(stream, peer, why),
         }
     }
 }
 
+/// What the echo answers a connection past a cap, as nginx's `limit_conn`
+/// does: 503, and why.
+pub fn refusal_text(client: SocketAddr, why: Refused) -> String {
+    let body = format!(
+        "podlab: too many connections: {} is over the cap of {why}\n",
+        client.ip()
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         connection: close\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Refuse without waiting: what the client sent already is read, so that
+/// the close is a FIN rather than a reset that could destroy the answer;
+/// the answer is written if the socket takes it at once; then the
+/// connection closes.
+fn refuse(stream: TcpStream, peer: SocketAddr, why: Refused) {
+    use std::io::{Read, Write};
+    // Out of the runtime's hands: a plain non-blocking socket, so that a
+    // read or write that would wait returns at once.
+    let Ok(mut s) = stream.into_std() else {
+        return;
+    };
+    let mut sink = [0u8; 2048];
+    let _ = s.read(&mut sink);
+    let _ = s.write(refusal_text(peer, why).as_bytes());
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// Request headers beyond this are refused (431): nginx allows 8 KiB a
+/// line, 32 KiB in all; hyper's minimum is 8 KiB.
+const MAX_HEADERS_BUF: usize = 16 * 1024;
+
 async fn serve_http(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     info: Arc<EchoInfo>,
     port: u16,
+    caps: Caps,
+    permit: Permit,
 ) {
+    let _permit = permit;
+    // Until the first byte arrives the connection costs its socket and this
+    // small task: hyper's 8 KiB read buffer comes with the request. A peek,
+    // not `readable()`: a fresh tokio stream reports itself readable before
+    // anything has come, and only a read that would block clears that.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(caps.header_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(Ok(_)) => return,
+        _ => {
+            tracing::debug!(port, client = %peer, "no request in time: closed");
+            return;
+        }
+    }
+    let last = Arc::new(AtomicU64::new(limits::now_ms()));
+    let io = Watched {
+        inner: stream,
+        last: last.clone(),
+    };
     let svc = service_fn(move |req: Request<Incoming>| {
         let resp = respond(&info, peer, &req);
         async move { Ok::<_, Infallible>(resp) }
     });
-    // Anything that is not HTTP ends here as an error on this connection
-    // only; it is the learner's `nc` session, not a fault of the daemon.
-    if let Err(e) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .await
-    {
-        tracing::debug!(port, client = %peer, "http connection ended: {e}");
+    // The header deadline runs from the connection's start and again from
+    // each answer, so it is the keep-alive timeout too.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(caps.header_timeout)
+        .max_buf_size(MAX_HEADERS_BUF);
+    // Boxed: the task's future stays small while it waits above.
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
+    loop {
+        let quiet = Duration::from_millis(limits::now_ms().saturating_sub(last.load(Relaxed)));
+        if quiet >= caps.idle_timeout {
+            tracing::debug!(port, client = %peer, "idle: closed");
+            return;
+        }
+        tokio::select! {
+            r = &mut conn => {
+                // Anything that is not HTTP ends here as an error on this
+                // connection only; it is the learner's `nc` session, not a
+                // fault of the daemon.
+                if let Err(e) = r {
+                    tracing::debug!(port, client = %peer, "http connection ended: {e}");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(caps.idle_timeout - quiet) => {}
+        }
+    }
+}
+
+/// A stream that notes when a byte last moved, for the idle timeout.
+struct Watched {
+    inner: TcpStream,
+    last: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn moved<T>(
+        &self,
+        r: Poll<std::io::Result<T>>,
+        n: impl Fn(&T) -> bool,
+    ) -> Poll<std::io::Result<T>> {
+        if let Poll::Ready(Ok(v)) = &r {
+            if n(v) {
+                self.last.store(limits::now_ms(), Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let after = buf.filled().len();
+        self.moved(r, |_| after > before)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.moved(r, |n| *n > 0)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.moved(r, |n| *n > 0)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
