@@ -695,4 +695,34 @@ mod tests {
         let (rcode, _, _) = parse_response(&buf[..n]).unwrap();
         assert_eq!(rcode, 5, "an empty table is authoritative for nothing");
     }
+
+    #[tokio::test]
+    async fn tcp_past_the_cap_or_too_long_is_closed() {
+        let (_tx, rx) = watch::channel(false);
+        let caps = limits::Caps {
+            per_client: 1,
+            ..limits::Caps::for_nofile(1024)
+        };
+        let limits = Arc::new(Limits::new(caps));
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let zone = Arc::new(ZoneHandle::new(zone()));
+        tokio::spawn(serve_tcp_limited(l, zone, "t".into(), rx, limits.clone()));
+        let closed = |mut s: TcpStream| async move {
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+            matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+        };
+
+        let mut held = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(limits.open(), 1);
+        let over = TcpStream::connect(addr).await.unwrap();
+        assert!(closed(over).await, "a second connection is over the cap");
+        // A length no query has closes the connection, and gives its
+        // place back.
+        held.write_all(&60_000u16.to_be_bytes()).await.unwrap();
+        assert!(closed(held).await, "a 60,000-byte query");
+        assert_eq!(limits.open(), 0);
+    }
 }

@@ -573,4 +573,152 @@ mod tests {
             "{reply}"
         );
     }
+
+    fn caps(per_client: usize, header: Duration, idle: Duration) -> Caps {
+        Caps {
+            descriptors: 100,
+            total: 100,
+            per_listener: 100,
+            per_client,
+            header_timeout: header,
+            idle_timeout: idle,
+        }
+    }
+
+    /// An echo on loopback under `caps`.
+    async fn server(caps: Caps) -> SocketAddr {
+        server_with(caps).await.0
+    }
+
+    async fn server_with(caps: Caps) -> (SocketAddr, Arc<Limits>) {
+        let (tx, rx) = watch::channel(false);
+        // Kept for the runtime's life: dropping it would stop the server.
+        std::mem::forget(tx);
+        let l = tcp_to_tokio(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let limits = Arc::new(Limits::new(caps));
+        tokio::spawn(serve_tcp_limited(
+            l,
+            Arc::new(info()),
+            addr.port(),
+            rx,
+            limits.clone(),
+        ));
+        (addr, limits)
+    }
+
+    /// Everything the server sends until it closes, and how long that took.
+    async fn until_closed(s: &mut TcpStream) -> (String, Duration) {
+        use tokio::io::AsyncReadExt;
+        let start = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        assert!(r.is_ok(), "the server did not close the connection");
+        (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn past_the_client_cap_a_503_says_why() {
+        use tokio::io::AsyncWriteExt;
+        let addr = server(caps(1, Duration::from_secs(30), Duration::from_secs(60))).await;
+        let held = TcpStream::connect(addr).await.unwrap();
+        // Accepted and counted before the next one arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut over = TcpStream::connect(addr).await.unwrap();
+        over.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (text, took) = until_closed(&mut over).await;
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("127.0.0.1 is over the cap of 1 connections per client\n"),
+            "{text}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "refused at once, not {took:?}"
+        );
+        // The place is given back with the connection.
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (text, _) = until_closed(&mut again).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn silent_and_kept_alive_connections_end_at_the_header_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let header = Duration::from_millis(300);
+        let addr = server(caps(10, header, Duration::from_secs(60))).await;
+        // Nothing sent at all.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let (text, took) = until_closed(&mut silent).await;
+        assert_eq!(text, "");
+        assert!(took >= header && took < Duration::from_secs(3), "{took:?}");
+        // Half a request line.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HT").await.unwrap();
+        let (_, took) = until_closed(&mut slow).await;
+        assert!(took >= header && took < Duration::from_secs(3), "{took:?}");
+        // One answer, then a keep-alive connection that asks nothing more.
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+        let (_, took) = until_closed(&mut kept).await;
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_moves_nothing_ends_at_the_idle_timeout() {
+        use tokio::io::AsyncWriteExt;
+        // A client that pipelines requests and never reads an answer: the
+        // server's writes stall once the socket buffers are full, where no
+        // header deadline runs. Only the idle timeout ends that.
+        async fn stalled(idle: Duration) -> (TcpStream, Arc<Limits>) {
+            let (addr, limits) = server_with(caps(10, Duration::from_secs(30), idle)).await;
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1000);
+            for _ in 0..400 {
+                let w = tokio::time::timeout(Duration::from_millis(300), s.write_all(&req)).await;
+                if !matches!(w, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            (s, limits)
+        }
+        // The server's side ends when its permit is given back.
+        async fn ends_within(limits: &Limits, d: Duration) -> bool {
+            let start = tokio::time::Instant::now();
+            while limits.open() > 0 {
+                if start.elapsed() > d {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            true
+        }
+        let (_kept, limits) = stalled(Duration::from_secs(60)).await;
+        assert_eq!(limits.open(), 1);
+        assert!(
+            !ends_within(&limits, Duration::from_secs(2)).await,
+            "ended by itself"
+        );
+        let (_s, limits) = stalled(Duration::from_millis(500)).await;
+        assert!(
+            ends_within(&limits, Duration::from_secs(5)).await,
+            "not ended"
+        );
+    }
 }
