@@ -374,6 +374,8 @@ pub async fn serve_udp(
     pod: String,
     shutdown: watch::Receiver<bool>,
 ) {
+    // A descriptor the connections' budget must leave room for.
+    let _socket = limits::global().listener(format!("{pod}:53/udp"));
     let socket = Arc::new(socket);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..UDP_TASKS {

@@ -431,6 +431,8 @@ pub async fn serve_udp(
     port: u16,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A descriptor the connections' budget must leave room for.
+    let _socket = limits::global().listener(format!("{}:{port}/udp", info.key()));
     loop {
         let readable = tokio::select! {
             r = socket.readable() => r,
