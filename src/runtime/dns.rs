@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
+use super::limits::{self, Limits, Permit};
 use crate::plan::dns::{answer, Answer, Data, Qtype, Rcode, Record, Zone};
 
 /// The record table being served, replaced whole when the lab changes
@@ -359,9 +360,9 @@ fn log(transport: Transport, client: SocketAddr, s: &Served) {
     );
 }
 
-/// A request over UDP is at most this long; anything longer is cut and
-/// answered FORMERR.
-const MAX_UDP_REQUEST: usize = 4096;
+/// A request is at most this long: over UDP anything longer is cut and
+/// answered FORMERR, over TCP the connection is closed.
+const MAX_REQUEST: usize = 4096;
 /// Tasks receiving on the one UDP socket: a query is answered on the
 /// runtime's worker that received it, and the daemon has two.
 const UDP_TASKS: usize = 2;
@@ -373,13 +374,15 @@ pub async fn serve_udp(
     pod: String,
     shutdown: watch::Receiver<bool>,
 ) {
+    // A descriptor the connections' budget must leave room for.
+    let _socket = limits::global().listener(format!("{pod}:53/udp"));
     let socket = Arc::new(socket);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..UDP_TASKS {
         let (socket, zone, pod, mut shutdown) =
             (socket.clone(), zone.clone(), pod.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let mut buf = vec![0u8; MAX_UDP_REQUEST];
+            let mut buf = vec![0u8; MAX_REQUEST];
             loop {
                 let received = tokio::select! {
                     r = socket.recv_from(&mut buf) => r,
@@ -406,36 +409,49 @@ pub async fn serve_udp(
     while tasks.join_next().await.is_some() {}
 }
 
-/// How long a TCP connection may sit idle between queries (RFC 7766
-/// suggests seconds, not minutes).
+/// How long a TCP connection may sit idle between queries, and the most a
+/// query or its answer may take to cross (RFC 7766 suggests seconds, not
+/// minutes).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// Accept DNS-over-TCP connections until shutdown.
+/// Accept DNS-over-TCP connections until shutdown, each counted against
+/// the daemon's caps (`limits`).
 pub async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<ZoneHandle>,
     pod: String,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    serve_tcp_limited(listener, zone, pod, shutdown, limits::global()).await;
+}
+
+/// `serve_tcp` under the given limits.
+pub async fn serve_tcp_limited(
+    listener: TcpListener,
+    zone: Arc<ZoneHandle>,
+    pod: String,
+    mut shutdown: watch::Receiver<bool>,
+    limits: Arc<Limits>,
+) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(53);
+    let gate = limits.listener(format!("{pod}:{port}"));
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, peer, admitted) = tokio::select! {
+            a = gate.accept(&listener) => a,
             _ = super::stopped(&mut shutdown) => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(
-                    stream,
-                    peer,
-                    zone.clone(),
-                    shutdown.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(pod = %pod, "dns accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        // Past a cap the connection closes at once: a resolver takes that
+        // as this server failing and tries the next.
+        let Ok(permit) = admitted else {
+            continue;
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            zone.clone(),
+            permit,
+            shutdown.clone(),
+        ));
     }
 }
 
@@ -445,8 +461,10 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     zone: Arc<ZoneHandle>,
+    permit: Permit,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _permit = permit;
     loop {
         let mut len = [0u8; 2];
         let read = tokio::select! {
@@ -457,7 +475,10 @@ async fn serve_connection(
             return;
         }
         let n = usize::from(u16::from_be_bytes(len));
-        if n == 0 {
+        // A query is a header and one question: a longer message is not
+        // one, and must not make the daemon hold 64 KiB for it.
+        if n == 0 || n > MAX_REQUEST {
+            tracing::debug!(client = %peer, len = n, "dns tcp: no query of that length: closed");
             return;
         }
         let mut msg = vec![0u8; n];
@@ -472,7 +493,11 @@ async fn serve_connection(
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         out.extend_from_slice(&reply);
-        if stream.write_all(&out).await.is_err() {
+        // A client that does not read its answer must not hold the task.
+        if !matches!(
+            tokio::time::timeout(TCP_IDLE, stream.write_all(&out)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }
@@ -671,5 +696,35 @@ mod tests {
             .unwrap();
         let (rcode, _, _) = parse_response(&buf[..n]).unwrap();
         assert_eq!(rcode, 5, "an empty table is authoritative for nothing");
+    }
+
+    #[tokio::test]
+    async fn tcp_past_the_cap_or_too_long_is_closed() {
+        let (_tx, rx) = watch::channel(false);
+        let caps = limits::Caps {
+            per_client: 1,
+            ..limits::Caps::for_nofile(1024)
+        };
+        let limits = Arc::new(Limits::new(caps));
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let zone = Arc::new(ZoneHandle::new(zone()));
+        tokio::spawn(serve_tcp_limited(l, zone, "t".into(), rx, limits.clone()));
+        let closed = |mut s: TcpStream| async move {
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+            matches!(r, Ok(Ok(0)) | Ok(Err(_)))
+        };
+
+        let mut held = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(limits.open(), 1);
+        let over = TcpStream::connect(addr).await.unwrap();
+        assert!(closed(over).await, "a second connection is over the cap");
+        // A length no query has closes the connection, and gives its
+        // place back.
+        held.write_all(&60_000u16.to_be_bytes()).await.unwrap();
+        assert!(closed(held).await, "a 60,000-byte query");
+        assert_eq!(limits.open(), 0);
     }
 }

@@ -11,7 +11,10 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -20,13 +23,15 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, UdpSocket};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 
 use crate::kernel::netns::Netns;
 use crate::lab::Protocol;
 
+use super::limits::{self, Caps, Limits, Permit, Refused};
 use super::Error;
 
 /// Who answers: the pod behind a port.
@@ -173,10 +178,11 @@ pub fn bind_all(wanted: &[Wanted]) -> Result<Vec<Bound>, Error> {
             match protocol {
                 // std sets SO_REUSEADDR on listeners before binding on Unix,
                 // so a restarted daemon rebinds past TIME_WAIT connections.
-                Protocol::Tcp => bound.tcp.push((
-                    port,
-                    std::net::TcpListener::bind((any, port)).map_err(bind_err)?,
-                )),
+                Protocol::Tcp => {
+                    let l = std::net::TcpListener::bind((any, port)).map_err(bind_err)?;
+                    deepen_backlog(&l).map_err(bind_err)?;
+                    bound.tcp.push((port, l));
+                }
                 Protocol::Udp => bound.udp.push((
                     port,
                     std::net::UdpSocket::bind((any, port)).map_err(bind_err)?,
@@ -190,6 +196,22 @@ pub fn bind_all(wanted: &[Wanted]) -> Result<Vec<Bound>, Error> {
     Ok(out)
 }
 
+/// Connections the kernel completes before the daemon accepts them. std
+/// listens with 128; a burst of connections (a flood the caps are about to
+/// refuse, among others) would overflow that, and every client's SYN past
+/// it waits a second for its retransmission. nginx listens with 511.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn deepen_backlog(l: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket this function borrows; listening again
+    // only changes the backlog.
+    if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Make a bound std listener a tokio one. Must run inside the runtime.
 pub fn tcp_to_tokio(l: std::net::TcpListener) -> std::io::Result<TcpListener> {
     l.set_nonblocking(true)?;
@@ -201,50 +223,201 @@ pub fn udp_to_tokio(s: std::net::UdpSocket) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(s)
 }
 
-/// Accept HTTP connections until shutdown; one task per connection.
+/// Accept HTTP connections until shutdown; one task per connection, each
+/// counted against the daemon's caps (`limits`).
 pub async fn serve_tcp(
     listener: TcpListener,
     info: Arc<EchoInfo>,
     port: u16,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    serve_tcp_limited(listener, info, port, shutdown, limits::global()).await;
+}
+
+/// `serve_tcp` under the given limits.
+pub async fn serve_tcp_limited(
+    listener: TcpListener,
+    info: Arc<EchoInfo>,
+    port: u16,
+    mut shutdown: watch::Receiver<bool>,
+    limits: Arc<Limits>,
+) {
+    let gate = limits.listener(format!("{}:{port}", info.key()));
+    let caps = gate.caps();
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, peer, admitted) = tokio::select! {
+            a = gate.accept(&listener) => a,
             _ = super::stopped(&mut shutdown) => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
+        match admitted {
+            Ok(permit) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_http(stream, peer, info.clone(), port));
+                tokio::spawn(serve_http(stream, peer, info.clone(), port, caps, permit));
             }
-            Err(e) => {
-                // EMFILE and friends: the condition persists, so back off
-                // rather than spin a worker at 100%.
-                tracing::warn!(pod = %info.key(), port, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            Err(why) => refuse(stream, peer, why),
         }
     }
 }
 
+/// What the echo answers a connection past a cap, as nginx's `limit_conn`
+/// does: 503, and why.
+pub fn refusal_text(client: SocketAddr, why: Refused) -> String {
+    let body = format!(
+        "podlab: too many connections: {} is over the cap of {why}\n",
+        client.ip()
+    );
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         connection: close\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Refuse without waiting: what the client sent already is read, so that
+/// the close is a FIN rather than a reset that could destroy the answer;
+/// the answer is written if the socket takes it at once; then the
+/// connection closes.
+fn refuse(stream: TcpStream, peer: SocketAddr, why: Refused) {
+    use std::io::{Read, Write};
+    // Out of the runtime's hands: a plain non-blocking socket, so that a
+    // read or write that would wait returns at once.
+    let Ok(mut s) = stream.into_std() else {
+        return;
+    };
+    let mut sink = [0u8; 2048];
+    let _ = s.read(&mut sink);
+    let _ = s.write(refusal_text(peer, why).as_bytes());
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// Request headers beyond this are refused (431): nginx allows 8 KiB a
+/// line, 32 KiB in all; hyper's minimum is 8 KiB.
+const MAX_HEADERS_BUF: usize = 16 * 1024;
+
 async fn serve_http(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     info: Arc<EchoInfo>,
     port: u16,
+    caps: Caps,
+    permit: Permit,
 ) {
+    let _permit = permit;
+    // Until the first byte arrives the connection costs its socket and this
+    // small task: hyper's 8 KiB read buffer comes with the request. A peek,
+    // not `readable()`: a fresh tokio stream reports itself readable before
+    // anything has come, and only a read that would block clears that.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(caps.header_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        Ok(Ok(_)) => return,
+        _ => {
+            tracing::debug!(port, client = %peer, "no request in time: closed");
+            return;
+        }
+    }
+    let last = Arc::new(AtomicU64::new(limits::now_ms()));
+    let io = Watched {
+        inner: stream,
+        last: last.clone(),
+    };
     let svc = service_fn(move |req: Request<Incoming>| {
         let resp = respond(&info, peer, &req);
         async move { Ok::<_, Infallible>(resp) }
     });
-    // Anything that is not HTTP ends here as an error on this connection
-    // only; it is the learner's `nc` session, not a fault of the daemon.
-    if let Err(e) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), svc)
-        .await
-    {
-        tracing::debug!(port, client = %peer, "http connection ended: {e}");
+    // The header deadline runs from the connection's start and again from
+    // each answer, so it is the keep-alive timeout too.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(caps.header_timeout)
+        .max_buf_size(MAX_HEADERS_BUF);
+    // Boxed: the task's future stays small while it waits above.
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
+    loop {
+        let quiet = Duration::from_millis(limits::now_ms().saturating_sub(last.load(Relaxed)));
+        if quiet >= caps.idle_timeout {
+            tracing::debug!(port, client = %peer, "idle: closed");
+            return;
+        }
+        tokio::select! {
+            r = &mut conn => {
+                // Anything that is not HTTP ends here as an error on this
+                // connection only; it is the learner's `nc` session, not a
+                // fault of the daemon.
+                if let Err(e) = r {
+                    tracing::debug!(port, client = %peer, "http connection ended: {e}");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(caps.idle_timeout - quiet) => {}
+        }
+    }
+}
+
+/// A stream that notes when a byte last moved, for the idle timeout.
+struct Watched {
+    inner: TcpStream,
+    last: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn moved<T>(
+        &self,
+        r: Poll<std::io::Result<T>>,
+        n: impl Fn(&T) -> bool,
+    ) -> Poll<std::io::Result<T>> {
+        if let Poll::Ready(Ok(v)) = &r {
+            if n(v) {
+                self.last.store(limits::now_ms(), Relaxed);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let after = buf.filled().len();
+        self.moved(r, |_| after > before)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.moved(r, |n| *n > 0)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.moved(r, |n| *n > 0)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -258,6 +431,8 @@ pub async fn serve_udp(
     port: u16,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A descriptor the connections' budget must leave room for.
+    let _socket = limits::global().listener(format!("{}:{port}/udp", info.key()));
     loop {
         let readable = tokio::select! {
             r = socket.readable() => r,
@@ -398,6 +573,154 @@ mod tests {
         assert!(
             reply.contains(&format!("client={}", c.local_addr().unwrap())),
             "{reply}"
+        );
+    }
+
+    fn caps(per_client: usize, header: Duration, idle: Duration) -> Caps {
+        Caps {
+            descriptors: 100,
+            total: 100,
+            per_listener: 100,
+            per_client,
+            header_timeout: header,
+            idle_timeout: idle,
+        }
+    }
+
+    /// An echo on loopback under `caps`.
+    async fn server(caps: Caps) -> SocketAddr {
+        server_with(caps).await.0
+    }
+
+    async fn server_with(caps: Caps) -> (SocketAddr, Arc<Limits>) {
+        let (tx, rx) = watch::channel(false);
+        // Kept for the runtime's life: dropping it would stop the server.
+        std::mem::forget(tx);
+        let l = tcp_to_tokio(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let limits = Arc::new(Limits::new(caps));
+        tokio::spawn(serve_tcp_limited(
+            l,
+            Arc::new(info()),
+            addr.port(),
+            rx,
+            limits.clone(),
+        ));
+        (addr, limits)
+    }
+
+    /// Everything the server sends until it closes, and how long that took.
+    async fn until_closed(s: &mut TcpStream) -> (String, Duration) {
+        use tokio::io::AsyncReadExt;
+        let start = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        assert!(r.is_ok(), "the server did not close the connection");
+        (String::from_utf8_lossy(&out).into_owned(), start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn past_the_client_cap_a_503_says_why() {
+        use tokio::io::AsyncWriteExt;
+        let addr = server(caps(1, Duration::from_secs(30), Duration::from_secs(60))).await;
+        let held = TcpStream::connect(addr).await.unwrap();
+        // Accepted and counted before the next one arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut over = TcpStream::connect(addr).await.unwrap();
+        over.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (text, took) = until_closed(&mut over).await;
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("127.0.0.1 is over the cap of 1 connections per client\n"),
+            "{text}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "refused at once, not {took:?}"
+        );
+        // The place is given back with the connection.
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (text, _) = until_closed(&mut again).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn silent_and_kept_alive_connections_end_at_the_header_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let header = Duration::from_millis(300);
+        let addr = server(caps(10, header, Duration::from_secs(60))).await;
+        // Nothing sent at all.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let (text, took) = until_closed(&mut silent).await;
+        assert_eq!(text, "");
+        assert!(took >= header && took < Duration::from_secs(3), "{took:?}");
+        // Half a request line.
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HT").await.unwrap();
+        let (_, took) = until_closed(&mut slow).await;
+        assert!(took >= header && took < Duration::from_secs(3), "{took:?}");
+        // One answer, then a keep-alive connection that asks nothing more.
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+        let (_, took) = until_closed(&mut kept).await;
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_moves_nothing_ends_at_the_idle_timeout() {
+        use tokio::io::AsyncWriteExt;
+        // A client that pipelines requests and never reads an answer: the
+        // server's writes stall once the socket buffers are full, where no
+        // header deadline runs. Only the idle timeout ends that.
+        async fn stalled(idle: Duration) -> (TcpStream, Arc<Limits>) {
+            let (addr, limits) = server_with(caps(10, Duration::from_secs(30), idle)).await;
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(1000);
+            for _ in 0..400 {
+                let w = tokio::time::timeout(Duration::from_millis(300), s.write_all(&req)).await;
+                if !matches!(w, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            (s, limits)
+        }
+        // The server's side ends when its permit is given back.
+        async fn ends_within(limits: &Limits, d: Duration) -> bool {
+            let start = tokio::time::Instant::now();
+            while limits.open() > 0 {
+                if start.elapsed() > d {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            true
+        }
+        let (_kept, limits) = stalled(Duration::from_secs(60)).await;
+        assert_eq!(limits.open(), 1);
+        assert!(
+            !ends_within(&limits, Duration::from_secs(2)).await,
+            "ended by itself"
+        );
+        let (_s, limits) = stalled(Duration::from_millis(500)).await;
+        assert!(
+            ends_within(&limits, Duration::from_secs(5)).await,
+            "not ended"
         );
     }
 }

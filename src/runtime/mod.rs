@@ -11,6 +11,7 @@
 pub mod control;
 pub mod dns;
 pub mod echo;
+pub mod limits;
 pub mod pods;
 pub mod process;
 mod state;
@@ -198,6 +199,19 @@ async fn daemon(
         source,
     })?;
     let nofile = raise_nofile_limit();
+    // Sized from the raised limit, before the first server counts on them.
+    let limits = limits::init(limits::current_nofile());
+    let caps = limits.caps();
+    tracing::info!(
+        nofile = limits::current_nofile(),
+        descriptors = caps.descriptors,
+        total = caps.total,
+        per_listener = caps.per_listener,
+        per_client = caps.per_client,
+        header_timeout_s = caps.header_timeout.as_secs(),
+        idle_timeout_s = caps.idle_timeout.as_secs(),
+        "connection caps"
+    );
 
     let pods = pods::Pods::new(shared.clone(), logs.clone(), nofile, shutdown.clone());
 
@@ -214,6 +228,7 @@ async fn daemon(
             state_dir: state_dir.to_path_buf(),
         },
     ));
+    servers.spawn(limits::housekeeping(limits, shutdown.clone()));
     // The daemon's stop reaches every pod, whenever it was started.
     {
         let pods = pods.clone();
@@ -420,8 +435,9 @@ pub(crate) fn wanted_ports(plan: &Plan) -> Vec<Wanted> {
 }
 
 /// A thousand pods' listeners exceed the usual soft limit of 1024 open
-/// files; the hard limit is there to be used. Returns the old limit, which
-/// children get back.
+/// files, and the connection caps are sized from what is raised here; the
+/// hard limit is there to be used. Returns the old limit, which children
+/// get back.
 fn raise_nofile_limit() -> Option<libc::rlimit> {
     let mut old = libc::rlimit {
         rlim_cur: 0,
