@@ -120,7 +120,7 @@ fn vm_rss_kb(pid: u32) -> u64 {
 }
 
 fn daemon_pid() -> u32 {
-    let ready = podlab::state::dir(LAB_NAME).join(podlab::runtime::READY_FILE);
+    let ready = podlab::state::dir_of(LAB_NAME).join(podlab::runtime::READY_FILE);
     std::fs::read_to_string(&ready)
         .expect("ready file")
         .trim()
@@ -351,7 +351,7 @@ fn one_pod_flooding_the_servers_leaves_the_lab_working() {
     let file = lab_file(LAB);
     let up = up_with_nofile(&file, DAEMON_NOFILE);
 
-    let plan = podlab::runtime::load_plan(&podlab::state::dir(LAB_NAME)).expect("plan");
+    let plan = podlab::runtime::load_plan(&podlab::state::dir_of(LAB_NAME)).expect("plan");
     let pod = |name: &str| {
         plan.pods
             .iter()
@@ -432,7 +432,7 @@ fn one_pod_flooding_the_servers_leaves_the_lab_working() {
     if seen.refused_503 == 0 {
         failures.push(format!("no refused connection got a 503: {seen:?}"));
     }
-    let log = std::fs::read_to_string(podlab::state::dir(LAB_NAME).join("daemon.log"))
+    let log = std::fs::read_to_string(podlab::state::dir_of(LAB_NAME).join("daemon.log"))
         .unwrap_or_default();
     let named = log.lines().any(|l| {
         l.contains("refus")
