@@ -587,6 +587,27 @@ pub(crate) struct Decoded {
     pub file: LabFile,
     pub spans: Spans,
     pub diags: Vec<Diagnostic>,
+    /// Whether a document was rejected whole (an unknown kind, no name...),
+    /// so that the lab lacks an object the file meant to have.
+    pub lost: bool,
+}
+
+fn objects(file: &LabFile) -> usize {
+    file.namespaces.len()
+        + file.pods.len()
+        + file.deployments.len()
+        + file.services.len()
+        + file.policies.len()
+}
+
+fn is_lab_document(doc: &Node) -> bool {
+    match &doc.value {
+        Value::Map(entries) => entries.iter().any(|(k, v)| {
+            matches!(&k.value, Value::Scalar { text, .. } if text == "kind")
+                && matches!(&v.value, Value::Scalar { text, .. } if text == "Lab")
+        }),
+        _ => false,
+    }
 }
 
 /// A lab name from the file name, for a file with no Lab document.
@@ -646,9 +667,12 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
         warnings: Vec::new(),
     };
     spans.lab_pos = file.lab.pos;
+    let mut lost = false;
     for (i, doc) in docs.iter().enumerate() {
         d.what = String::new();
+        let before = objects(&file);
         document(&mut d, &mut file, &mut spans, i, doc);
+        lost |= objects(&file) == before && !(i == 0 && is_lab_document(doc));
     }
     file.ignored = std::mem::take(&mut d.ignored);
     file.ignored.sort_by_key(|i| (i.pos.line, i.pos.col));
@@ -656,6 +680,7 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
         file,
         spans,
         diags: d.diags,
+        lost,
     }
 }
 
@@ -1004,7 +1029,7 @@ fn network(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, n: &Node) {
         let path = join("spec.network", key);
         match key {
             "nodeCIDR" | "podCIDR" | "serviceCIDR" => {
-                if let Some(c) = cidr(d, v, &path) {
+                if let Some(c) = cidr(d, v, &path).filter(|c| cidr_size_ok(d, v, &path, key, *c)) {
                     match key {
                         "nodeCIDR" => net.node_cidr = c,
                         "podCIDR" => net.pod_cidr = c,
@@ -1099,6 +1124,38 @@ fn network(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, n: &Node) {
             _ => {}
         }
     }
+}
+
+/// The shortest prefix each range may have. A lab's node network is one
+/// bridge of at most 250 nodes; a pod network larger than a /8 or a service
+/// network larger than a /12 (kube-apiserver's own limit for
+/// `--service-cluster-ip-range`) has no use in a lab, and a short prefix
+/// would also shadow real routes of the host. Checked before anything
+/// counts or enumerates the addresses of a range.
+pub const MIN_PREFIX: &[(&str, u8, &str)] = &[
+    ("nodeCIDR", 16, "172.18.0.0/24"),
+    ("podCIDR", 8, "10.244.0.0/16"),
+    ("serviceCIDR", 12, "10.96.0.0/12"),
+];
+
+fn cidr_size_ok(d: &mut Decoder, v: &Node, path: &str, key: &str, c: Ipv4Net) -> bool {
+    let Some(&(_, min, example)) = MIN_PREFIX.iter().find(|(k, _, _)| *k == key) else {
+        return true;
+    };
+    if c.prefix_len() >= min {
+        return true;
+    }
+    d.err(
+        v.pos,
+        path,
+        format!(
+            "{key} {c} is too large: a /{} holds {} addresses, and a lab's {key} may be at most a /{min}",
+            c.prefix_len(),
+            1u64 << (32 - u32::from(c.prefix_len()))
+        ),
+        Some(format!("use a /{min} or a longer prefix, e.g. {example} (docs/limits.md)")),
+    );
+    false
 }
 
 fn cidr(d: &mut Decoder, v: &Node, path: &str) -> Option<Ipv4Net> {

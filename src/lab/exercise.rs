@@ -201,15 +201,11 @@ pub fn parse(source: &str, text: &str) -> Result<Exercise, LabError> {
     let mut d = Decoder::new(source);
     let ex = match docs.as_slice() {
         [doc] => decode(&mut d, source, doc),
-        [] => {
-            d.err(
-                Pos { line: 1, col: 1 },
-                "",
-                "the file is empty: expected one Exercise document".into(),
-                Some("start from an exercise in labs/exercises/".into()),
-            );
-            None
-        }
+        [] => return Err(super::no_documents(
+            source,
+            "exercise",
+            "an exercise file is one `kind: Exercise` document; start from one in labs/exercises/",
+        )),
         [_, second, ..] => {
             d.err(
                 second.pos,
@@ -229,18 +225,10 @@ pub fn parse(source: &str, text: &str) -> Result<Exercise, LabError> {
 /// Read and decode an exercise file.
 pub fn load(path: &Path) -> Result<Exercise, LabError> {
     let source = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&source, &text),
-        Err(e) => Err(LabError {
-            diagnostics: vec![Diagnostic {
-                source,
-                pos: Pos { line: 1, col: 1 },
-                field: "file".into(),
-                message: format!("cannot read the exercise file: {e}"),
-                hint: None,
-            }],
-        }),
-    }
+    let text = super::read_source(path, "exercise").map_err(|d| LabError {
+        diagnostics: vec![d],
+    })?;
+    parse(&source, &text)
 }
 
 /// Whether a file's first document is an Exercise (so that commands given
