@@ -147,7 +147,9 @@ pub fn read_source(path: &Path, what: &str) -> Result<String, Diagnostic> {
         let kind = file_kind(&meta.file_type());
         return Err(fail(
             format!("{source} is {kind}, not a regular file"),
-            Some(format!("give the path of a {what} file (a .yaml file)")),
+            Some(format!(
+                "give the path of the {what} file itself (a .yaml file)"
+            )),
         ));
     }
     if meta.len() > MAX_FILE_BYTES {
