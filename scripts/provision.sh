@@ -16,6 +16,7 @@ declare -A wanted=(
   [ps]=procps
   [bc]=bc
   [jq]=jq
+  [/usr/bin/time]=time
 )
 
 sudo=""

@@ -47,6 +47,8 @@ pub(crate) struct ObjSpans {
     pub containers: Vec<Pos>,
     /// Position of each port's name, per container.
     pub port_names: Vec<Vec<Option<Pos>>>,
+    /// A Deployment's `spec.replicas`, where written.
+    pub replicas: Option<Pos>,
 }
 
 pub const KINDS: &[&str] = &[
@@ -1606,6 +1608,7 @@ fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node
     let Some(sf) = d.fields(spec_node, "spec", DEPLOY_SPEC, DEPLOY_SPEC_IGNORED) else {
         return;
     };
+    s.replicas = sf.get("replicas").map(|n| n.pos);
     let replicas = match sf.get("replicas") {
         Some(n) => d
             .int(n, "spec.replicas", 0, 10000, "an integer 0-10000")

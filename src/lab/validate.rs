@@ -220,7 +220,7 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
         out,
     };
     check_nodes(&mut c, &file.lab);
-    check_pod_count(&mut c, file);
+    check_pod_count(&mut c, file, spans);
     check_network(&mut c, &file.lab, spans);
     check_names(&mut c, file, spans);
     let nodes: Vec<&str> = file.lab.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -244,7 +244,7 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
 /// would make a plan of millions of pods.
 pub const MAX_PODS: u64 = 10_000;
 
-fn check_pod_count(c: &mut Check, file: &LabFile) {
+fn check_pod_count(c: &mut Check, file: &LabFile, spans: &Spans) {
     let mut total = file.pods.len() as u64;
     if total > MAX_PODS {
         let p = &file.pods[MAX_PODS as usize];
@@ -260,11 +260,11 @@ fn check_pod_count(c: &mut Check, file: &LabFile) {
         );
         return;
     }
-    for d in &file.deployments {
+    for (d, s) in file.deployments.iter().zip(&spans.deployments) {
         total += u64::from(d.replicas);
         if total > MAX_PODS {
             c.err(
-                d.pos,
+                s.replicas.unwrap_or(d.pos),
                 "spec.replicas",
                 format!(
                     "deployment `{}` brings the lab to {total} pods, more than the {MAX_PODS} a lab may have",

@@ -500,9 +500,13 @@ pub fn human_bytes(n: usize) -> String {
 /// On a syntax error the documents read so far are dropped: a half-read
 /// file would only produce confusing follow-up errors.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
+    // A byte order mark is not content; yaml-rust2 would read it as part of
+    // the first key. It takes no column in an editor, so positions count
+    // from the character after it.
     // yaml-rust2 has `unreachable!`/`assert!` paths of its own; no input
     // must crash podlab, so a panic in it becomes an error like any other.
-    let outcome = std::panic::catch_unwind(|| read(text));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let outcome = std::panic::catch_unwind(|| read(text, budget(text.len())));
     match outcome {
         Ok(result) => result,
         Err(_) => Err(vec![YamlError {
@@ -514,11 +518,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
     }
 }
 
-fn read(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
-    // A byte order mark is not content; yaml-rust2 would read it as part of
-    // the first key. It takes no column in an editor, so positions count
-    // from the character after it.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+fn read(text: &str, budget: usize) -> Result<Vec<Node>, Vec<YamlError>> {
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         stack: Vec::new(),
@@ -526,7 +526,7 @@ fn read(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
         docs: Vec::new(),
         root: None,
         used: 0,
-        budget: budget(text.len()),
+        budget,
         input_len: text.len(),
         aliased: false,
         errors: Vec::new(),
@@ -647,6 +647,28 @@ mod tests {
             "{}",
             errs[0].message
         );
+    }
+
+    #[test]
+    fn values_without_aliases_count_too() {
+        // 3 values of 1 byte and a sequence: 4 * 64 + 3 bytes.
+        assert!(read("[a, b, c]", 4 * VALUE_COST + 3).is_ok());
+        let errs = read("[a, b, c]", 4 * VALUE_COST + 2).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].pos, p(1, 8));
+        assert!(
+            errs[0]
+                .message
+                .starts_with("this file's values take more than 258 bytes"),
+            "{}",
+            errs[0].message
+        );
+        // An anchor keeps a copy, which counts like the original.
+        assert!(read("&x [a]", 2 * (2 * VALUE_COST + 1)).is_ok());
+        assert!(read("&x [a]", 2 * (2 * VALUE_COST + 1) - 1).is_err());
+        assert_eq!(budget(10), MIN_BUDGET);
+        assert_eq!(budget(100 << 10), 100 << 10 << 6);
+        assert_eq!(budget(usize::MAX), MAX_BUDGET);
     }
 
     #[test]
