@@ -243,3 +243,27 @@ fn duplicate_keys_of_every_kind_are_found() {
         ]
     );
 }
+
+#[test]
+fn a_service_has_at_most_a_hundred_ports() {
+    let service = |n: usize| {
+        let ports: Vec<String> = (1..=n)
+            .map(|i| format!("{{name: p{i}, port: {i}}}"))
+            .collect();
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec:\n  selector: {{a: b}}\n  ports: [{}]\n",
+            ports.join(", ")
+        )
+    };
+    let e = lab_errors(&service(101));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].pos.line, e[0].pos.col, e[0].field.as_str()),
+        (6, 10, "spec.ports")
+    );
+    assert_eq!(
+        e[0].message,
+        "service `s`: the service has 101 ports; a service may have at most 100"
+    );
+    parse("lab.yaml", &service(100)).unwrap_or_else(|e| panic!("{e}"));
+}
