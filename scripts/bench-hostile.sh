@@ -73,12 +73,31 @@ gen() { # case name -> file (or a path that is not a file)
         printf 'apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: h-reps}\nspec: {nodes: 250}\n'
         awk 'BEGIN { for (i = 0; i < 40000; i++) printf "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d%d}\nspec: {replicas: 10000, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c}]}}}\n", i }'
       } >"$f" ;;
-    nodeports-65k) # one NodePort service with 65,535 ports over a range of as many
+    nodeports-65k) # 65,500 node ports (655 services of 100) over a range of 65,535
       {
         lab_head h-ports '{nodePortRange: 1-65535}'
         printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {a: b}}\nspec: {containers: [{name: c}]}\n'
-        printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: NodePort\n  selector: {a: b}\n  ports:\n'
-        awk 'BEGIN { for (i = 1; i <= 65535; i++) printf "  - {name: p%d, port: %d}\n", i, i }'
+        awk 'BEGIN { for (s = 0; s < 655; s++) { printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\nspec:\n  type: NodePort\n  selector: {a: b}\n  ports:\n", s; for (i = 1; i <= 100; i++) printf "  - {name: p%d, port: %d}\n", i, i } }'
+      } >"$f" ;;
+    service-status-maps) # a valid Service whose ignored `status` holds 65,000 small maps
+      {
+        lab_head h-status '{}'
+        printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\nstatus:\n  x: ['
+        rep_str '{a: b}, ' 65000
+        printf '{a: b}]\n'
+      } >"$f" ;;
+    service-status-maps-150k) # the same with 150,000: over the JSON budget
+      {
+        lab_head h-status '{}'
+        printf -- '---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\nstatus:\n  x: ['
+        rep_str '{a: b}, ' 150000
+        printf '{a: b}]\n'
+      } >"$f" ;;
+    services-10000) # a real lab at podlab's scale: 10,000 services (valid)
+      {
+        lab_head h-svc '{}'
+        printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: web}}\nspec: {containers: [{name: c, ports: [{containerPort: 80}]}]}\n'
+        awk 'BEGIN { for (i = 0; i < 10000; i++) printf "---\napiVersion: v1\nkind: Service\nmetadata: {name: s%d}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n", i }'
       } >"$f" ;;
     deep-flow) # 1 MB of `[`
       rep '[' 1000000 >"$f" ;;
@@ -100,7 +119,8 @@ gen() { # case name -> file (or a path that is not a file)
 
 cases=(alias-string-1mb alias-string-4mb alias-string-5mb billion-laughs keys-80k
   duplicate-keys-80k nodecidr-slash-2 podcidr-slash-1 servicecidr-slash-0 pods-10000
-  replicas-400-million nodeports-65k deep-flow deep-block big-100mb dev-zero fifo directory)
+  replicas-400-million nodeports-65k service-status-maps
+  service-status-maps-150k services-10000 deep-flow deep-block big-100mb dev-zero fifo directory)
 
 printf '%-22s %10s %8s %9s %5s  %s\n' case size seconds "max RSS" exit result
 failed=0

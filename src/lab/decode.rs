@@ -235,6 +235,32 @@ pub(crate) struct Decoder {
     pub ignored: Vec<Ignored>,
     /// Names the object being decoded, to start messages with.
     what: String,
+    /// What the manifests kept as JSON (`Service::raw`...) may still take.
+    json_left: usize,
+}
+
+/// The most memory the manifests kept whole as JSON may take together.
+/// A JSON object costs far more than its YAML mapping (a B-tree node of
+/// eleven slots, even for one key), so a file within the YAML budget could
+/// still take hundreds of MB here; the cost is estimated before converting.
+/// 10,000 services of one port (a 1 MB lab) take about 35 MiB.
+pub const MAX_JSON_BYTES: usize = 48 << 20;
+
+/// About what `to_json` allocates for a tree.
+fn json_cost(node: &Node) -> usize {
+    const VALUE: usize = 32;
+    const OBJECT: usize = 640;
+    match &node.value {
+        Value::Null => VALUE,
+        Value::Scalar { text, .. } => VALUE + text.len(),
+        Value::Seq(items) => items
+            .iter()
+            .fold(VALUE + 8, |n, i| n.saturating_add(json_cost(i))),
+        Value::Map(entries) => entries.iter().fold(OBJECT, |n, (k, v)| {
+            n.saturating_add(24 + json_cost(k))
+                .saturating_add(json_cost(v))
+        }),
+    }
 }
 
 impl Decoder {
@@ -246,6 +272,7 @@ impl Decoder {
             diags: Vec::new(),
             ignored: Vec::new(),
             what: String::new(),
+            json_left: MAX_JSON_BYTES,
         }
     }
 
@@ -642,13 +669,11 @@ fn default_nodes(n: usize, pos: Pos) -> Vec<NodeSpec> {
         .collect()
 }
 
-pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
-    let mut d = Decoder {
-        source: source.to_string(),
-        diags: Vec::new(),
-        ignored: Vec::new(),
-        what: String::new(),
-    };
+/// Takes the documents by value: each is dropped once decoded, so the YAML
+/// tree and what is made of it (the JSON kept of services, above all) are
+/// not both whole in memory at once.
+pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
+    let mut d = Decoder::new(source);
     let mut spans = Spans::default();
     let mut file = LabFile {
         source: source.to_string(),
@@ -670,11 +695,11 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
     };
     spans.lab_pos = file.lab.pos;
     let mut lost = false;
-    for (i, doc) in docs.iter().enumerate() {
+    for (i, doc) in docs.into_iter().enumerate() {
         d.what = String::new();
         let before = objects(&file);
-        document(&mut d, &mut file, &mut spans, i, doc);
-        lost |= objects(&file) == before && !(i == 0 && is_lab_document(doc));
+        document(&mut d, &mut file, &mut spans, i, &doc);
+        lost |= objects(&file) == before && !(i == 0 && is_lab_document(&doc));
     }
     file.ignored = std::mem::take(&mut d.ignored);
     file.ignored.sort_by_key(|i| (i.pos.line, i.pos.col));
@@ -809,6 +834,21 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
                 .as_ref()
                 .map_or_else(|| "default".to_string(), |(s, _)| s.clone());
             let ns_pos = meta.namespace.as_ref().map(|(_, p)| *p);
+            let cost = json_cost(doc);
+            if cost > d.json_left {
+                d.err(
+                    doc.pos,
+                    "",
+                    format!(
+                        "too large to keep: as JSON it would take about {}, more than is left of the {} a lab's services and network policies may take together",
+                        super::yaml::human_bytes(cost),
+                        super::yaml::human_bytes(MAX_JSON_BYTES)
+                    ),
+                    Some("remove what podlab ignores from it (`status`, annotations, ignored fields), or split the lab (docs/limits.md)".into()),
+                );
+                return;
+            }
+            d.json_left -= cost;
             let raw = to_json(doc);
             if kind == "Service" {
                 let (spec, s) = service::spec(d, f.get("spec"), f.pos);

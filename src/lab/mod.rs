@@ -65,7 +65,7 @@ pub fn parse(source: &str, text: &str) -> Result<LabFile, LabError> {
             return Err(sorted(diagnostics));
         }
     };
-    let mut decoded = decode::decode(source, &docs);
+    let mut decoded = decode::decode(source, docs);
     let mut diagnostics = decoded.diags;
     // A document rejected whole (`kind: Pods`) leaves out objects that the
     // rest of the file refers to: every `expect` naming its pod, every

@@ -428,14 +428,19 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor, size) = match self.stack.pop() {
+                    // A collection's vector may have twice the room it
+                    // needs; trimmed, memory stays near what was counted.
                     Some(Frame::Seq {
                         pos,
                         anchor,
-                        items,
+                        mut items,
                         size,
                     }) => (
                         Node {
-                            value: Value::Seq(items),
+                            value: Value::Seq({
+                                items.shrink_to_fit();
+                                items
+                            }),
                             pos,
                         },
                         anchor,
@@ -444,12 +449,15 @@ impl Builder {
                     Some(Frame::Map {
                         pos,
                         anchor,
-                        entries,
+                        mut entries,
                         size,
                         ..
                     }) => (
                         Node {
-                            value: Value::Map(entries),
+                            value: Value::Map({
+                                entries.shrink_to_fit();
+                                entries
+                            }),
                             pos,
                         },
                         anchor,
