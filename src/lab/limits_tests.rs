@@ -267,3 +267,23 @@ fn a_service_has_at_most_a_hundred_ports() {
     );
     parse("lab.yaml", &service(100)).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn the_json_kept_of_services_is_bounded() {
+    // A valid Service whose ignored `status` holds 70,000 one-key maps:
+    // 560 KB of YAML, about 50 MB as JSON objects.
+    let service = |maps: usize| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec: {{ports: [{{port: 80}}]}}\nstatus: [{}]\n",
+            vec!["{a: b}"; maps].join(", ")
+        )
+    };
+    let e = lab_errors(&service(70_000));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].pos.line, e[0].pos.col), (1, 1));
+    assert_eq!(
+        e[0].message,
+        "service `s`: too large to keep: as JSON it would take about 48.7 MiB, more than is left of the 48.0 MiB a lab's services and network policies may take together"
+    );
+    parse("lab.yaml", &service(10)).unwrap_or_else(|e| panic!("{e}"));
+}
