@@ -287,3 +287,15 @@ fn the_json_kept_of_services_is_bounded() {
     );
     parse("lab.yaml", &service(10)).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_diagnostic_without_a_field_names_none() {
+    let d = Diagnostic {
+        source: "a.yaml".into(),
+        pos: Pos { line: 2, col: 1 },
+        field: String::new(),
+        message: "document 2: m".into(),
+        hint: None,
+    };
+    assert_eq!(d.to_string(), "a.yaml:2:1: document 2: m");
+}

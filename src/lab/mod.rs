@@ -248,13 +248,16 @@ impl fmt::Display for Diagnostic {
         // Every part may quote the file (a key, a value, the path itself).
         write!(
             f,
-            "{}:{}:{}: {}: {}",
+            "{}:{}:{}: ",
             escape(&self.source),
             self.pos.line,
-            self.pos.col,
-            escape(&self.field),
-            escape(&self.message)
+            self.pos.col
         )?;
+        // A message about a whole document has no field to name.
+        if !self.field.is_empty() {
+            write!(f, "{}: ", escape(&self.field))?;
+        }
+        write!(f, "{}", escape(&self.message))?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {}", escape(hint))?;
         }
