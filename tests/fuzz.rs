@@ -291,7 +291,8 @@ fn check_diagnostics(e: &lab::LabError, text: &str, source: &str, case: &str) {
         !e.diagnostics.is_empty(),
         "{case}: an error without a diagnostic"
     );
-    let lines = text.split('\n').count();
+    // YAML breaks lines at CR too, so a lone CR starts a line.
+    let lines = text.split('\n').count() + text.replace("\r\n", "\n").matches('\r').count();
     for d in &e.diagnostics {
         assert!(
             d.pos.line >= 1 && d.pos.col >= 1 && d.pos.line <= lines + 1,

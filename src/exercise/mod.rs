@@ -354,7 +354,7 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
     let combos = all_vars(ex, MAX_COMBINATIONS);
     if combos.is_empty() {
         if let Err(e) = choose_vars(ex, None) {
-            problems.push(e.to_string());
+            problems.push(crate::lab::escape(&e.to_string()).into_owned());
         }
     }
     for vars in combos {
@@ -370,9 +370,11 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
                         .join(", ")
                 )
             };
-            let mut line = format!("{e}{with}");
+            // The values may be the file's text (a variable, a story):
+            // escaped as every diagnostic is, one line each.
+            let mut line = crate::lab::escape(&format!("{e}{with}")).into_owned();
             if let Some(h) = e.hint() {
-                line.push_str(&format!("\n  hint: {h}"));
+                line.push_str(&format!("\n  hint: {}", crate::lab::escape(&h)));
             }
             if !problems.contains(&line) {
                 problems.push(line);
