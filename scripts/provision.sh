@@ -20,6 +20,8 @@ declare -A wanted=(
   [ping]=iputils-ping
   [traceroute]=traceroute
   [tcpdump]=tcpdump
+  # Max RSS for the benchmarks (scripts/bench-hostile.sh)
+  [/usr/bin/time]=time
 )
 
 sudo=""

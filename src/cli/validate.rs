@@ -19,14 +19,18 @@ pub fn run(args: Args) -> Result<u8> {
         eprintln!("warning: {w}");
     }
     for ig in &parsed.ignored {
+        // The field's name is the file's text: escaped as in every error.
         eprintln!(
             "{}:{}:{}: {}: accepted and ignored (a lab has no use for it)",
-            parsed.source, ig.pos.line, ig.pos.col, ig.field
+            lab::escape(&parsed.source),
+            ig.pos.line,
+            ig.pos.col,
+            lab::escape(&ig.field)
         );
     }
     println!(
         "{}: lab {} is valid: {} nodes, {} pods, {} services, {} network policies",
-        parsed.source,
+        lab::escape(&parsed.source),
         plan.lab,
         plan.nodes.len(),
         plan.pods.len(),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::faults::{self, Context, FaultError, FaultPlan, Level, Step};
 use crate::lab::exercise::{references, Exercise, FaultSpec, SolutionStep};
-use crate::lab::LabFile;
+use crate::lab::{LabFile, Pos};
 use crate::plan::Plan;
 
 /// The most combinations of variable values `validate` tries.
@@ -23,17 +23,25 @@ pub const MAX_COMBINATIONS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
-    #[error("{source_file}: {field}: {message}")]
+    // Each names the file, line and column of what it is about, as every
+    // diagnostic of a file does.
+    #[error("{source_file}:{}:{}: {field}: {message}", .pos.line, .pos.col)]
     Template {
         source_file: String,
+        pos: Pos,
         field: String,
         message: String,
     },
-    #[error("{source_file}: spec.vars.{var}: no value is left to pick (each variable takes a value the ones before it did not)")]
-    NoValueLeft { source_file: String, var: String },
-    #[error("{source_file}: spec.faults[{index}]: {error}")]
+    #[error("{source_file}:{}:{}: spec.vars.{var}: no value is left to pick (each variable takes a value the ones before it did not)", .pos.line, .pos.col)]
+    NoValueLeft {
+        source_file: String,
+        pos: Pos,
+        var: String,
+    },
+    #[error("{source_file}:{}:{}: spec.faults[{index}]: {error}", .pos.line, .pos.col)]
     Fault {
         source_file: String,
+        pos: Pos,
         index: usize,
         // Boxed: every `Result` of this module would carry its size.
         error: Box<FaultError>,
@@ -107,6 +115,7 @@ pub fn choose_vars(ex: &Exercise, seed: Option<u64>) -> Result<BTreeMap<String, 
         if left.is_empty() {
             return Err(Error::NoValueLeft {
                 source_file: ex.source.clone(),
+                pos: v.pos,
                 var: v.name.clone(),
             });
         }
@@ -210,6 +219,7 @@ pub fn instantiate(
     let sub = |text: &str, field: &str| {
         substitute(text, &vars, plan).map_err(|message| Error::Template {
             source_file: ex.source.clone(),
+            pos: ex.field_pos(field),
             field: field.to_string(),
             message,
         })
@@ -233,6 +243,7 @@ pub fn instantiate(
                 faults::plan_fault(&ctx, fault, target.as_deref(), &params, None).map_err(
                     |error| Error::Fault {
                         source_file: ex.source.clone(),
+                        pos: ex.field_pos(&field),
                         index: i,
                         error: Box::new(error),
                     },
@@ -257,6 +268,7 @@ pub fn instantiate(
                     .collect::<Result<Vec<_>, _>>()?;
                 faults::run::exec_setup(plan, &at).map_err(|message| Error::Template {
                     source_file: ex.source.clone(),
+                    pos: ex.field_pos(&field),
                     field: format!("{field}.in"),
                     message,
                 })?;
@@ -288,6 +300,7 @@ pub fn instantiate(
             let at = sub(at, &field)?;
             faults::run::exec_setup(plan, &at).map_err(|message| Error::Template {
                 source_file: ex.source.clone(),
+                pos: ex.field_pos(&field),
                 field: format!("{field}.in"),
                 message,
             })?;
@@ -341,7 +354,7 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
     let combos = all_vars(ex, MAX_COMBINATIONS);
     if combos.is_empty() {
         if let Err(e) = choose_vars(ex, None) {
-            problems.push(e.to_string());
+            problems.push(crate::lab::escape(&e.to_string()).into_owned());
         }
     }
     for vars in combos {
@@ -357,9 +370,11 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
                         .join(", ")
                 )
             };
-            let mut line = format!("{e}{with}");
+            // The values may be the file's text (a variable, a story):
+            // escaped as every diagnostic is, one line each.
+            let mut line = crate::lab::escape(&format!("{e}{with}")).into_owned();
             if let Some(h) = e.hint() {
-                line.push_str(&format!("\n  hint: {h}"));
+                line.push_str(&format!("\n  hint: {}", crate::lab::escape(&h)));
             }
             if !problems.contains(&line) {
                 problems.push(line);

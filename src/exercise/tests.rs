@@ -148,3 +148,49 @@ fn validate_tries_every_choice_of_variables() {
         "{problems:?}"
     );
 }
+
+/// `exercise validate` prints these errors as they are: each must say the
+/// file, line and column of what it is about, as a file's diagnostics do.
+#[test]
+fn instance_errors_carry_line_and_column() {
+    let (mut ex, file, plan) = fixture();
+    // A fault whose target is no node (a plan-level error, found only
+    // when the fault is planned on the lab).
+    let FaultSpec::Catalogue { target, .. } = &mut ex.faults[0] else {
+        panic!("fault 0 is a catalogue fault")
+    };
+    *target = Some("node-9".into());
+    let e = instantiate(&ex, &plan, Some(&file), choose_vars(&ex, None).unwrap()).unwrap_err();
+    assert!(
+        e.to_string().starts_with("ex.yaml:15:5: spec.faults[0]: "),
+        "{e}"
+    );
+    // A custom fault's `in` that names no pod.
+    let (mut ex, ..) = fixture();
+    let FaultSpec::Custom { at, .. } = &mut ex.faults[1] else {
+        panic!("fault 1 is a custom fault")
+    };
+    *at = "pod/nope".into();
+    let e = instantiate(&ex, &plan, Some(&file), choose_vars(&ex, None).unwrap()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("ex.yaml:16:5: spec.faults[1].in: "),
+        "{e}"
+    );
+    // An attribute of something that is not a node or pod, in the story.
+    let (mut ex, ..) = fixture();
+    ex.story = "${pod.ip} of ${node.namespace}".into();
+    let e = instantiate(&ex, &plan, Some(&file), choose_vars(&ex, None).unwrap()).unwrap_err();
+    assert!(
+        e.to_string().starts_with("ex.yaml:9:10: spec.story: "),
+        "{e}"
+    );
+    // No value left for a variable.
+    let (mut ex, ..) = fixture();
+    ex.vars[1].values = vec!["node-1".into()];
+    let e = choose_vars(&ex, None).unwrap_err();
+    assert!(
+        e.to_string().starts_with("ex.yaml:12:5: spec.vars.other: "),
+        "{e}"
+    );
+}

@@ -47,6 +47,8 @@ pub(crate) struct ObjSpans {
     pub containers: Vec<Pos>,
     /// Position of each port's name, per container.
     pub port_names: Vec<Vec<Option<Pos>>>,
+    /// A Deployment's `spec.replicas`, where written.
+    pub replicas: Option<Pos>,
 }
 
 pub const KINDS: &[&str] = &[
@@ -233,6 +235,32 @@ pub(crate) struct Decoder {
     pub ignored: Vec<Ignored>,
     /// Names the object being decoded, to start messages with.
     what: String,
+    /// What the manifests kept as JSON (`Service::raw`...) may still take.
+    json_left: usize,
+}
+
+/// The most memory the manifests kept whole as JSON may take together.
+/// A JSON object costs far more than its YAML mapping (a B-tree node of
+/// eleven slots, even for one key), so a file within the YAML budget could
+/// still take hundreds of MB here; the cost is estimated before converting.
+/// 10,000 services of one port (a 1 MB lab) take about 35 MiB.
+pub const MAX_JSON_BYTES: usize = 48 << 20;
+
+/// About what `to_json` allocates for a tree.
+fn json_cost(node: &Node) -> usize {
+    const VALUE: usize = 32;
+    const OBJECT: usize = 640;
+    match &node.value {
+        Value::Null => VALUE,
+        Value::Scalar { text, .. } => VALUE + text.len(),
+        Value::Seq(items) => items
+            .iter()
+            .fold(VALUE + 8, |n, i| n.saturating_add(json_cost(i))),
+        Value::Map(entries) => entries.iter().fold(OBJECT, |n, (k, v)| {
+            n.saturating_add(24 + json_cost(k))
+                .saturating_add(json_cost(v))
+        }),
+    }
 }
 
 impl Decoder {
@@ -244,6 +272,7 @@ impl Decoder {
             diags: Vec::new(),
             ignored: Vec::new(),
             what: String::new(),
+            json_left: MAX_JSON_BYTES,
         }
     }
 
@@ -587,6 +616,27 @@ pub(crate) struct Decoded {
     pub file: LabFile,
     pub spans: Spans,
     pub diags: Vec<Diagnostic>,
+    /// Whether a document was rejected whole (an unknown kind, no name...),
+    /// so that the lab lacks an object the file meant to have.
+    pub lost: bool,
+}
+
+fn objects(file: &LabFile) -> usize {
+    file.namespaces.len()
+        + file.pods.len()
+        + file.deployments.len()
+        + file.services.len()
+        + file.policies.len()
+}
+
+fn is_lab_document(doc: &Node) -> bool {
+    match &doc.value {
+        Value::Map(entries) => entries.iter().any(|(k, v)| {
+            matches!(&k.value, Value::Scalar { text, .. } if text == "kind")
+                && matches!(&v.value, Value::Scalar { text, .. } if text == "Lab")
+        }),
+        _ => false,
+    }
 }
 
 /// A lab name from the file name, for a file with no Lab document.
@@ -619,13 +669,11 @@ fn default_nodes(n: usize, pos: Pos) -> Vec<NodeSpec> {
         .collect()
 }
 
-pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
-    let mut d = Decoder {
-        source: source.to_string(),
-        diags: Vec::new(),
-        ignored: Vec::new(),
-        what: String::new(),
-    };
+/// Takes the documents by value: each is dropped once decoded, so the YAML
+/// tree and what is made of it (the JSON kept of services, above all) are
+/// not both whole in memory at once.
+pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
+    let mut d = Decoder::new(source);
     let mut spans = Spans::default();
     let mut file = LabFile {
         source: source.to_string(),
@@ -646,9 +694,12 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
         warnings: Vec::new(),
     };
     spans.lab_pos = file.lab.pos;
-    for (i, doc) in docs.iter().enumerate() {
+    let mut lost = false;
+    for (i, doc) in docs.into_iter().enumerate() {
         d.what = String::new();
-        document(&mut d, &mut file, &mut spans, i, doc);
+        let before = objects(&file);
+        document(&mut d, &mut file, &mut spans, i, &doc);
+        lost |= objects(&file) == before && !(i == 0 && is_lab_document(&doc));
     }
     file.ignored = std::mem::take(&mut d.ignored);
     file.ignored.sort_by_key(|i| (i.pos.line, i.pos.col));
@@ -656,6 +707,7 @@ pub(crate) fn decode(source: &str, docs: &[Node]) -> Decoded {
         file,
         spans,
         diags: d.diags,
+        lost,
     }
 }
 
@@ -782,6 +834,21 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
                 .as_ref()
                 .map_or_else(|| "default".to_string(), |(s, _)| s.clone());
             let ns_pos = meta.namespace.as_ref().map(|(_, p)| *p);
+            let cost = json_cost(doc);
+            if cost > d.json_left {
+                d.err(
+                    doc.pos,
+                    "",
+                    format!(
+                        "too large to keep: as JSON it would take about {}, more than is left of the {} a lab's services and network policies may take together",
+                        super::yaml::human_bytes(cost),
+                        super::yaml::human_bytes(MAX_JSON_BYTES)
+                    ),
+                    Some("remove what podlab ignores from it (`status`, annotations, ignored fields), or split the lab (docs/limits.md)".into()),
+                );
+                return;
+            }
+            d.json_left -= cost;
             let raw = to_json(doc);
             if kind == "Service" {
                 let (spec, s) = service::spec(d, f.get("spec"), f.pos);
@@ -1004,7 +1071,7 @@ fn network(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, n: &Node) {
         let path = join("spec.network", key);
         match key {
             "nodeCIDR" | "podCIDR" | "serviceCIDR" => {
-                if let Some(c) = cidr(d, v, &path) {
+                if let Some(c) = cidr(d, v, &path).filter(|c| cidr_size_ok(d, v, &path, key, *c)) {
                     match key {
                         "nodeCIDR" => net.node_cidr = c,
                         "podCIDR" => net.pod_cidr = c,
@@ -1099,6 +1166,38 @@ fn network(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, n: &Node) {
             _ => {}
         }
     }
+}
+
+/// The shortest prefix each range may have. A lab's node network is one
+/// bridge of at most 250 nodes; a pod network larger than a /8 or a service
+/// network larger than a /12 (kube-apiserver's own limit for
+/// `--service-cluster-ip-range`) has no use in a lab, and a short prefix
+/// would also shadow real routes of the host. Checked before anything
+/// counts or enumerates the addresses of a range.
+pub const MIN_PREFIX: &[(&str, u8, &str)] = &[
+    ("nodeCIDR", 16, "172.18.0.0/24"),
+    ("podCIDR", 8, "10.244.0.0/16"),
+    ("serviceCIDR", 12, "10.96.0.0/12"),
+];
+
+fn cidr_size_ok(d: &mut Decoder, v: &Node, path: &str, key: &str, c: Ipv4Net) -> bool {
+    let Some(&(_, min, example)) = MIN_PREFIX.iter().find(|(k, _, _)| *k == key) else {
+        return true;
+    };
+    if c.prefix_len() >= min {
+        return true;
+    }
+    d.err(
+        v.pos,
+        path,
+        format!(
+            "{key} {c} is too large: a /{} holds {} addresses, and a lab's {key} may be at most a /{min}",
+            c.prefix_len(),
+            1u64 << (32 - u32::from(c.prefix_len()))
+        ),
+        Some(format!("use a /{min} or a longer prefix, e.g. {example} (docs/limits.md)")),
+    );
+    false
 }
 
 fn cidr(d: &mut Decoder, v: &Node, path: &str) -> Option<Ipv4Net> {
@@ -1549,6 +1648,7 @@ fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node
     let Some(sf) = d.fields(spec_node, "spec", DEPLOY_SPEC, DEPLOY_SPEC_IGNORED) else {
         return;
     };
+    s.replicas = sf.get("replicas").map(|n| n.pos);
     let replicas = match sf.get("replicas") {
         Some(n) => d
             .int(n, "spec.replicas", 0, 10000, "an integer 0-10000")

@@ -95,6 +95,45 @@ pub struct Exercise {
     pub hints: Vec<String>,
     pub checks: Vec<Assertion>,
     pub solution: Solution,
+    /// Where the free texts (`spec.story`, `spec.hints[i]`,
+    /// `spec.solution.explanation`) are, by field, for messages about
+    /// what is in them.
+    #[serde(skip)]
+    pub text_pos: BTreeMap<String, Pos>,
+}
+
+impl Exercise {
+    /// The position of a field named in a message about the exercise
+    /// (`spec.faults[1].in`, `spec.solution.steps[0]`, `spec.story`...):
+    /// the item it belongs to, or the spec's `lab` when nothing closer
+    /// is known, so that every message has a line and column.
+    pub fn field_pos(&self, field: &str) -> Pos {
+        let index = |prefix: &str| -> Option<usize> {
+            field.strip_prefix(prefix)?.split(']').next()?.parse().ok()
+        };
+        if let Some(p) = self.text_pos.get(field) {
+            return *p;
+        }
+        if let Some(f) = index("spec.faults[").and_then(|i| self.faults.get(i)) {
+            return match f {
+                FaultSpec::Catalogue { pos, .. } | FaultSpec::Custom { pos, .. } => *pos,
+            };
+        }
+        if let Some(s) = index("spec.solution.steps[").and_then(|i| self.solution.steps.get(i)) {
+            return match s {
+                SolutionStep::Run { pos, .. }
+                | SolutionStep::Write { pos, .. }
+                | SolutionStep::Apply { pos } => *pos,
+            };
+        }
+        if let Some(v) = field
+            .strip_prefix("spec.vars.")
+            .and_then(|name| self.vars.iter().find(|v| v.name == name))
+        {
+            return v.pos;
+        }
+        self.lab_pos
+    }
 }
 
 /// `vars:` one entry: a fixed value, or values to pick one from.
@@ -201,15 +240,11 @@ pub fn parse(source: &str, text: &str) -> Result<Exercise, LabError> {
     let mut d = Decoder::new(source);
     let ex = match docs.as_slice() {
         [doc] => decode(&mut d, source, doc),
-        [] => {
-            d.err(
-                Pos { line: 1, col: 1 },
-                "",
-                "the file is empty: expected one Exercise document".into(),
-                Some("start from an exercise in labs/exercises/".into()),
-            );
-            None
-        }
+        [] => return Err(super::no_documents(
+            source,
+            "exercise",
+            "an exercise file is one `kind: Exercise` document; start from one in labs/exercises/",
+        )),
         [_, second, ..] => {
             d.err(
                 second.pos,
@@ -229,18 +264,10 @@ pub fn parse(source: &str, text: &str) -> Result<Exercise, LabError> {
 /// Read and decode an exercise file.
 pub fn load(path: &Path) -> Result<Exercise, LabError> {
     let source = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&source, &text),
-        Err(e) => Err(LabError {
-            diagnostics: vec![Diagnostic {
-                source,
-                pos: Pos { line: 1, col: 1 },
-                field: "file".into(),
-                message: format!("cannot read the exercise file: {e}"),
-                hint: None,
-            }],
-        }),
-    }
+    let text = super::read_source(path, "exercise").map_err(|d| LabError {
+        diagnostics: vec![d],
+    })?;
+    parse(&source, &text)
 }
 
 /// Whether a file's first document is an Exercise (so that commands given
@@ -469,9 +496,26 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
         hints,
         checks,
         solution: solution?,
+        text_pos: text_positions(spec_node),
     };
     check_templates(d, &ex, spec_node);
     Some(ex)
+}
+
+fn text_positions(spec: &Node) -> BTreeMap<String, Pos> {
+    let mut out = BTreeMap::new();
+    if let Some(n) = map_get(spec, "story") {
+        out.insert("spec.story".to_string(), n.pos);
+    }
+    if let Some(Value::Seq(items)) = map_get(spec, "hints").map(|n| &n.value) {
+        for (i, n) in items.iter().enumerate() {
+            out.insert(format!("spec.hints[{i}]"), n.pos);
+        }
+    }
+    if let Some(n) = map_get(spec, "solution").and_then(|s| map_get(s, "explanation")) {
+        out.insert("spec.solution.explanation".to_string(), n.pos);
+    }
+    out
 }
 
 /// A string that must be one of `words`.
@@ -916,14 +960,16 @@ pub fn references(text: &str) -> Result<Vec<Reference>, String> {
 /// Every string of the exercise that may hold `${...}`, with where it is.
 pub fn templated(ex: &Exercise) -> Vec<(&str, String, Pos)> {
     let mut v: Vec<(&str, String, Pos)> = Vec::new();
-    v.push((&ex.story, "spec.story".into(), ex.lab_pos));
+    v.push((&ex.story, "spec.story".into(), ex.field_pos("spec.story")));
     for (i, h) in ex.hints.iter().enumerate() {
-        v.push((h, format!("spec.hints[{i}]"), ex.lab_pos));
+        let field = format!("spec.hints[{i}]");
+        let pos = ex.field_pos(&field);
+        v.push((h, field, pos));
     }
     v.push((
         &ex.solution.explanation,
         "spec.solution.explanation".into(),
-        ex.lab_pos,
+        ex.field_pos("spec.solution.explanation"),
     ));
     for (i, f) in ex.faults.iter().enumerate() {
         match f {

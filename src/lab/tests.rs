@@ -440,12 +440,26 @@ fn garbage_never_panics() {
 }
 
 #[test]
-fn empty_file_is_an_empty_lab() {
-    let f = ok("");
-    assert_eq!(f.lab.name, "lab");
-    assert!(f.pods.is_empty());
-    let f = ok("# nothing here\n---\n---\n");
-    assert!(f.pods.is_empty());
+fn empty_or_comment_only_file_is_no_documents() {
+    for text in [
+        "",
+        "\n\n",
+        "# nothing here\n---\n---\n",
+        "\u{feff}# a comment\n",
+    ] {
+        let (at_, hint) = one(text);
+        assert_eq!(
+            at_,
+            at(
+                1,
+                1,
+                "file",
+                "no documents: the file is empty or holds only comments, so it describes no lab"
+            ),
+            "{text:?}"
+        );
+        assert!(hint.unwrap().contains("kind: Lab"));
+    }
 }
 
 #[test]

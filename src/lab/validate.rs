@@ -220,6 +220,7 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
         out,
     };
     check_nodes(&mut c, &file.lab);
+    check_pod_count(&mut c, file, spans);
     check_network(&mut c, &file.lab, spans);
     check_names(&mut c, file, spans);
     let nodes: Vec<&str> = file.lab.nodes.iter().map(|n| n.name.as_str()).collect();
@@ -235,6 +236,45 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
     warnings.extend(check_policies(c.source, file));
     warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
     warnings
+}
+
+/// The most pods a lab may have, its own and its Deployments' replicas
+/// together. Each pod is a network namespace, a veth pair and a plan entry;
+/// without a total, a file of many Deployments of 10,000 replicas each
+/// would make a plan of millions of pods.
+pub const MAX_PODS: u64 = 10_000;
+
+fn check_pod_count(c: &mut Check, file: &LabFile, spans: &Spans) {
+    let mut total = file.pods.len() as u64;
+    if total > MAX_PODS {
+        let p = &file.pods[MAX_PODS as usize];
+        c.err(
+            p.pos,
+            "",
+            format!(
+                "pod `{}` is pod {} of this lab, more than the {MAX_PODS} a lab may have",
+                p.name,
+                MAX_PODS + 1
+            ),
+            Some("split the lab, or use fewer pods (docs/limits.md)".into()),
+        );
+        return;
+    }
+    for (d, s) in file.deployments.iter().zip(&spans.deployments) {
+        total += u64::from(d.replicas);
+        if total > MAX_PODS {
+            c.err(
+                s.replicas.unwrap_or(d.pos),
+                "spec.replicas",
+                format!(
+                    "deployment `{}` brings the lab to {total} pods, more than the {MAX_PODS} a lab may have",
+                    d.name
+                ),
+                Some("lower the replicas, or split the lab (docs/limits.md)".into()),
+            );
+            return;
+        }
+    }
 }
 
 fn check_nodes(c: &mut Check, lab: &Lab) {

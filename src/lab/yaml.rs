@@ -16,9 +16,28 @@ use super::types::Pos;
 /// the tree (decoding, JSON conversion, drop) far from the stack's end.
 const MAX_DEPTH: usize = 100;
 
-/// Aliases copy subtrees, so a few lines can expand to billions of nodes
-/// ("billion laughs"); a lab file never legitimately comes near this.
-const MAX_NODES: usize = 1_000_000;
+/// What one value of the tree counts for in the budget below, beyond the
+/// bytes of its text: roughly what a `Node` and its slot in a sequence or
+/// mapping take in memory.
+pub const VALUE_COST: usize = 64;
+
+/// The tree's budget is this many times the text it is read from...
+pub const BUDGET_PER_BYTE: usize = 64;
+/// ...but at least this (so that a small file may use aliases freely)...
+pub const MIN_BUDGET: usize = 1 << 20;
+/// ...and at most this, whatever the file.
+pub const MAX_BUDGET: usize = 32 << 20;
+
+/// Aliases copy subtrees, so a few lines can expand to billions of values
+/// ("billion laughs"), and one alias of a long string copies the string. So
+/// what the tree holds is counted in bytes as it is built (every value,
+/// every alias's copy, every anchor's saved copy) against a budget
+/// proportional to the input; a lab file never legitimately comes near it.
+pub fn budget(input_len: usize) -> usize {
+    input_len
+        .saturating_mul(BUDGET_PER_BYTE)
+        .clamp(MIN_BUDGET, MAX_BUDGET)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -142,18 +161,42 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        /// Keys seen so far, to their position: duplicates are found in
+        /// constant time per key, so a mapping of many keys stays linear.
+        seen: HashMap<KeyId, Pos>,
         size: usize,
     },
 }
 
+/// What makes two keys the same: the same scalar text, or both null.
+/// Collection keys are never compared (no lab field has one).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Text(String),
+}
+
+fn key_id(node: &Node) -> Option<KeyId> {
+    match &node.value {
+        Value::Scalar { text, .. } => Some(KeyId::Text(text.clone())),
+        Value::Null => Some(KeyId::Null),
+        _ => None,
+    }
+}
+
 struct Builder {
     stack: Vec<Frame>,
-    /// Anchor id to the node and its size in nodes, for aliases.
+    /// Anchor id to the node and its cost in bytes, for aliases.
     anchors: HashMap<usize, (Node, usize)>,
     docs: Vec<Node>,
     /// The finished root of the current document.
     root: Option<Node>,
-    nodes: usize,
+    /// Bytes the tree holds so far, and what it may hold.
+    used: usize,
+    budget: usize,
+    input_len: usize,
+    /// Whether an alias was expanded (or an anchor kept), for the message.
+    aliased: bool,
     errors: Vec<YamlError>,
 }
 
@@ -182,13 +225,16 @@ impl Builder {
 
     /// Attach a finished node to its parent, or make it the document's root.
     fn push(&mut self, node: Node, size: usize) {
-        let dup = match self.stack.last() {
+        let dup = match self.stack.last_mut() {
             Some(Frame::Map {
-                key: None, entries, ..
-            }) => {
-                let first = entries.iter().find(|(k, _)| same_key(k, &node));
-                first.map(|(k, _)| k.pos)
-            }
+                key: None, seen, ..
+            }) => key_id(&node).and_then(|id| match seen.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(node.pos);
+                    None
+                }
+            }),
             _ => None,
         };
         if let Some(first) = dup {
@@ -234,20 +280,53 @@ impl Builder {
         }
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node, size: usize) {
+    /// Keep a copy of an anchored node for its aliases. The copy is memory
+    /// like any other, so it counts too (nested anchors copy nested trees).
+    fn remember(&mut self, anchor: usize, node: &Node, size: usize, at: Pos) -> bool {
         if anchor > 0 {
+            self.aliased = true;
+            if !self.count(size, at) {
+                return false;
+            }
             self.anchors.insert(anchor, (node.clone(), size));
         }
+        true
     }
 
-    fn count(&mut self, n: usize, at: Pos) -> bool {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+    fn count(&mut self, bytes: usize, at: Pos) -> bool {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.budget {
+            let limit = format!(
+                "a file's values may take {BUDGET_PER_BYTE} times its size, at least {}, at most {}, each value counting {VALUE_COST} bytes plus its text",
+                human_bytes(MIN_BUDGET),
+                human_bytes(MAX_BUDGET)
+            );
+            let (message, hint) = if self.aliased {
+                (
+                    format!(
+                        "aliases expand this file beyond {}, the limit for a file of {}",
+                        human_bytes(self.budget),
+                        human_bytes(self.input_len)
+                    ),
+                    format!(
+                        "aliases (`*name`) copy what they refer to; use fewer of them ({limit})"
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "this file's values take more than {}, the limit for a file of {}",
+                        human_bytes(self.budget),
+                        human_bytes(self.input_len)
+                    ),
+                    format!("split the lab into smaller files ({limit})"),
+                )
+            };
             self.errors.push(YamlError {
                 pos: at,
                 field: "yaml".into(),
-                message: format!("the file expands to more than {MAX_NODES} values"),
-                hint: Some("aliases (`*name`) copy what they refer to; use fewer of them".into()),
+                message,
+                hint: Some(hint),
             });
             return false;
         }
@@ -272,7 +351,8 @@ impl Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                if !self.count(1, at) {
+                let size = VALUE_COST + text.len();
+                if !self.count(size, at) {
                     return false;
                 }
                 let tagged_str = tag
@@ -285,14 +365,23 @@ impl Builder {
                     Value::Scalar { text, quoted }
                 };
                 let node = Node { value, pos: at };
-                self.remember(anchor, &node, 1);
-                self.push(node, 1);
+                if !self.remember(anchor, &node, size, at) {
+                    return false;
+                }
+                self.push(node, size);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some((mut node, size)) => {
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, size)| *size) {
+                Some(size) => {
+                    self.aliased = true;
+                    // Counted before the copy is made, so that a copy over
+                    // budget is never made.
                     if !self.count(size, at) {
                         return false;
                     }
+                    let Some((node, _)) = self.anchors.get(&id) else {
+                        return false;
+                    };
+                    let mut node = node.clone();
                     node.pos = at;
                     self.push(node, size);
                 }
@@ -316,7 +405,7 @@ impl Builder {
                     });
                     return false;
                 }
-                if !self.count(1, at) {
+                if !self.count(VALUE_COST, at) {
                     return false;
                 }
                 self.stack.push(if matches!(ev, Event::SequenceStart(..)) {
@@ -324,7 +413,7 @@ impl Builder {
                         pos: at,
                         anchor,
                         items: Vec::new(),
-                        size: 1,
+                        size: VALUE_COST,
                     }
                 } else {
                     Frame::Map {
@@ -332,20 +421,26 @@ impl Builder {
                         anchor,
                         entries: Vec::new(),
                         key: None,
-                        size: 1,
+                        seen: HashMap::new(),
+                        size: VALUE_COST,
                     }
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor, size) = match self.stack.pop() {
+                    // A collection's vector may have twice the room it
+                    // needs; trimmed, memory stays near what was counted.
                     Some(Frame::Seq {
                         pos,
                         anchor,
-                        items,
+                        mut items,
                         size,
                     }) => (
                         Node {
-                            value: Value::Seq(items),
+                            value: Value::Seq({
+                                items.shrink_to_fit();
+                                items
+                            }),
                             pos,
                         },
                         anchor,
@@ -354,12 +449,15 @@ impl Builder {
                     Some(Frame::Map {
                         pos,
                         anchor,
-                        entries,
+                        mut entries,
                         size,
                         ..
                     }) => (
                         Node {
-                            value: Value::Map(entries),
+                            value: Value::Map({
+                                entries.shrink_to_fit();
+                                entries
+                            }),
                             pos,
                         },
                         anchor,
@@ -367,7 +465,9 @@ impl Builder {
                     ),
                     None => return true,
                 };
-                self.remember(anchor, &node, size);
+                if !self.remember(anchor, &node, size, at) {
+                    return false;
+                }
                 self.push(node, size);
             }
             Event::StreamEnd => return false,
@@ -390,11 +490,16 @@ fn key_text(node: &Node) -> String {
     }
 }
 
-fn same_key(a: &Node, b: &Node) -> bool {
-    match (&a.value, &b.value) {
-        (Value::Scalar { text: x, .. }, Value::Scalar { text: y, .. }) => x == y,
-        (Value::Null, Value::Null) => true,
-        _ => false,
+/// `812 bytes`, `1.5 KiB`, `32.0 MiB`.
+pub fn human_bytes(n: usize) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if f < KIB {
+        format!("{n} bytes")
+    } else if f < KIB * KIB {
+        format!("{:.1} KiB", f / KIB)
+    } else {
+        format!("{:.1} MiB", f / KIB / KIB)
     }
 }
 
@@ -403,9 +508,13 @@ fn same_key(a: &Node, b: &Node) -> bool {
 /// On a syntax error the documents read so far are dropped: a half-read
 /// file would only produce confusing follow-up errors.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
+    // A byte order mark is not content; yaml-rust2 would read it as part of
+    // the first key. It takes no column in an editor, so positions count
+    // from the character after it.
     // yaml-rust2 has `unreachable!`/`assert!` paths of its own; no input
     // must crash podlab, so a panic in it becomes an error like any other.
-    let outcome = std::panic::catch_unwind(|| read(text));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let outcome = std::panic::catch_unwind(|| read(text, budget(text.len())));
     match outcome {
         Ok(result) => result,
         Err(_) => Err(vec![YamlError {
@@ -417,14 +526,17 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
     }
 }
 
-fn read(text: &str) -> Result<Vec<Node>, Vec<YamlError>> {
+fn read(text: &str, budget: usize) -> Result<Vec<Node>, Vec<YamlError>> {
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         docs: Vec::new(),
         root: None,
-        nodes: 0,
+        used: 0,
+        budget,
+        input_len: text.len(),
+        aliased: false,
         errors: Vec::new(),
     };
     // Driving the parser event by event (rather than `Parser::load`, which
@@ -534,7 +646,37 @@ mod tests {
             s.push_str(&format!("a{i}: &a{i} [{list}]\n"));
         }
         let errs = parse_documents(&s).unwrap_err();
-        assert!(errs[0].message.contains("expands to more than"));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "yaml");
+        assert!(
+            errs[0]
+                .message
+                .starts_with("aliases expand this file beyond 1.0 MiB, the limit for a file of "),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn values_without_aliases_count_too() {
+        // 3 values of 1 byte and a sequence: 4 * 64 + 3 bytes.
+        assert!(read("[a, b, c]", 4 * VALUE_COST + 3).is_ok());
+        let errs = read("[a, b, c]", 4 * VALUE_COST + 2).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].pos, p(1, 8));
+        assert!(
+            errs[0]
+                .message
+                .starts_with("this file's values take more than 258 bytes"),
+            "{}",
+            errs[0].message
+        );
+        // An anchor keeps a copy, which counts like the original.
+        assert!(read("&x [a]", 2 * (2 * VALUE_COST + 1)).is_ok());
+        assert!(read("&x [a]", 2 * (2 * VALUE_COST + 1) - 1).is_err());
+        assert_eq!(budget(10), MIN_BUDGET);
+        assert_eq!(budget(100 << 10), 100 << 10 << 6);
+        assert_eq!(budget(usize::MAX), MAX_BUDGET);
     }
 
     #[test]

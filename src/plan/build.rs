@@ -44,7 +44,9 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
 
     // Node network: .1 is the gateway (the bridge), nodes from .2 like kind,
     // clients at the top of the range.
-    let node_hosts: Vec<Ipv4Addr> = net.node_cidr.hosts().collect();
+    // Only the addresses used are taken: collecting every host of a large
+    // network would cost memory in proportion to its size.
+    let node_hosts: Vec<Ipv4Addr> = net.node_cidr.hosts().take(lab.nodes.len() + 3).collect();
     let needed = lab.nodes.len() + 3;
     if node_hosts.len() < needed {
         diags.push(diag(
@@ -252,7 +254,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         let Some(ip) = ip else {
             if !full_reported[ni] {
                 full_reported[ni] = true;
-                let holds = node.pod_cidr.hosts().count().saturating_sub(1);
+                let holds = host_count(node.pod_cidr).saturating_sub(1);
                 diags.push(diag(
                     w.pos,
                     &w.field,
@@ -377,16 +379,21 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         ));
     }
 
-    let top = node_hosts.len() - 1;
-    let clients = [("external", node_hosts[top]), ("lb", node_hosts[top - 1])]
-        .into_iter()
-        .map(|(name, ip)| ClientPlan {
-            name: name.into(),
-            netns: format!("{}-{name}", lab.name),
-            ip,
-            uplink: uplink_name("cl", name),
-        })
-        .collect();
+    // The last two usable addresses; the network holds at least four (the
+    // check above), so it is a /29 or larger and has a broadcast address.
+    let last = u32::from(net.node_cidr.broadcast()) - 1;
+    let clients = [
+        ("external", Ipv4Addr::from(last)),
+        ("lb", Ipv4Addr::from(last - 1)),
+    ]
+    .into_iter()
+    .map(|(name, ip)| ClientPlan {
+        name: name.into(),
+        netns: format!("{}-{name}", lab.name),
+        ip,
+        uplink: uplink_name("cl", name),
+    })
+    .collect();
 
     let mut services =
         super::services::plan_services(file, &pods, previous.map(|p| p.services.as_slice()));
@@ -432,6 +439,15 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         Ok(plan)
     } else {
         Err(LabError { diagnostics: diags })
+    }
+}
+
+/// What `Ipv4Net::hosts()` yields, without walking it.
+fn host_count(net: Ipv4Net) -> u64 {
+    match net.prefix_len() {
+        32 => 1,
+        31 => 2,
+        p => (1u64 << (32 - u32::from(p))) - 2,
     }
 }
 

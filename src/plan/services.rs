@@ -1,7 +1,7 @@
 //! Services: cluster IPs, node ports and load-balancer IPs allocated, and
 //! endpoints computed from selectors.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use super::names::fnv1a;
@@ -50,6 +50,9 @@ pub fn plan_services(
         u32::from(net.load_balancer_pool.0),
         u32::from(net.load_balancer_pool.1),
     );
+    let mut ip_skips = Skips::default();
+    let mut port_skips: HashMap<Protocol, Skips> = HashMap::new();
+    let mut lb_skips = Skips::default();
     let mut taken_lb: HashSet<u32> = file
         .services
         .iter()
@@ -111,7 +114,10 @@ pub fn plan_services(
                     // Stable per service (a hash, probing on collision), like
                     // the random allocation of Kubernetes but repeatable, so
                     // that adding a service never moves another one.
-                    probe(fnv1a(&[&key]), first, last, |v| taken_ips.insert(v)).map(Ipv4Addr::from)
+                    probe(fnv1a(&[&key]), first, last, &mut ip_skips, |v| {
+                        taken_ips.insert(v)
+                    })
+                    .map(Ipv4Addr::from)
                 }
             };
             let wants_node_port = matches!(kind, ServiceType::NodePort | ServiceType::LoadBalancer);
@@ -136,7 +142,8 @@ pub fn plan_services(
                         }
                         (true, None) => {
                             let seed = fnv1a(&[&key, &p.port.to_string(), &p.protocol.to_string()]);
-                            probe(seed, u32::from(np_lo), u32::from(np_hi), |v| {
+                            let skips = port_skips.entry(p.protocol).or_default();
+                            probe(seed, u32::from(np_lo), u32::from(np_hi), skips, |v| {
                                 taken_ports.insert((v as u16, p.protocol))
                             })
                             .map(|v| v as u16)
@@ -148,9 +155,9 @@ pub fn plan_services(
                 ServiceType::LoadBalancer => match s.spec.load_balancer_ip {
                     Some((ip, _)) => Some(ip),
                     None if kept_lb(s).is_some() => kept_lb(s),
-                    // Sequential, as MetalLB hands out its pool.
-                    None => (pool_lo..=pool_hi)
-                        .find(|v| taken_lb.insert(*v))
+                    // Sequential, as MetalLB hands out its pool: probing
+                    // from the pool's first address.
+                    None => probe(0, pool_lo, pool_hi, &mut lb_skips, |v| taken_lb.insert(v))
                         .map(Ipv4Addr::from),
                 },
                 _ => None,
@@ -175,16 +182,61 @@ pub fn plan_services(
         .collect()
 }
 
-/// Find a free value in `[lo, hi]` starting from `seed`, walking up.
-fn probe(seed: u64, lo: u32, hi: u32, mut claim: impl FnMut(u32) -> bool) -> Option<u32> {
-    if hi < lo {
+/// Pointers over values found taken, to the first value after them not
+/// known to be taken, so that probing past a run of taken values is one
+/// step rather than one per value: with plain linear probing, filling a
+/// nearly full range (65,535 node ports) was quadratic, seconds long.
+/// Values are only ever taken while a plan is made, never freed, so a
+/// pointer stays true; one `Skips` per set of values claimed.
+#[derive(Debug, Default)]
+struct Skips {
+    next: HashMap<u32, u32>,
+    /// Every value was found taken: nothing will be free again.
+    full: bool,
+}
+
+/// Find a free value in `[lo, hi]` starting from `seed`, walking up (and
+/// around): the same value plain linear probing finds.
+fn probe(
+    seed: u64,
+    lo: u32,
+    hi: u32,
+    skips: &mut Skips,
+    mut claim: impl FnMut(u32) -> bool,
+) -> Option<u32> {
+    if hi < lo || skips.full {
         return None;
     }
     let size = u64::from(hi - lo) + 1;
-    let start = seed % size;
-    (0..size)
-        .map(|i| lo + ((start + i) % size) as u32)
-        .find(|v| claim(*v))
+    let mut off = seed % size;
+    let mut walked = 0u64;
+    let mut passed: Vec<u32> = Vec::new();
+    while walked < size {
+        let v = lo + off as u32;
+        if let Some(&to) = skips.next.get(&v) {
+            passed.push(v);
+            let to_off = u64::from(to - lo);
+            walked += match (to_off + size - off) % size {
+                0 => size,
+                d => d,
+            };
+            off = to_off;
+            continue;
+        }
+        if claim(v) {
+            let after = lo + ((off + 1) % size) as u32;
+            for p in passed {
+                skips.next.insert(p, after);
+            }
+            skips.next.insert(v, after);
+            return Some(v);
+        }
+        passed.push(v);
+        walked += 1;
+        off = (off + 1) % size;
+    }
+    skips.full = true;
+    None
 }
 
 /// Whether a pod's labels satisfy a selector (every pair present).
@@ -221,5 +273,40 @@ fn resolve_target(sp: &ServicePortPlan, pod: &PodPlan) -> Option<u16> {
             .iter()
             .find(|p| p.name.as_deref() == Some(name) && p.protocol == sp.protocol)
             .map(|p| p.port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The skips change the cost, never the answer: the same values as
+    /// plain linear probing, on ranges filled to the last value.
+    #[test]
+    fn probing_with_skips_finds_what_linear_probing_finds() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for (lo, hi, prefilled) in [(10, 10, 0), (0, 7, 3), (30000, 30099, 20), (5, 1004, 300)] {
+            let mut naive: HashSet<u32> = HashSet::new();
+            for _ in 0..prefilled {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                naive.insert(lo + (x % u64::from(hi - lo + 1)) as u32);
+            }
+            let mut fast = naive.clone();
+            let mut skips = Skips::default();
+            for _ in 0..=(hi - lo + 2) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let size = u64::from(hi - lo) + 1;
+                let want = (0..size)
+                    .map(|i| lo + ((x % size + i) % size) as u32)
+                    .find(|v| naive.insert(*v));
+                let got = probe(x, lo, hi, &mut skips, |v| fast.insert(v));
+                assert_eq!(got, want, "range {lo}-{hi}");
+            }
+            assert!(skips.full);
+        }
     }
 }

@@ -65,6 +65,11 @@ const POLICIES: &[&str] = &["Cluster", "Local"];
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10800;
 const MAX_AFFINITY_TIMEOUT: i64 = 86400;
 
+/// The most ports a service may have: what one EndpointSlice holds, so
+/// what kube-proxy is ever given for one service. Each port is a chain and
+/// a rule per endpoint in the plan, so the count is bounded here.
+pub const MAX_PORTS: usize = 100;
+
 /// Positions of a service that `validate` needs and `ServiceSpec` does not
 /// keep. One per `LabFile::services` entry, same order.
 #[derive(Debug, Default)]
@@ -211,10 +216,27 @@ pub(crate) fn spec(d: &mut Decoder, node: Option<&Node>, doc: Pos) -> (ServiceSp
         }
     }
 
-    let items = match f.get("ports") {
+    let mut items = match f.get("ports") {
         Some(n) => d.list(n, "spec.ports", "a list of ports"),
         None => &[],
     };
+    let too_many = items.len() > MAX_PORTS;
+    if too_many {
+        let at = f.get("ports").map_or(f.pos, |n| n.pos);
+        d.err(
+            at,
+            "spec.ports",
+            format!(
+                "the service has {} ports; a service may have at most {MAX_PORTS}",
+                items.len()
+            ),
+            Some(
+                "an EndpointSlice holds at most 100 ports; split the ports over several services"
+                    .into(),
+            ),
+        );
+        items = &[];
+    }
     let mut names: HashMap<String, Pos> = HashMap::new();
     let mut numbers: HashMap<(u16, Protocol), Pos> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
@@ -260,6 +282,7 @@ pub(crate) fn spec(d: &mut Decoder, node: Option<&Node>, doc: Pos) -> (ServiceSp
         .get("ports")
         .is_some_and(|n| !matches!(n.value, Value::Seq(_)));
     if items.is_empty()
+        && !too_many
         && !misspelt
         && !not_a_list
         && kind != ServiceKind::ExternalName
