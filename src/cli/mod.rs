@@ -226,6 +226,11 @@ pub fn main() -> ExitCode {
 /// output is a log file, and it must never die of a reader going away.
 fn daemon(args: &[std::ffi::OsString]) -> ExitCode {
     init_logging(0);
+    // `__daemon -- LAB` as a parser would take it, too.
+    let args = match args {
+        [dashes, rest @ ..] if dashes == "--" => rest,
+        all => all,
+    };
     let lab = match args {
         [lab] => lab.to_string_lossy().into_owned(),
         _ => {
