@@ -11,9 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use futures::stream::{self, TryStreamExt};
-use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth,
-};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -462,19 +460,7 @@ async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Err
     add_veth(node, &pod.host_veth, POD_BRIDGE_INDEX, ns, mtu).await?;
     // Hairpin: a pod reaching itself through its Service gets its own
     // packets back through the port they came in on.
-    node.nl
-        .link()
-        .set_port(
-            LinkUnspec::new_with_name(&pod.host_veth)
-                .set_port_kind(InfoPortKind::Bridge)
-                .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                    true,
-                )]))
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(node.fail(format!("set hairpin on {}", pod.host_veth)))?;
+    super::change::set_hairpin_with(&node.nl, node.name(), &pod.host_veth).await?;
     // Address first, then up: with `arp_notify` the pod announces its
     // address as eth0 comes up, so that neighbours still holding the MAC of
     // a pod that had the address before (`apply` made it anew) learn the
