@@ -104,17 +104,16 @@ pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
         }
         return To::Address(ip, port);
     }
-    // A bare name is what `curl NAME` in the pod reaches: the Service of
-    // that name when there is one (through DNS), else the pod; `pod/NAME`
-    // and `NS/NAME` are always pods.
-    if !name.contains('/') {
-        if let Some(s) = plan
+    // A bare name is what `curl NAME` in the pod reaches: when a Service
+    // has that name, the name as its resolver resolves it (DNS, then the
+    // Service), else the pod; `pod/NAME` and `NS/NAME` are always pods.
+    if !name.contains('/')
+        && plan
             .services
             .iter()
-            .find(|s| s.namespace == namespace && s.name == name)
-        {
-            return To::Service(s, port);
-        }
+            .any(|s| s.namespace == namespace && s.name == name)
+    {
+        return To::Name(name.to_string());
     }
     let bare = name.strip_prefix("pod/").unwrap_or(name);
     let (ns, n) = bare.split_once('/').unwrap_or((namespace, bare));
