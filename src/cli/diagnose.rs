@@ -48,8 +48,15 @@ pub fn run(args: Args) -> Result<u8> {
     let timeout = Duration::from_millis(args.timeout.clamp(50, 60_000));
     let report = diagnose::diagnose(&plan, status.as_ref(), src, to, &args.namespace, timeout)
         .map_err(|e| {
-            CliError::new(e.to_string())
-                .hint(format!("give the port: podlab diagnose {from} {to}:PORT"))
+            let hint = match &e {
+                diagnose::Error::NoPort { .. } => {
+                    format!("give the port: `podlab diagnose {from} {to}:PORT`")
+                }
+                diagnose::Error::NoServicePort { .. } => {
+                    "`podlab get svc -A` lists the services' ports".to_string()
+                }
+            };
+            CliError::new(e.to_string()).hint(hint)
         })?;
     if args.json {
         println!(

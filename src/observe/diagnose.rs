@@ -253,6 +253,7 @@ fn pick_port(plan: &Plan, to: &To, notes: &mut Vec<String>) -> Result<u16, Error
             notes.push(format!("no port given: diagnosing port {port}"));
             Ok(port)
         }
+        // Names are resolved to an address before a port is picked.
         To::Name(_) => Ok(80),
     }
 }
