@@ -106,9 +106,10 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 /// How long `up` watches pods that run a command after they started: a
-/// bad command line or a missing binary exits within it. Labs without
-/// commands (the benchmarks' Deployments) do not wait.
-const SETTLE: Duration = Duration::from_millis(500);
+/// bad command line or a missing binary exits within a few milliseconds,
+/// so a short look keeps `up` fast (the seed's lab runs a command). Labs
+/// without commands (the benchmarks' Deployments) do not wait.
+const SETTLE: Duration = Duration::from_millis(200);
 
 fn failing(c: &ContainerStatus) -> bool {
     c.restarts > 0
@@ -140,7 +141,7 @@ fn warn_unhealthy(plan: &Plan) {
         if any || Instant::now() >= until {
             break status;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     };
     let logs = dir.join(crate::runtime::LOG_DIR);
     for p in &status.pods {
