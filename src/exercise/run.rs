@@ -249,6 +249,19 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
                 format!("`sudo podlab fault clear --lab {lab_name}` first, or `sudo podlab down {lab_name}`"),
             ));
         }
+        // An exercise starts from a lab exactly as its plan says: anything
+        // else (a route someone added, a rule) would be graded as theirs.
+        let drift = healthy_now(&lab_name)?;
+        if let Some(first) = drift.first() {
+            return Err(Error::usage(
+                format!(
+                    "lab {lab_name} is up but differs from its plan ({} difference{}, first: {first})",
+                    drift.len(),
+                    if drift.len() == 1 { "" } else { "s" }
+                ),
+                format!("`sudo podlab apply --lab {lab_name}` puts it back, or `sudo podlab down {lab_name}`"),
+            ));
+        }
         false
     } else {
         lifecycle::up(&loaded.plan, &mut |_| {}, timeout).map_err(|e| Error::Up {
