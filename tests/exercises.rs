@@ -329,3 +329,46 @@ spec:
     assert!(stdout(&o).contains("✘ fixed"), "{}", text(&o));
     assert_nothing_left("t-exv");
 }
+
+#[test]
+fn start_refuses_a_running_lab_that_differs_from_its_plan() {
+    if !root_or_skip("exercise start on a drifted lab") {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/exercises");
+    let exercise = dir.join("01-pod-interface-down.yaml");
+    let lab_path = dir.join("labs/pods.yaml");
+    let lab = podlab::exercise::run::load(&exercise)
+        .unwrap_or_err_panic(&exercise)
+        .plan
+        .lab;
+    let file = lab_file(&std::fs::read_to_string(&lab_path).expect("the exercise's lab"));
+    let up = Up::new(&lab, &file);
+    // Something the plan does not name: a policy rule on a node.
+    let o = up.exec(
+        "node/node-1",
+        &[
+            "ip",
+            "rule",
+            "add",
+            "to",
+            "10.9.0.0/16",
+            "prohibit",
+            "pref",
+            "200",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let ex = exercise.to_str().expect("utf-8");
+    let o = run(&["exercise", "start", ex]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("differs from its plan"), "{}", text(&o));
+    assert!(text(&o).contains("prohibit"), "{}", text(&o));
+    // Put back, it starts; reset ends it with the lab as planned.
+    let o = run(&["apply", "--lab", &lab]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["exercise", "start", ex]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["exercise", "reset", "--lab", &lab]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
