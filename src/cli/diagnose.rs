@@ -159,7 +159,7 @@ fn whole_lab(
         }
         if findings.is_empty() && pods_down.is_empty() {
             println!(
-                "  {} every namespace, link, address and route is as planned; every pod is running",
+                "  {} every namespace, link, address, route, rule and sysctl is as planned, nothing the lab did not make is there, and every pod is running",
                 mark(true)
             );
         }
