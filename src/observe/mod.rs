@@ -840,3 +840,7 @@ pub fn compare_rules(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding>
     }
     findings
 }
+
+#[cfg(test)]
+#[path = "extras_tests.rs"]
+mod extras_tests;

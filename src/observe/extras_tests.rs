@@ -1,0 +1,292 @@
+//! `compare_extras` on recorded kernel views: a node as `up` leaves it has
+//! nothing extra; each thing the lab did not make is one finding.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::kernel::inspect::{Address, Link};
+use crate::kernel::objects::{Kind, NeighbourEntry, Objects, RouteEntry, RuleEntry};
+
+fn demo() -> Plan {
+    let lab = crate::lab::parse(crate::lab::DEMO_SOURCE, crate::lab::DEMO).expect("demo lab");
+    crate::plan::build(&lab).expect("demo plan")
+}
+
+fn link(index: u32, name: &str, master: Option<u32>, hairpin: Option<bool>) -> Link {
+    Link {
+        index,
+        name: name.into(),
+        up: true,
+        master,
+        mtu: 1500,
+        kind: None,
+        peer: None,
+        mac: None,
+        hairpin,
+    }
+}
+
+fn route(
+    table: u32,
+    kind: &str,
+    dst: Ipv4Addr,
+    prefix: u8,
+    via: Option<Ipv4Addr>,
+    dev: Option<(u32, &str)>,
+    proto: &str,
+) -> RouteEntry {
+    RouteEntry {
+        table,
+        kind: kind.into(),
+        dst,
+        prefix,
+        gateway: via,
+        oif: dev.map(|d| d.0),
+        dev: dev.map(|d| d.1.to_string()),
+        proto: proto.into(),
+        text: format!("{kind} {dst}/{prefix} table {table}"),
+    }
+}
+
+fn rule(priority: u32, action: &str) -> RuleEntry {
+    RuleEntry {
+        priority,
+        action: format!("lookup {action}"),
+        text: format!("{priority}: from all lookup {action}"),
+    }
+}
+
+/// node-1 as `up` makes it: lo, eth0, cni0 and its pods' ports with
+/// hairpin, their addresses, the kernel's connected and local routes, the
+/// plan's routes, the three default rules.
+fn node_view(plan: &Plan) -> (String, NetnsView) {
+    let n = &plan.nodes[0];
+    let other = &plan.nodes[1];
+    let mut links = vec![
+        link(1, "lo", None, None),
+        link(2, "eth0", None, None),
+        link(3, "cni0", None, None),
+    ];
+    for (i, p) in plan.pods.iter().filter(|p| p.node == n.name).enumerate() {
+        links.push(link(10 + i as u32, &p.host_veth, Some(3), Some(true)));
+    }
+    let prefix = plan.net.cidr.prefix_len();
+    let addresses = vec![
+        Address {
+            index: 1,
+            ip: Ipv4Addr::LOCALHOST,
+            prefix: 8,
+        },
+        Address {
+            index: 2,
+            ip: n.ip,
+            prefix,
+        },
+        Address {
+            index: 3,
+            ip: n.pod_gateway,
+            prefix: n.pod_cidr.prefix_len(),
+        },
+    ];
+    let main = crate::kernel::objects::MAIN_TABLE;
+    let local = crate::kernel::objects::LOCAL_TABLE;
+    let routes = vec![
+        route(
+            main,
+            "unicast",
+            Ipv4Addr::UNSPECIFIED,
+            0,
+            Some(plan.net.gateway),
+            Some((2, "eth0")),
+            "static",
+        ),
+        route(
+            main,
+            "unicast",
+            plan.net.cidr.network(),
+            prefix,
+            None,
+            Some((2, "eth0")),
+            "kernel",
+        ),
+        route(
+            main,
+            "unicast",
+            n.pod_cidr.network(),
+            n.pod_cidr.prefix_len(),
+            None,
+            Some((3, "cni0")),
+            "kernel",
+        ),
+        route(
+            main,
+            "unicast",
+            other.pod_cidr.network(),
+            other.pod_cidr.prefix_len(),
+            Some(other.ip),
+            Some((2, "eth0")),
+            "static",
+        ),
+        route(local, "local", n.ip, 32, None, Some((2, "eth0")), "kernel"),
+        route(
+            local,
+            "broadcast",
+            plan.net.cidr.broadcast(),
+            32,
+            None,
+            Some((2, "eth0")),
+            "kernel",
+        ),
+    ];
+    let objects = Objects {
+        routes,
+        rules: vec![
+            rule(0, "local"),
+            rule(32766, "main"),
+            rule(32767, "default"),
+        ],
+        neighbours: Vec::new(),
+    };
+    let view = NetnsView {
+        links,
+        addresses,
+        routes: Vec::new(),
+        qdiscs: Vec::new(),
+        objects,
+    };
+    (n.netns.clone(), view)
+}
+
+fn extras(plan: &Plan, ns: &str, v: NetnsView) -> Vec<Finding> {
+    let views: HashMap<String, NetnsView> = [(ns.to_string(), v)].into_iter().collect();
+    compare_extras(plan, &views)
+}
+
+#[test]
+fn a_node_as_up_makes_it_has_nothing_extra() {
+    let plan = demo();
+    let (ns, v) = node_view(&plan);
+    assert_eq!(extras(&plan, &ns, v), Vec::new());
+}
+
+#[test]
+fn each_thing_the_lab_did_not_make_is_a_finding() {
+    let plan = demo();
+    let (ns, mut v) = node_view(&plan);
+    let other = &plan.nodes[1];
+    // A blackhole in place of the route to node-2's pods, a rule, a
+    // static neighbour, an address, a port with hairpin off.
+    let r = v
+        .objects
+        .routes
+        .iter_mut()
+        .find(|r| r.gateway == Some(other.ip))
+        .expect("route");
+    r.kind = "blackhole".into();
+    r.gateway = None;
+    r.text = "blackhole 10.244.2.0/24".into();
+    v.objects.rules.push(RuleEntry {
+        priority: 100,
+        action: "prohibit".into(),
+        text: "100: from all to 10.244.1.0/24 prohibit".into(),
+    });
+    v.objects.neighbours.push(NeighbourEntry {
+        ip: Ipv4Addr::new(10, 244, 1, 2),
+        dev: "cni0".into(),
+        mac: "02:00:00:00:00:01".into(),
+        text: "10.244.1.2 dev cni0 lladdr 02:00:00:00:00:01 PERMANENT".into(),
+    });
+    v.addresses.push(Address {
+        index: 2,
+        ip: Ipv4Addr::new(10, 9, 9, 9),
+        prefix: 24,
+    });
+    // Its connected route goes with the address: not a finding of its own.
+    v.objects.routes.push(route(
+        crate::kernel::objects::MAIN_TABLE,
+        "unicast",
+        Ipv4Addr::new(10, 9, 9, 0),
+        24,
+        None,
+        Some((2, "eth0")),
+        "kernel",
+    ));
+    let port = v
+        .links
+        .iter_mut()
+        .find(|l| l.master == Some(3))
+        .expect("a pod's port");
+    port.hairpin = Some(false);
+    let port = port.name.clone();
+    let found = extras(&plan, &ns, v);
+    let kinds: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(
+        found.contains(&Finding::Extra {
+            netns: ns.clone(),
+            what: Kind::Route,
+            object: "blackhole 10.244.2.0/24".into()
+        }),
+        "{kinds:?}"
+    );
+    assert!(
+        found.iter().any(|f| matches!(
+            f,
+            Finding::Extra {
+                what: Kind::Rule,
+                ..
+            }
+        )),
+        "{kinds:?}"
+    );
+    assert!(
+        found.iter().any(|f| matches!(
+            f,
+            Finding::Extra {
+                what: Kind::Neighbour,
+                ..
+            }
+        )),
+        "{kinds:?}"
+    );
+    assert!(
+        found.contains(&Finding::ExtraAddress {
+            netns: ns.clone(),
+            link: "eth0".into(),
+            address: "10.9.9.9/24".into()
+        }),
+        "{kinds:?}"
+    );
+    assert!(
+        found.contains(&Finding::HairpinOff {
+            netns: ns.clone(),
+            link: port
+        }),
+        "{kinds:?}"
+    );
+    assert_eq!(found.len(), 5, "one finding each, no more: {kinds:?}");
+}
+
+#[test]
+fn a_route_in_another_table_is_not_the_labs() {
+    let plan = demo();
+    let (ns, mut v) = node_view(&plan);
+    v.objects.routes.push(route(
+        100,
+        "unicast",
+        Ipv4Addr::UNSPECIFIED,
+        0,
+        Some(Ipv4Addr::new(172, 18, 0, 9)),
+        Some((2, "eth0")),
+        "static",
+    ));
+    let found = extras(&plan, &ns, v);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(matches!(
+        &found[0],
+        Finding::Extra {
+            what: Kind::Route,
+            ..
+        }
+    ));
+}
