@@ -241,3 +241,15 @@ fn the_checker_rejects_what_does_not_parse() {
     }
     assert!(suggestions("/// `podlab get bogus` in a doc comment").is_empty());
 }
+
+#[test]
+fn errors_show_control_characters_as_escapes() {
+    use super::visible;
+    assert_eq!(
+        visible("lab `a\u{1b}[2Jb` not found"),
+        "lab `a\\u{1b}[2Jb` not found"
+    );
+    assert_eq!(visible("two\nlines\tand a tab"), "two\nlines\tand a tab");
+    assert_eq!(visible("bell\u{7}"), "bell\\u{7}");
+    assert!(matches!(visible("plain"), std::borrow::Cow::Borrowed(_)));
+}

@@ -205,9 +205,9 @@ pub fn main() -> ExitCode {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            errln!("{}: {}", paint_err("error", "1;31"), e.message);
+            errln!("{}: {}", paint_err("error", "1;31"), visible(&e.message));
             if let Some(h) = &e.hint {
-                errln!("  {}: {h}", paint_err("hint", "1;36"));
+                errln!("  {}: {}", paint_err("hint", "1;36"), visible(h));
             }
             e.code
         }
@@ -241,7 +241,7 @@ fn daemon(args: &[std::ffi::OsString]) -> ExitCode {
     let lab = match crate::state::LabName::parse(&lab) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {}", visible(&e.to_string()));
             return ExitCode::from(exit::BAD_INPUT);
         }
     };
@@ -252,6 +252,25 @@ fn daemon(args: &[std::ffi::OsString]) -> ExitCode {
             ExitCode::from(exit::BAD_INPUT)
         }
     }
+}
+
+/// `text` with its control characters (but newlines and tabs) written as
+/// escapes: an error quotes what the user typed or a file held, and an
+/// escape sequence in a lab name must not repaint the user's terminal.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A parse error: a kubectl habit gets what podlab offers instead, the
@@ -268,8 +287,8 @@ fn parse_error(raw: &[std::ffi::OsString], e: &clap::Error) -> ExitCode {
         .map(|w| w.to_string_lossy().into_owned())
         .collect();
     if let Some(h) = habits::answer(&words) {
-        eprintln!("{}: {}", paint_err("error", "1;31"), h.message);
-        eprintln!("  {}: {}", paint_err("hint", "1;36"), h.hint);
+        errln!("{}: {}", paint_err("error", "1;31"), visible(&h.message));
+        errln!("  {}: {}", paint_err("hint", "1;36"), visible(&h.hint));
         return ExitCode::from(exit::BAD_INPUT);
     }
     let _ = e.print();
