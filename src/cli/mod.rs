@@ -287,8 +287,8 @@ fn parse_error(raw: &[std::ffi::OsString], e: &clap::Error) -> ExitCode {
         .map(|w| w.to_string_lossy().into_owned())
         .collect();
     if let Some(h) = habits::answer(&words) {
-        errln!("{}: {}", paint_err("error", "1;31"), visible(&h.message));
-        errln!("  {}: {}", paint_err("hint", "1;36"), visible(&h.hint));
+        errln!("{}: {}", paint_err("error", "1;31"), visible(h.message));
+        errln!("  {}: {}", paint_err("hint", "1;36"), visible(h.hint));
         return ExitCode::from(exit::BAD_INPUT);
     }
     let _ = e.print();
