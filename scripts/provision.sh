@@ -22,6 +22,8 @@ declare -A wanted=(
   [tcpdump]=tcpdump
   # Max RSS for the benchmarks (scripts/bench-hostile.sh)
   [/usr/bin/time]=time
+  # Checks podlab graph -o dot output by rendering it (tests/graph)
+  [dot]=graphviz
 )
 
 sudo=""

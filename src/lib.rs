@@ -4,9 +4,12 @@
 //! the kernel); `runtime` is the per-lab daemon; `observe` reads the kernel
 //! back; `cli` is one file per command.
 
+pub mod api;
+pub mod capture;
 pub mod cli;
 pub mod exercise;
 pub mod faults;
+pub mod graph;
 pub mod kernel;
 pub mod lab;
 pub mod lifecycle;
@@ -17,6 +20,7 @@ pub mod probe;
 pub mod reconcile;
 pub mod runtime;
 pub mod state;
+pub mod target;
 
 /// An error with its causes, as one line: `a: b: c` (a cause already in
 /// the message is not repeated). What every command prints.

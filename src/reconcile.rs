@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::kernel::repair::Fix;
-use crate::kernel::{self, apply, nft, repair, services, teardown};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::kernel::change::{self, Change, RouteOp};
+use crate::kernel::objects::Object;
+use crate::kernel::{self, apply, nft, services, teardown};
 use crate::observe::{self, Finding};
 use crate::plan::{Plan, PodPlan, ETH0, POD_BRIDGE};
 use crate::{runtime, state};
@@ -176,17 +181,154 @@ pub fn incompatible(current: &Plan, desired: &Plan) -> Option<String> {
         .map(|(what, _)| what.to_string())
 }
 
+/// What putting one finding back takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// One change to a kernel object or a file.
+    Change(Change),
+    /// The pod (`ns/name`) made anew: its namespace or veth is broken
+    /// beyond a change.
+    Recreate(String),
+    /// The pod's `/etc/netns` files written again.
+    Files(String),
+    /// The pod's servers and processes started again by the daemon.
+    Restart(String),
+    /// The namespace's podlab rules loaded again whole.
+    Reload(String),
+    /// Cannot be put back without `down` and `up`: the finding, in words.
+    Cannot(String),
+}
+
+/// The repair of one finding against `plan`, from its typed objects: no
+/// text observe wrote is read back. Pure.
+pub fn repair_for(plan: &Plan, f: &Finding) -> Repair {
+    let change = Repair::Change;
+    match f {
+        Finding::MissingNamespace { netns } | Finding::Unreadable { netns, .. } => {
+            match pod_of_netns(plan, netns) {
+                Some(p) => Repair::Recreate(p.key()),
+                None => Repair::Cannot(f.to_string()),
+            }
+        }
+        Finding::MissingLink { netns, link } | Finding::NotOnBridge { netns, link, .. } => {
+            match pod_of_netns(plan, netns).or_else(|| pod_of_veth(plan, netns, link)) {
+                Some(p) => Repair::Recreate(p.key()),
+                None => Repair::Cannot(f.to_string()),
+            }
+        }
+        Finding::LinkDown { netns, link } => change(Change::Link {
+            netns: netns.clone(),
+            link: link.clone(),
+            up: Some(true),
+            mtu: None,
+        }),
+        Finding::WrongMtu {
+            netns, link, want, ..
+        } => change(Change::Link {
+            netns: netns.clone(),
+            link: link.clone(),
+            up: None,
+            mtu: Some(*want),
+        }),
+        Finding::WrongAddress { netns, link, .. } => match wanted_addresses(plan, netns, link) {
+            Some(want) => change(Change::Addresses {
+                netns: netns.clone(),
+                link: link.clone(),
+                want,
+            }),
+            None => Repair::Cannot(f.to_string()),
+        },
+        // Back to exactly the plan's addresses: none on a link the plan
+        // gives none, 127.0.0.1/8 on `lo`.
+        Finding::ExtraAddress { netns, link, .. } => change(Change::Addresses {
+            netns: netns.clone(),
+            link: link.clone(),
+            want: wanted_addresses(plan, netns, link).unwrap_or_else(|| {
+                if link == "lo" {
+                    vec![Ipv4Net::new(Ipv4Addr::LOCALHOST, 8).unwrap_or_default()]
+                } else {
+                    Vec::new()
+                }
+            }),
+        }),
+        Finding::MissingRoute { netns, route } => change(Change::Route {
+            netns: netns.clone(),
+            op: RouteOp::Replace,
+            route: route.clone(),
+        }),
+        Finding::Sysctl {
+            netns, key, want, ..
+        } => change(Change::Sysctl {
+            netns: netns.clone(),
+            key: key.clone(),
+            value: want.clone(),
+        }),
+        Finding::Qdisc { netns, link, .. } => change(Change::Qdisc {
+            netns: netns.clone(),
+            link: link.clone(),
+            spec: None,
+        }),
+        Finding::HairpinOff { netns, link } => change(Change::Hairpin {
+            netns: netns.clone(),
+            link: link.clone(),
+            on: true,
+        }),
+        Finding::Extra { netns, object } => change(match object {
+            Object::Route(r) => Change::Route {
+                netns: netns.clone(),
+                op: RouteOp::Del,
+                route: r.route(),
+            },
+            Object::Rule(r) => Change::DeleteRule {
+                netns: netns.clone(),
+                rule: r.clone(),
+            },
+            Object::Neighbour(n) => Change::DeleteNeighbour {
+                netns: netns.clone(),
+                neighbour: n.clone(),
+            },
+        }),
+        // A table the lab did not make is deleted whole: in a lab's node,
+        // a foreign table is someone's drop.
+        Finding::Rules {
+            netns,
+            family,
+            table,
+            differences,
+        } if differences
+            .iter()
+            .any(|d| d == observe::rules::FOREIGN_TABLE) =>
+        {
+            change(Change::DropTable {
+                netns: netns.clone(),
+                family: family.clone(),
+                table: table.clone(),
+            })
+        }
+        Finding::Rules { netns, .. } => Repair::Reload(netns.clone()),
+        Finding::File { netns, .. } => match pod_of_netns(plan, netns) {
+            Some(p) => Repair::Files(p.key()),
+            None => Repair::Cannot(f.to_string()),
+        },
+        Finding::PodDown { pod, .. } | Finding::DnsUnhealthy { pod, .. } => {
+            Repair::Restart(pod.clone())
+        }
+    }
+}
+
 /// How drift found by `observe` is put back.
 #[derive(Debug, Default)]
 struct Repairs {
-    fixes: Vec<Fix>,
-    /// Pods (`ns/name`) whose namespace or veth is broken beyond a fix:
+    changes: Vec<Change>,
+    /// Pods (`ns/name`) whose namespace or veth is broken beyond a change:
     /// made anew.
     recreate: BTreeSet<String>,
     /// Pods whose `/etc/netns` files are rewritten.
     files: BTreeSet<String>,
     /// Pods the daemon must start again.
     restart: BTreeSet<String>,
+    /// Namespaces whose podlab rules are reloaded whole.
+    reload: BTreeSet<String>,
     /// What cannot be put back without `down` and `up`.
     cannot: Vec<String>,
 }
@@ -203,156 +345,98 @@ fn pod_of_veth<'a>(plan: &'a Plan, netns: &str, link: &str) -> Option<&'a PodPla
 }
 
 /// The addresses a link should have, from the plan.
-fn wanted_addresses(plan: &Plan, netns: &str, link: &str) -> Option<Vec<(std::net::Ipv4Addr, u8)>> {
+fn wanted_addresses(plan: &Plan, netns: &str, link: &str) -> Option<Vec<Ipv4Net>> {
+    let net = |ip: Ipv4Addr, prefix: u8| Ipv4Net::new(ip, prefix).unwrap_or_else(|_| ip.into());
     let node_prefix = plan.net.cidr.prefix_len();
     if netns == plan.net.netns && link == plan.net.bridge {
-        return Some(vec![(plan.net.gateway, node_prefix)]);
+        return Some(vec![net(plan.net.gateway, node_prefix)]);
     }
     if let Some(n) = plan.nodes.iter().find(|n| n.netns == netns) {
         return match link {
-            ETH0 => Some(vec![(n.ip, node_prefix)]),
-            POD_BRIDGE => Some(vec![(n.pod_gateway, n.pod_cidr.prefix_len())]),
+            ETH0 => Some(vec![net(n.ip, node_prefix)]),
+            POD_BRIDGE => Some(vec![net(n.pod_gateway, n.pod_cidr.prefix_len())]),
             _ => None,
         };
     }
     if let Some(c) = plan.clients.iter().find(|c| c.netns == netns) {
-        let mut v = vec![(c.ip, node_prefix)];
+        let mut v = vec![net(c.ip, node_prefix)];
         if c.name == "lb" {
             v.extend(
                 plan.services
                     .iter()
                     .filter_map(|s| s.load_balancer_ip)
-                    .map(|ip| (ip, 32)),
+                    .map(|ip| net(ip, 32)),
             );
         }
         return (link == ETH0).then_some(v);
     }
     pod_of_netns(plan, netns)
         .filter(|_| link == ETH0)
-        .map(|p| vec![(p.ip, p.prefix)])
+        .map(|p| vec![net(p.ip, p.prefix)])
+}
+
+/// Within a namespace: what the lab did not make goes first (a blackhole
+/// route in the way of a planned one is deleted before the planned one is
+/// put back), then links up and MTUs, then addresses, then routes (a route
+/// needs its gateway's subnet on an up link), then the rest.
+fn rank(c: &Change) -> u8 {
+    match c {
+        Change::DeleteLink { .. }
+        | Change::DeleteRule { .. }
+        | Change::DeleteNeighbour { .. }
+        | Change::DropTable { .. }
+        | Change::Route {
+            op: RouteOp::Del, ..
+        } => 0,
+        Change::Link { .. } => 1,
+        Change::Addresses { .. } => 2,
+        Change::Route { .. } => 3,
+        _ => 4,
+    }
 }
 
 /// Decide the repairs for `findings` against `plan`. Pure.
 fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
     let mut r = Repairs::default();
     for f in findings {
-        match f {
-            Finding::MissingNamespace { netns } | Finding::Unreadable { netns, .. } => {
-                match pod_of_netns(plan, netns) {
-                    Some(p) => {
-                        r.recreate.insert(p.key());
-                    }
-                    None => r.cannot.push(f.to_string()),
-                }
+        match repair_for(plan, f) {
+            Repair::Change(c) => r.changes.push(c),
+            Repair::Recreate(p) => {
+                r.recreate.insert(p);
             }
-            Finding::MissingLink { netns, link } | Finding::NotOnBridge { netns, link, .. } => {
-                if let Some(p) =
-                    pod_of_netns(plan, netns).or_else(|| pod_of_veth(plan, netns, link))
-                {
-                    r.recreate.insert(p.key());
-                } else {
-                    r.cannot.push(f.to_string());
-                }
+            Repair::Files(p) => {
+                r.files.insert(p);
             }
-            Finding::LinkDown { netns, link } => r.fixes.push(Fix::LinkUp {
-                netns: netns.clone(),
-                link: link.clone(),
-            }),
-            Finding::WrongAddress { netns, link, .. } => {
-                match wanted_addresses(plan, netns, link) {
-                    Some(want) => r.fixes.push(Fix::Address {
-                        netns: netns.clone(),
-                        link: link.clone(),
-                        want,
-                    }),
-                    None => r.cannot.push(f.to_string()),
-                }
+            Repair::Restart(p) => {
+                r.restart.insert(p);
             }
-            Finding::MissingRoute { netns, route } => {
-                let parsed = route.split_once(" via ").and_then(|(dst, via)| {
-                    Some((dst.parse::<ipnet::Ipv4Net>().ok()?, via.parse().ok()?))
-                });
-                match parsed {
-                    Some((dst, via)) => r.fixes.push(Fix::Route {
-                        netns: netns.clone(),
-                        dst,
-                        via,
-                    }),
-                    None => r.cannot.push(f.to_string()),
-                }
+            Repair::Reload(ns) => {
+                r.reload.insert(ns);
             }
-            Finding::WrongMtu {
-                netns, link, want, ..
-            } => r.fixes.push(Fix::Mtu {
-                netns: netns.clone(),
-                link: link.clone(),
-                mtu: *want,
-            }),
-            Finding::Sysctl {
-                netns, key, want, ..
-            } => r.fixes.push(Fix::Sysctl {
-                netns: netns.clone(),
-                key: key.clone(),
-                value: want.clone(),
-            }),
-            Finding::File { netns, .. } => {
-                if let Some(p) = pod_of_netns(plan, netns) {
-                    r.files.insert(p.key());
-                }
-            }
-            Finding::PodDown { pod, .. } | Finding::DnsUnhealthy { pod, .. } => {
-                r.restart.insert(pod.clone());
-            }
-            // Rules are compared again once the daemon has resynced.
-            Finding::Rules { .. } => {}
-            Finding::Qdisc { netns, link, .. } => r.fixes.push(Fix::DeleteQdisc {
-                netns: netns.clone(),
-                link: link.clone(),
-            }),
-            // Back to exactly the plan's addresses: none on a link the plan
-            // gives none, 127.0.0.1/8 on `lo`.
-            Finding::ExtraAddress { netns, link, .. } => r.fixes.push(Fix::Address {
-                netns: netns.clone(),
-                link: link.clone(),
-                want: wanted_addresses(plan, netns, link).unwrap_or_else(|| {
-                    if link == "lo" {
-                        vec![(std::net::Ipv4Addr::LOCALHOST, 8)]
-                    } else {
-                        Vec::new()
-                    }
-                }),
-            }),
-            Finding::Extra {
-                netns,
-                what,
-                object,
-            } => r.fixes.push(Fix::DeleteObject {
-                netns: netns.clone(),
-                what: *what,
-                object: object.clone(),
-            }),
-            Finding::HairpinOff { netns, link } => r.fixes.push(Fix::Hairpin {
-                netns: netns.clone(),
-                link: link.clone(),
-            }),
+            Repair::Cannot(what) => r.cannot.push(what),
         }
     }
-    // A link with a wrong and an extra address needs one fix.
+    // A link with a wrong and an extra address needs one change.
     let mut seen = BTreeSet::new();
-    r.fixes.retain(|f| seen.insert(f.to_string()));
-    // Within a namespace: links up and MTUs first, then addresses, then
-    // routes (a route needs its gateway's subnet on an up link).
-    // What the lab did not make goes first: a blackhole route in the way
-    // of a planned one is deleted before the planned one is put back.
-    let rank = |f: &Fix| match f {
-        Fix::DeleteLink { .. } | Fix::DeleteObject { .. } => 0,
-        Fix::LinkUp { .. } | Fix::Mtu { .. } => 1,
-        Fix::Address { .. } => 2,
-        Fix::Route { .. } => 3,
-        Fix::Sysctl { .. } | Fix::DeleteQdisc { .. } | Fix::Hairpin { .. } => 4,
-    };
-    r.fixes.sort_by_key(rank);
+    r.changes.retain(|c| seen.insert(c.to_string()));
+    r.changes.sort_by_key(rank);
     r
+}
+
+/// Carry `changes` out; each one's line for the report, repaired or not.
+/// An effect already there (a route added meanwhile, an object gone)
+/// counts as repaired.
+fn run_changes(changes: &[Change]) -> (Vec<String>, Vec<String>) {
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    for (c, r) in change::run(changes) {
+        match r {
+            Err(e) if !c.already_done(&e) => {
+                failed.push(format!("{c}: {}", crate::error_chain(&e)))
+            }
+            _ => ok.push(c.to_string()),
+        }
+    }
+    (ok, failed)
 }
 
 /// What `apply` did.
@@ -439,7 +523,13 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         })
         .map(|f| format!("{f}: reloaded"))
         .collect();
-    let mut fix = repairs(desired, &findings);
+    // Rules are compared again once the daemon has resynced.
+    let not_rules: Vec<Finding> = findings
+        .iter()
+        .filter(|f| !matches!(f, Finding::Rules { .. }))
+        .cloned()
+        .collect();
+    let mut fix = repairs(desired, &not_rules);
     report.failed.extend(fix.cannot.iter().cloned());
 
     // Pods made anew: the ones the plan moved, and the ones broken beyond
@@ -449,19 +539,16 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     recreate.extend(fix.recreate.iter().cloned());
     let old_of = |key: &str| current.pods.iter().find(|p| p.key() == key);
     let remove_pods = |pods: &[&PodPlan]| -> Vec<String> {
-        let fixes: Vec<Fix> = pods
+        let veths: Vec<Change> = pods
             .iter()
             .filter_map(|p| {
-                current.node(&p.node).map(|n| Fix::DeleteLink {
+                current.node(&p.node).map(|n| Change::DeleteLink {
                     netns: n.netns.clone(),
                     link: p.host_veth.clone(),
                 })
             })
             .collect();
-        let mut errors: Vec<String> = repair::run(&fixes)
-            .into_iter()
-            .filter_map(|(f, r)| r.err().map(|e| format!("{f}: {}", crate::error_chain(&e))))
-            .collect();
+        let (_, mut errors) = run_changes(&veths);
         let names: Vec<String> = pods.iter().map(|p| p.netns.clone()).collect();
         errors.extend(
             teardown::remove_namespaces(&names)
@@ -498,12 +585,12 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
                 .collect()
         };
         let already = fix
-            .fixes
+            .changes
             .iter()
-            .any(|f| matches!(f, Fix::Address { netns, .. } if *netns == lb.netns));
+            .any(|c| matches!(c, Change::Addresses { netns, .. } if *netns == lb.netns));
         if ips(&current) != ips(desired) && !already {
             if let Some(want) = wanted_addresses(desired, &lb.netns, ETH0) {
-                fix.fixes.push(Fix::Address {
+                fix.changes.push(Change::Addresses {
                     netns: lb.netns.clone(),
                     link: ETH0.into(),
                     want,
@@ -511,15 +598,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
             }
         }
     }
-    for (f, r) in repair::run(&fix.fixes) {
-        match r {
-            Ok(()) => report.repaired.push(f.to_string()),
-            Err(e) => report
-                .failed
-                .push(format!("{f}: {}", crate::error_chain(&e))),
-        }
-    }
-    if !fix.fixes.is_empty() {
+    let (ok, failed) = run_changes(&fix.changes);
+    report.repaired.extend(ok);
+    report.failed.extend(failed);
+    if !fix.changes.is_empty() {
         // What was unreachable while broken is cached as FAILED on the
         // nodes; forgotten, the next packet resolves it anew.
         for n in &desired.nodes {
@@ -607,58 +689,10 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     } else {
         observe::compare_rules(desired, status.as_ref())
     };
-    let mut foreign: std::collections::BTreeMap<&str, Vec<(String, String)>> = Default::default();
-    let mut drifted: BTreeSet<String> = BTreeSet::new();
-    for f in &rule_findings {
-        let Finding::Rules {
-            netns,
-            table,
-            differences,
-        } = f
-        else {
-            continue;
-        };
-        match table.split_once(' ') {
-            Some((family, name))
-                if differences
-                    .iter()
-                    .any(|d| d == observe::rules::FOREIGN_TABLE) =>
-            {
-                foreign
-                    .entry(netns)
-                    .or_default()
-                    .push((family.to_string(), name.to_string()))
-            }
-            _ => {
-                drifted.insert(netns.clone());
-            }
-        }
-    }
-    // Tables the lab did not make are deleted whole: in a lab's node, a
-    // foreign table is someone's drop.
-    for (netns, tables) in foreign {
-        let names: Vec<String> = tables.iter().map(|(f, n)| format!("{f} {n}")).collect();
-        match nft::delete_tables(netns, &tables) {
-            Ok(()) => report.repaired.push(format!(
-                "{netns}: nft delete table {}",
-                names.join(", table ")
-            )),
-            Err(e) => report.failed.push(format!(
-                "{netns}: delete table {}: {}",
-                names.join(", "),
-                crate::error_chain(&e)
-            )),
-        }
-    }
-    if !drifted.is_empty() {
-        let view = services::ready_view(desired, &observe::not_ready(desired, status.as_ref()));
-        let sets: Vec<(String, String)> = apply::rulesets(&view)
-            .into_iter()
-            .filter(|(n, _)| drifted.contains(n))
-            .collect();
-        nft::load_all_planned(&sets)?;
-        report.rules_reloaded = drifted.into_iter().collect();
-    }
+    let (done, reloaded) = repair_rules(desired, &rule_findings, status.as_ref())?;
+    report.repaired.extend(done.repaired);
+    report.failed.extend(done.failed);
+    report.rules_reloaded = reloaded;
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "apply: before rules checked"
@@ -666,6 +700,125 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     report.repaired.extend(rules_drift.iter().cloned());
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// What repairing drift in place did, one line each.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Repaired {
+    pub repaired: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+/// Put back in place what `findings` say differs from `plan`, without
+/// changing the plan: kernel objects by the kernel's changes, pod files
+/// rewritten, stopped pods started by the daemon, rules reloaded. What
+/// needs a pod made anew is left to `apply` (said so). What `fault clear`
+/// does after a fault's undo.
+pub fn repair_in_place(
+    lab: &str,
+    plan: &Plan,
+    findings: &[Finding],
+    status: Option<&runtime::DaemonStatus>,
+) -> Repaired {
+    let mut out = Repaired::default();
+    let r = repairs(plan, findings);
+    out.failed.extend(r.cannot);
+    for k in &r.recreate {
+        out.failed.push(format!(
+            "pod {k} needs to be made anew: sudo podlab apply --lab {lab}"
+        ));
+    }
+    let (ok, failed) = run_changes(&r.changes);
+    out.repaired.extend(ok);
+    out.failed.extend(failed);
+    if !r.changes.is_empty() {
+        for n in &plan.nodes {
+            if let Err(e) = crate::kernel::route::forget_failed_neighbours(&n.netns) {
+                tracing::warn!("{}: {}", n.netns, crate::error_chain(&e));
+            }
+        }
+    }
+    for p in plan.pods.iter().filter(|p| r.files.contains(&p.key())) {
+        match apply::write_files(plan, p) {
+            Ok(()) => out.repaired.push(format!(
+                "pod {}: /etc/hosts and resolv.conf rewritten",
+                p.key()
+            )),
+            Err(e) => out
+                .failed
+                .push(format!("pod {}: {}", p.key(), crate::error_chain(&e))),
+        }
+    }
+    if !r.restart.is_empty() {
+        let restart: Vec<String> = r.restart.iter().cloned().collect();
+        match runtime::reconcile(&state::dir_of(lab), &restart, DAEMON_TIMEOUT) {
+            Ok(done) => out.repaired.extend(
+                restart
+                    .iter()
+                    .filter(|k| done.restarted.contains(*k))
+                    .map(|k| format!("pod {k} was down: its servers and processes restarted")),
+            ),
+            Err(e) => out.failed.push(format!(
+                "restart {}: {}",
+                restart.join(", "),
+                crate::error_chain(&e)
+            )),
+        }
+    }
+    let rules: Vec<Finding> = findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Rules { .. }))
+        .cloned()
+        .collect();
+    match repair_rules(plan, &rules, status) {
+        Ok((done, reloaded)) => {
+            out.repaired.extend(done.repaired);
+            out.failed.extend(done.failed);
+            out.repaired.extend(
+                reloaded
+                    .iter()
+                    .map(|n| format!("{n}: nftables rules reloaded (they differed from the plan)")),
+            );
+        }
+        Err(e) => out.failed.push(crate::error_chain(&e)),
+    }
+    out
+}
+
+/// Put rules back from `findings`: tables the lab did not make deleted,
+/// podlab's own reloaded whole in the namespaces where they differ (for
+/// the pods that are ready). Returns what was repaired, what failed, and
+/// the namespaces reloaded.
+fn repair_rules(
+    plan: &Plan,
+    findings: &[Finding],
+    status: Option<&runtime::DaemonStatus>,
+) -> Result<(Repaired, Vec<String>), Error> {
+    let mut drops = Vec::new();
+    let mut drifted: BTreeSet<String> = BTreeSet::new();
+    for f in findings
+        .iter()
+        .filter(|f| matches!(f, Finding::Rules { .. }))
+    {
+        match repair_for(plan, f) {
+            Repair::Change(c) => drops.push(c),
+            Repair::Reload(ns) => {
+                drifted.insert(ns);
+            }
+            _ => {}
+        }
+    }
+    let (repaired, failed) = run_changes(&drops);
+    let done = Repaired { repaired, failed };
+    if !drifted.is_empty() {
+        let view = services::ready_view(plan, &observe::not_ready(plan, status));
+        let sets: Vec<(String, String)> = apply::rulesets(&view)
+            .into_iter()
+            .filter(|(n, _)| drifted.contains(n))
+            .collect();
+        nft::load_all_planned(&sets)?;
+    }
+    Ok((done, drifted.into_iter().collect()))
 }
 
 /// Whether a finding is about a pod's own objects (its namespace, its veth
@@ -716,3 +869,7 @@ pub fn describe(r: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

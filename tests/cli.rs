@@ -24,7 +24,7 @@ spec:
   - name: who reaches whom on 80
     matrix:
       from: [client, web]
-      to: [client, web]
+      to: [client, pod/web]
       port: 80
       expect: |
 {matrix}

@@ -146,14 +146,28 @@ impl Drop for Down {
     }
 }
 
+/// Each exercise of one lab file, run under the instance name `lab`
+/// (`start --as`), journaled in a directory of the test's own.
 fn run_lab(lab: &str, files: &[PathBuf], seed: u64) {
+    let results = tempfile::tempdir().expect("results");
+    let results = results.path().display().to_string();
     let _ = run(&["down", lab]);
     let _down = Down(lab.to_string());
     for f in files {
         let name = f.display().to_string();
         let seed = seed.to_string();
         // Fixed by hand: the checks go from failing to passing.
-        let o = run(&["exercise", "start", &name, "--seed", &seed]);
+        let o = run(&[
+            "exercise",
+            "start",
+            &name,
+            "--seed",
+            &seed,
+            "--as",
+            lab,
+            "--results",
+            &results,
+        ]);
         assert!(o.status.success(), "{name}: start:\n{}", text(&o));
         let (code, out) = check(lab);
         assert_eq!(
@@ -196,7 +210,17 @@ fn run_lab(lab: &str, files: &[PathBuf], seed: u64) {
             .unwrap_or_else(|e| panic!("{name}: not healthy after the fix and reset:\n{e}"));
 
         // Not fixed: reset alone returns the lab to healthy.
-        let o = run(&["exercise", "start", &name, "--seed", &seed]);
+        let o = run(&[
+            "exercise",
+            "start",
+            &name,
+            "--seed",
+            &seed,
+            "--as",
+            lab,
+            "--results",
+            &results,
+        ]);
         assert!(
             o.status.success(),
             "{name}: start again on the running lab:\n{}",
@@ -234,7 +258,9 @@ fn every_exercise_is_fixed_by_its_solution_and_reset_by_reset() {
         let handles: Vec<_> = by_lab
             .iter()
             .enumerate()
-            .map(|(i, (lab, files))| s.spawn(move || run_lab(lab, files, 3 + i as u64)))
+            .map(|(i, (lab, files))| {
+                s.spawn(move || run_lab(&format!("gr-{lab}"), files, 3 + i as u64))
+            })
             .collect();
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         for r in results {
@@ -266,7 +292,7 @@ fn verify_proves_an_exercise_and_leaves_nothing() {
     let lab = dir.path().join("lab.yaml");
     std::fs::write(
         &lab,
-        "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: t-exv}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n",
+        "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gr-exv}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n",
     )
     .expect("lab");
     let ex = dir.path().join("ex.yaml");
@@ -290,15 +316,18 @@ spec:
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["ok"], true);
-    assert_eq!(v["phases"].as_array().expect("phases").len(), 7);
-    assert_nothing_left("t-exv");
+    assert_eq!(
+        v["phases"].as_array().expect("phases").len(),
+        podlab::exercise::run::VERIFY_PHASES.len()
+    );
+    assert_nothing_left("gr-exv");
 
     // A plan-level fault, fixed the other way a learner can: `podlab
     // apply` of the (unchanged) lab file.
     let svc_lab = dir.path().join("svc.yaml");
     std::fs::write(
         &svc_lab,
-        std::fs::read_to_string(&lab).expect("lab").replace("t-exv", "t-exa")
+        std::fs::read_to_string(&lab).expect("lab").replace("gr-exv", "gr-exa")
             .replace("metadata: {name: b}", "metadata: {name: b, labels: {app: b}}")
             + "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {selector: {app: b}, ports: [{port: 80}]}\n",
     )
@@ -320,14 +349,14 @@ spec:
     .expect("exercise");
     let o = run(&["exercise", "verify", &applied.display().to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_nothing_left("t-exa");
+    assert_nothing_left("gr-exa");
 
     // A solution that fixes nothing is caught.
     std::fs::write(&ex, good.replace("echo 1 >", "echo 0 >")).expect("exercise");
     let o = run(&["exercise", "verify", &ex.display().to_string()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stdout(&o).contains("✘ fixed"), "{}", text(&o));
-    assert_nothing_left("t-exv");
+    assert_nothing_left("gr-exv");
 }
 
 #[test]
@@ -338,11 +367,17 @@ fn start_refuses_a_running_lab_that_differs_from_its_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/exercises");
     let exercise = dir.join("01-pod-interface-down.yaml");
     let lab_path = dir.join("labs/pods.yaml");
-    let lab = podlab::exercise::run::load(&exercise)
+    let own = podlab::exercise::run::load(&exercise)
         .unwrap_or_err_panic(&exercise)
         .plan
         .lab;
-    let file = lab_file(&std::fs::read_to_string(&lab_path).expect("the exercise's lab"));
+    // The exercise's lab under a name of the test's own (`start --as`).
+    let lab = "gr-drift".to_string();
+    let file = lab_file(
+        &std::fs::read_to_string(&lab_path)
+            .expect("the exercise's lab")
+            .replace(&format!("name: {own}"), &format!("name: {lab}")),
+    );
     let up = Up::new(&lab, &file);
     // Something the plan does not name: a policy rule on a node.
     let o = up.exec(
@@ -360,14 +395,20 @@ fn start_refuses_a_running_lab_that_differs_from_its_plan() {
     );
     assert!(o.status.success(), "{}", text(&o));
     let ex = exercise.to_str().expect("utf-8");
-    let o = run(&["exercise", "start", ex]);
+    let results = tempfile::tempdir().expect("results");
+    let results = results.path().to_str().expect("utf-8").to_string();
+    let start = ["exercise", "start", ex, "--as", &lab, "--results", &results];
+    let o = run(&start);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("differs from its plan"), "{}", text(&o));
     assert!(text(&o).contains("prohibit"), "{}", text(&o));
     // Put back, it starts; reset ends it with the lab as planned.
     let o = run(&["apply", "--lab", &lab]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = run(&["exercise", "start", ex]);
+    let results = tempfile::tempdir().expect("results");
+    let results = results.path().to_str().expect("utf-8").to_string();
+    let start = ["exercise", "start", ex, "--as", &lab, "--results", &results];
+    let o = run(&start);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = run(&["exercise", "reset", "--lab", &lab]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

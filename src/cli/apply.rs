@@ -128,6 +128,8 @@ pub(super) fn running_file(lab: &str) -> Result<(LabFile, state::Edits)> {
             .hint("apply its file once: sudo podlab apply FILE")
     })?;
     let mut file = lab::parse(&origin, &text)?;
+    // The lab's own name, which `exercise start --as` may have changed.
+    file.lab.name = lab.to_string();
     let edits = state::load_edits(lab)
         .map_err(|e| CliError::new(format!("cannot read the edits of lab {lab}: {e}")))?;
     edit(&mut file, &edits);

@@ -123,7 +123,20 @@ fn delete_object(lab: &str, args: &Args) -> Result<u8> {
             &mut edits.deleted_policies,
         ),
     };
-    if !names.contains(&args.name.as_str()) {
+    // A fault's policy or Service is in the running plan, not in the lab's
+    // file: deleting it is applying the file without it, as for any other.
+    let running = load_plan(lab).ok();
+    let in_plan = running.as_ref().is_some_and(|p| match args.kind {
+        Kind::Service => p
+            .services
+            .iter()
+            .any(|s| s.namespace == args.namespace && s.name == args.name),
+        _ => p
+            .policies
+            .iter()
+            .any(|x| x.namespace == args.namespace && x.name == args.name),
+    });
+    if !names.contains(&args.name.as_str()) && !in_plan {
         let e = CliError::new(format!(
             "{kind} {} not found in namespace {}",
             args.name, args.namespace

@@ -31,6 +31,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // The words first: a misspelt one is the same error with or without a lab.
+    for (word, role) in [
+        (&args.from, crate::target::Role::Source),
+        (&args.to, crate::target::Role::Destination),
+    ] {
+        if let Some(w) = word {
+            crate::target::parse(w, role)?;
+        }
+    }
     require_root("diagnose")?;
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;
@@ -43,8 +52,19 @@ pub fn run(args: Args) -> Result<u8> {
         }
         return whole_lab(&plan, status.as_ref(), args.json);
     };
-    let src = observe::target::pod_source(&plan, from, &args.namespace)
-        .map_err(|e| CliError::new(e).hint("FROM is a pod: `podlab get pods -A` lists them"))?;
+    let src = match observe::target::source_of(&plan, from, &args.namespace)? {
+        observe::target::From::Pod(p) => p,
+        other => {
+            return Err(CliError::new(format!(
+                "diagnose starts from a pod, and {} is not one",
+                other.label()
+            ))
+            .hint(format!(
+                "`podlab trace {from} {to}` follows a packet from anywhere"
+            )))
+        }
+    };
+    observe::target::destination(&plan, to, &observe::target::From::Pod(src), &args.namespace)?;
     let timeout = Duration::from_millis(args.timeout.clamp(50, 60_000));
     let report = diagnose::diagnose(&plan, status.as_ref(), src, to, &args.namespace, timeout)
         .map_err(|e| {

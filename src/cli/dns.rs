@@ -16,7 +16,7 @@ pub struct Args {
     /// `web.default`, `web.default.svc.cluster.local.`); an IPv4 address
     /// with `-t PTR` is looked up in reverse, as `dig -x`.
     name: String,
-    /// The pod that asks: `POD` (with `-n NS`) or `pod/POD`.
+    /// The pod that asks: `POD` (with `-n NS`), `NS/POD` or `pod/POD`.
     #[arg(long, value_name = "POD")]
     from: String,
     /// The pod's namespace.
@@ -41,6 +41,8 @@ pub struct Args {
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn run(args: Args) -> Result<u8> {
+    // The word first: a misspelt one is the same error with or without a lab.
+    crate::target::parse(&args.from, crate::target::Role::Source)?;
     super::require_root("dns")?;
     let qtype = Qtype::parse(&args.qtype).ok_or_else(|| {
         CliError::new(format!("unknown record type {}", args.qtype))
@@ -48,22 +50,16 @@ pub fn run(args: Args) -> Result<u8> {
     })?;
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;
-    let pod_name = args.from.strip_prefix("pod/").unwrap_or(&args.from);
-    let pod = plan.pod(&args.namespace, pod_name).ok_or_else(|| {
-        let mut e = CliError::new(format!(
-            "pod {pod_name} not found in namespace {} of lab {lab}",
-            args.namespace
-        ));
-        if let Some(other) = plan.pods.iter().find(|p| p.name == pod_name) {
-            e = e.hint(format!(
-                "it is in namespace {}: add -n {}",
-                other.namespace, other.namespace
-            ));
-        } else {
-            e = e.hint("`podlab get pods -A` lists pods");
+    let pod = match crate::observe::target::source_of(&plan, &args.from, &args.namespace)? {
+        crate::observe::target::From::Pod(p) => p,
+        other => {
+            return Err(CliError::new(format!(
+                "dns asks from a pod, and {} is not one",
+                other.label()
+            ))
+            .hint("its resolver is the pod's: name a pod (`podlab get pods -A` lists them)"))
         }
-        e
-    })?;
+    };
 
     // The pod's own file, or the host's when it has none (dnsPolicy
     // Default): exactly what its processes read.

@@ -1,5 +1,6 @@
 //! `podlab exec TARGET -- CMD...`: run a command inside a pod (`POD` with
-//! `-n NS`, or `pod/POD`), a node (`node/NAME`), `external` or `lb`.
+//! `-n NS`, `NS/POD` or `pod/POD`), a node (`node/NAME`), `external` or
+//! `lb`.
 //!
 //! The command replaces podlab (no child to wait for): the terminal, the
 //! exit code and signals are the command's own, so it is interactive when a
@@ -14,7 +15,8 @@ use crate::runtime::{self, PreparedExec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `POD`, `NS/POD`, `pod/POD`, `node/NODE`, `external` or `lb`.
+    /// `POD`, `NS/POD`, `pod/POD`, `pod/NS/POD`, `node/NODE`, `external`
+    /// or `lb`.
     target: String,
     /// The pod's namespace.
     #[arg(short, long, default_value = "default")]
@@ -33,56 +35,32 @@ pub struct Args {
 }
 
 /// Resolve a target into what entering it needs, with the grammar every
-/// command shares (`observe::target::source`): POD, NS/POD, pod/POD,
+/// command shares (`crate::target`): POD, NS/POD, pod/NAME, pod/NS/NAME,
 /// node/NODE, external, lb.
 fn resolve(plan: &Plan, target: &str, namespace: &str) -> Result<PreparedExec> {
     use crate::observe::target::{self, From};
-    match target::source(plan, target, namespace) {
-        Ok(From::Node(n)) => return Ok(runtime::node_exec_setup(n)),
-        Ok(From::Client(c)) => return Ok(runtime::netns_exec_setup(&c.netns, &c.name)),
-        Ok(From::Pod(p)) => return Ok(runtime::pod_exec_setup(p)),
-        Err(_) => {}
-    }
-    if let Some(node) = target.strip_prefix("node/") {
-        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-        return Err(
-            CliError::new(format!("node {node} not found in lab {}", plan.lab))
-                .hint(format!("the nodes are: {}", names.join(", "))),
-        );
-    }
-    let pod = target.strip_prefix("pod/").unwrap_or(target);
-    // A bare name that can only mean a node: run there, and show the
-    // spelling that stays unambiguous if a pod of that name appears.
-    if let Some(node) = plan.node(pod) {
-        if pod == target && !plan.pods.iter().any(|p| p.name == pod) {
-            eprintln!("podlab: {pod} is a node: running on node/{pod}");
-            return Ok(runtime::node_exec_setup(node));
-        }
-    }
-    let in_ns: Vec<&str> = plan
-        .pods
-        .iter()
-        .filter(|p| p.namespace == namespace)
-        .map(|p| p.name.as_str())
-        .collect();
-    let mut e = CliError::new(format!(
-        "pod {pod} not found in namespace {namespace} of lab {}",
-        plan.lab
-    ));
-    if let Some(m) = crate::lab::did_you_mean(pod, &in_ns) {
-        e = e.hint(format!("did you mean {m}?"));
-    } else if let Some(other) = plan.pods.iter().find(|p| p.name == pod) {
-        e = e.hint(format!(
-            "it is in namespace {}: add -n {}",
-            other.namespace, other.namespace
-        ));
-    } else {
-        e = e.hint("targets are POD (-n NS), NS/POD, pod/POD, node/NODE, external, lb; `podlab get pods -A` lists pods");
-    }
-    Err(e)
+    let from = match target::source_of(plan, target, namespace) {
+        Ok(from) => from,
+        // A bare name that can only mean a node: run there, and show the
+        // spelling that stays unambiguous if a pod of that name appears.
+        Err(e) => match plan.node(target) {
+            Some(node) if !plan.pods.iter().any(|p| p.name == target) => {
+                eprintln!("podlab: {target} is a node: running on node/{target}");
+                From::Node(node)
+            }
+            _ => return Err(e.into()),
+        },
+    };
+    Ok(match from {
+        From::Node(n) => runtime::node_exec_setup(n),
+        From::Client(c) => runtime::netns_exec_setup(&c.netns, &c.name),
+        From::Pod(p) => runtime::pod_exec_setup(p),
+    })
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // The word first: a misspelt one is the same error with or without a lab.
+    crate::target::parse(&args.target, crate::target::Role::Source)?;
     super::require_root("exec")?;
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;

@@ -4,7 +4,7 @@
 //! is. An instructor proves an exercise with `verify` before handing it
 //! out, and scripts read `--json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{exit, paint, require_root, CliError, Result};
@@ -30,6 +30,14 @@ enum Sub {
         /// Seconds to wait for the lab to come up.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Run it on a lab of this name instead of the lab file's: a second
+        /// learner's instance of the same exercise on one host.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// Where the run's journal is written (default
+        /// /var/lib/podlab/results); it survives reset and down.
+        #[arg(long, value_name = "DIR")]
+        results: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -80,8 +88,14 @@ enum Sub {
     /// nothing.
     Verify {
         file: PathBuf,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
+        /// Prove seeds 0 to N-1 (each choice of variables once).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+        seeds: Option<u64>,
+        /// Run it on a lab of this name instead of the lab file's.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
         #[arg(long, value_name = "MS", default_value_t = 1000,
               value_parser = clap::value_parser!(u64).range(1..=600_000))]
         timeout: u64,
@@ -91,6 +105,25 @@ enum Sub {
     /// Check an exercise file and its lab without building anything (no
     /// root needed).
     Validate { file: PathBuf },
+    /// What a seed makes of an exercise: its variables, story, hints,
+    /// faults and checks (no root, nothing is built).
+    Preview {
+        file: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// The exercises of a directory (default labs/exercises), one a line.
+    List { dir: Option<PathBuf> },
+    /// Every run journaled in a results directory (default
+    /// /var/lib/podlab/results, searched at any depth): solved or not,
+    /// when, time taken, hints, solution, tools used, journal intact.
+    Report {
+        dir: Option<PathBuf>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 fn cli(e: Error) -> CliError {
@@ -114,19 +147,35 @@ fn lab_of(named: Option<&str>) -> Result<String> {
 pub fn run(args: Args) -> Result<u8> {
     match args.command {
         Sub::Validate { file } => validate(&file),
+        Sub::Preview { file, seed } => preview(&file, seed),
+        Sub::List { dir } => list(dir.as_deref()),
+        Sub::Report { dir, json, csv } => report(dir.as_deref(), json, csv),
         Sub::Start {
             file,
             seed,
             timeout,
+            as_name,
+            results,
             json,
         } => {
             // Every problem of the file before root is asked for.
-            let loaded = run::load(&file).map_err(cli)?;
+            let loaded = run::load_as(&file, as_name.as_deref()).map_err(cli)?;
             require_root("exercise start")?;
             let _lock = super::lock_lab(&loaded.plan.lab, "exercise start")?;
-            let started = run::start(&file, seed, Duration::from_secs(timeout)).map_err(cli)?;
+            let opts = run::StartOptions {
+                seed,
+                timeout: Duration::from_secs(timeout),
+                as_name,
+                results,
+            };
+            let started = run::start(&file, &opts).map_err(cli)?;
             if json {
-                print_json(&started);
+                // The learner's view: no faults, variables nor solution.
+                print_json(&serde_json::json!({
+                    "progress": started.progress.summary(),
+                    "story": started.progress.instance.story,
+                    "hints": started.hints,
+                }));
                 return Ok(exit::OK);
             }
             let p = &started.progress;
@@ -145,7 +194,7 @@ pub fn run(args: Args) -> Result<u8> {
             println!("{}", p.instance.story.trim_end());
             println!();
             println!(
-                "  explore:          podlab get pods -o wide, podlab exec ..., podlab diagnose"
+                "  explore:          podlab get pods -o wide, podlab exec ..., podlab diagnose FROM TO"
             );
             println!("  fixed it?         sudo podlab exercise check");
             println!(
@@ -154,6 +203,11 @@ pub fn run(args: Args) -> Result<u8> {
             );
             println!("  give up?          sudo podlab exercise solution");
             println!("  start over clean: sudo podlab exercise reset");
+            println!(
+                "  journal:          {} (every podlab command on lab {} is recorded)",
+                p.run.journal.display(),
+                p.lab
+            );
             Ok(exit::OK)
         }
         Sub::Status { lab, json } => {
@@ -161,9 +215,10 @@ pub fn run(args: Args) -> Result<u8> {
             let lab = lab_of(lab.as_deref())?;
             let (p, active) = run::status(&lab).map_err(cli)?;
             if json {
+                // Which faults are still in would name them: a count only.
                 print_json(&serde_json::json!({
-                    "progress": p,
-                    "activeFaults": active,
+                    "progress": p.summary(),
+                    "faultsStillInjected": active.len(),
                 }));
                 return Ok(exit::OK);
             }
@@ -357,17 +412,66 @@ pub fn run(args: Args) -> Result<u8> {
         Sub::Verify {
             file,
             seed,
+            seeds,
+            as_name,
             timeout,
             json,
         } => {
-            run::load(&file).map_err(cli)?;
+            let loaded = run::load_as(&file, as_name.as_deref()).map_err(cli)?;
             require_root("exercise verify")?;
-            let phases = run::verify(&file, seed, Duration::from_millis(timeout)).map_err(cli)?;
-            let ok = phases.iter().all(|p| p.ok) && phases.len() == run::VERIFY_PHASES.len();
+            let seeds: Vec<Option<u64>> = match seeds {
+                Some(n) => (0..n).map(Some).collect(),
+                None => vec![seed],
+            };
+            let mut runs = Vec::new();
+            let mut proven: Vec<std::collections::BTreeMap<String, String>> = Vec::new();
+            for seed in seeds {
+                let vars = crate::exercise::choose_vars(&loaded.exercise, seed)
+                    .map_err(|e| cli(e.into()))?;
+                if proven.contains(&vars) {
+                    // The same variables as a seed already proven.
+                    continue;
+                }
+                proven.push(vars.clone());
+                let phases = run::verify(
+                    &file,
+                    seed,
+                    as_name.as_deref(),
+                    Duration::from_millis(timeout),
+                )
+                .map_err(cli)?;
+                let ok = phases.iter().all(|p| p.ok) && phases.len() == run::VERIFY_PHASES.len();
+                runs.push((seed, vars, ok, phases));
+                if !ok {
+                    break;
+                }
+            }
+            let ok = runs.iter().all(|r| r.2);
             if json {
-                print_json(&serde_json::json!({"file": file, "ok": ok, "phases": phases}));
-            } else {
-                for p in &phases {
+                print_json(&serde_json::json!({
+                    "file": file,
+                    "ok": ok,
+                    "seed": runs.first().and_then(|r| r.0),
+                    "seeds": runs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                    "phases": runs.first().map(|r| &r.3),
+                    "runs": runs.iter().map(|(seed, vars, ok, phases)| serde_json::json!({
+                        "seed": seed, "vars": vars, "ok": ok, "phases": phases,
+                    })).collect::<Vec<_>>(),
+                }));
+                return Ok(if ok { exit::OK } else { exit::CHECK_FAILED });
+            }
+            for (seed, vars, _, phases) in &runs {
+                if runs.len() > 1 || seed.is_some() {
+                    println!(
+                        "seed {}: {}",
+                        seed.map_or("none".into(), |s| s.to_string()),
+                        vars.iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                for p in phases {
                     let mark = if p.ok {
                         paint("✔", "32")
                     } else {
@@ -379,15 +483,177 @@ pub fn run(args: Args) -> Result<u8> {
                         println!("{:<12}{l}", "");
                     }
                 }
-                println!(
-                    "{}: {}",
-                    file.display(),
-                    if ok { "verified" } else { "NOT verified" }
-                );
             }
+            println!(
+                "{}: {}{}",
+                file.display(),
+                if ok { "verified" } else { "NOT verified" },
+                if runs.len() > 1 {
+                    format!(" ({} choices of variables)", runs.len())
+                } else {
+                    String::new()
+                }
+            );
             Ok(if ok { exit::OK } else { exit::CHECK_FAILED })
         }
     }
+}
+
+fn preview(file: &Path, seed: Option<u64>) -> Result<u8> {
+    let loaded = run::load(file).map_err(cli)?;
+    let ex = &loaded.exercise;
+    let vars = crate::exercise::choose_vars(ex, seed).map_err(|e| cli(e.into()))?;
+    let inst = crate::exercise::instantiate(ex, &loaded.plan, Some(&loaded.lab), vars.clone())
+        .map_err(|e| cli(e.into()))?;
+    let checks = run::checks_for(ex, &vars, &loaded.plan).map_err(cli)?;
+    println!("exercise {}: {}", ex.name, ex.title);
+    println!(
+        "{} · {} · lab {}{}",
+        ex.difficulty.word(),
+        ex.section.key(),
+        loaded.plan.lab,
+        seed.map(|s| format!(" · seed {s}")).unwrap_or_default()
+    );
+    if !vars.is_empty() {
+        println!(
+            "variables: {}",
+            vars.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!();
+    println!("{}", inst.story.trim_end());
+    println!();
+    println!("faults:");
+    for f in &inst.faults {
+        println!("  - {} ({})", f.summary, f.fault);
+    }
+    println!("hints:");
+    for (i, h) in inst.hints.iter().enumerate() {
+        println!("  {}. {}", i + 1, h.trim_end().replace('\n', "\n     "));
+    }
+    println!("checks:");
+    for c in &checks {
+        println!("  - {}", c.title());
+    }
+    println!(
+        "tools allowed: {}",
+        crate::exercise::rules::allowed_list(ex.allow.as_deref()).join(", ")
+    );
+    println!("(the solution: `podlab exercise verify` proves it; `exercise solution` shows it to a learner)");
+    Ok(exit::OK)
+}
+
+fn list(dir: Option<&Path>) -> Result<u8> {
+    let dir = dir.unwrap_or(Path::new("labs/exercises"));
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        CliError::new(format!("cannot read {}: {e}", dir.display()))
+            .hint("give the directory of the exercise files: podlab exercise list DIR")
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| crate::lab::exercise::is_exercise(&t)))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(CliError::new(format!(
+            "{} holds no exercise file",
+            dir.display()
+        )));
+    }
+    let mut bad = 0;
+    println!(
+        "{:<24} {:<7} {:<9} {:<10} {:<5} TITLE",
+        "NAME", "LEVEL", "SECTION", "LAB", "VARS"
+    );
+    for f in &files {
+        match run::load(f) {
+            Ok(l) => {
+                let ex = &l.exercise;
+                println!(
+                    "{:<24} {:<7} {:<9} {:<10} {:<5} {}",
+                    ex.name,
+                    ex.difficulty.word(),
+                    ex.section.key(),
+                    l.plan.lab,
+                    crate::exercise::all_vars(ex, crate::exercise::MAX_COMBINATIONS).len(),
+                    ex.title
+                );
+            }
+            Err(e) => {
+                bad += 1;
+                println!("{:<24} {}", f.display(), paint("invalid", "31"));
+                super::errln!("{}", super::error_chain(&e));
+            }
+        }
+    }
+    Ok(if bad == 0 { exit::OK } else { exit::BAD_INPUT })
+}
+
+fn report(dir: Option<&Path>, json: bool, csv: bool) -> Result<u8> {
+    use crate::exercise::report;
+    let dir = dir.unwrap_or(Path::new(crate::exercise::journal::DEFAULT_RESULTS));
+    let rows = report::collect(dir).map_err(|e| {
+        CliError::new(e).hint("give the results directory: podlab exercise report DIR")
+    })?;
+    if json {
+        print_json(&rows);
+    } else if csv {
+        print!("{}", report::csv(&rows));
+    } else if rows.is_empty() {
+        println!("no exercise run is journaled under {}", dir.display());
+    } else {
+        print!("{}", report::text(&rows));
+    }
+    // A broken journal is the instructor's to look at: exit 1.
+    Ok(if rows.iter().all(|r| r.intact) {
+        exit::OK
+    } else {
+        exit::CHECK_FAILED
+    })
+}
+
+/// The dispatch's hook: a podlab command about a lab where an exercise
+/// runs is journaled, and refused when the exercise's rules say so.
+pub fn gate(raw: &[std::ffi::OsString]) -> Result<()> {
+    use clap::CommandFactory;
+    let Ok(m) = super::Cli::command().try_get_matches_from(raw) else {
+        return Ok(());
+    };
+    let words: Vec<String> = raw
+        .iter()
+        .skip(1)
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    let Some((u, named, all)) = crate::exercise::rules::classify(&m, words) else {
+        return Ok(());
+    };
+    let labs: Vec<String> = if all {
+        crate::state::labs().iter().map(|l| l.to_string()).collect()
+    } else {
+        match super::pick_lab(named.as_deref()) {
+            Ok(l) => vec![l.to_string()],
+            // The command itself says what is wrong with the lab.
+            Err(_) => return Ok(()),
+        }
+    };
+    for lab in labs {
+        let Ok(Some(p)) = run::load_progress(&lab) else {
+            continue;
+        };
+        let allow = run::parse_snapshot(&p).ok().and_then(|e| e.allow);
+        let running = crate::exercise::rules::Running {
+            id: p.run.clone(),
+            head: run::head_path(&lab),
+            allow,
+        };
+        crate::exercise::rules::gate(&lab, &p.exercise, &running, &u)
+            .map_err(|r| CliError::new(r.message).hint(r.hint))?;
+    }
+    Ok(())
 }
 
 fn validate(file: &std::path::Path) -> Result<u8> {

@@ -45,8 +45,10 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Undo injected faults exactly: all of them, those of one name, or
-    /// one by its id.
+    /// Undo injected faults: all of them, those of one name, or one by its
+    /// id. After the recorded undo, what the fault touched is compared with
+    /// the plan and what still differs is repaired; exit 1 if something
+    /// still differs.
     Clear {
         /// A fault's name or id (`fault list --injected`); none: all.
         which: Option<String>,
@@ -191,34 +193,53 @@ pub fn run(args: Args) -> Result<u8> {
                 return Ok(exit::OK);
             }
             let cleared = run::clear(&lab, &ids).map_err(fault_error)?;
-            let failed = cleared.iter().any(|c| !c.errors.is_empty());
             if json {
                 print_json(&cleared);
             } else {
                 for c in &cleared {
-                    let what = if c.target.is_empty() {
-                        c.fault.clone()
-                    } else {
-                        format!("{} on {}", c.fault, c.target)
-                    };
-                    if c.errors.is_empty() {
-                        println!("cleared {what} (id {})", c.id);
-                    } else {
-                        println!("could not clear {what} (id {}):", c.id);
-                        for e in &c.errors {
-                            println!("  {e}");
-                        }
-                    }
+                    print_cleared(c);
                 }
             }
-            if failed {
+            if cleared.iter().any(|c| !c.errors.is_empty()) {
                 Err(CliError::new("some faults could not be undone").hint(format!(
                     "`podlab diagnose --lab {lab}` shows what differs; `podlab down {lab}` always cleans up"
                 )))
+            } else if cleared.iter().any(|c| !c.differs.is_empty()) {
+                Err(CliError::new(format!(
+                    "lab {lab} still differs from its plan where the fault acted"
+                ))
+                .hint(format!(
+                    "`sudo podlab apply --lab {lab}` puts back what it can; `podlab diagnose --lab {lab}` shows the rest"
+                ))
+                .code(exit::CHECK_FAILED))
             } else {
                 Ok(exit::OK)
             }
         }
+    }
+}
+
+/// One fault's clear: undone or not, what the diff after the undo
+/// repaired, what still differs.
+fn print_cleared(c: &run::Cleared) {
+    let what = if c.target.is_empty() {
+        c.fault.clone()
+    } else {
+        format!("{} on {}", c.fault, c.target)
+    };
+    if c.errors.is_empty() {
+        println!("cleared {what} (id {})", c.id);
+    } else {
+        println!("could not clear {what} (id {}):", c.id);
+        for e in &c.errors {
+            println!("  {e}");
+        }
+    }
+    for r in &c.repaired {
+        println!("  still differed after the undo, repaired: {r}");
+    }
+    for d in &c.differs {
+        println!("  still differs from the plan: {d}");
     }
 }
 

@@ -101,6 +101,8 @@ fn argv(cmd: &str) -> Vec<Vec<String>> {
     }
     let mut out = Vec::new();
     for piece in text.split(['|', ';']).flat_map(|p| p.split("&&")) {
+        // A shell redirection ends the command's own words.
+        let piece = piece.split(['>', '<']).next().unwrap_or_default();
         let words: Vec<&str> = piece.split_whitespace().collect();
         let Some(at) = words.iter().position(|w| *w == "podlab") else {
             continue;

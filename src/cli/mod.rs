@@ -2,6 +2,7 @@
 //! One file per command; each only parses, calls, and prints.
 
 mod apply;
+mod capture;
 mod completion;
 mod delete;
 mod diagnose;
@@ -10,15 +11,18 @@ mod down;
 mod exec;
 mod exercise;
 mod fault;
+mod graph;
 
 mod get;
 mod get_netpol;
 mod habits;
 #[cfg(test)]
 mod hints_tests;
+mod kubeconfig;
+mod kubectl;
 mod ls;
 mod scale;
-mod table;
+pub(crate) mod table;
 mod test;
 mod trace;
 mod up;
@@ -77,6 +81,12 @@ enum Command {
     /// Send one packet and show its path hop by hop, from the kernel.
     #[command(after_help = LAB_HELP)]
     Trace(trace::Args),
+    /// A picture of the running lab as the kernel has it (ascii, svg, dot, mermaid).
+    #[command(after_help = LAB_HELP)]
+    Graph(graph::Args),
+    /// Capture packets in a pod, node, `external`, `lb` or `net`, as pcap or lines.
+    #[command(after_help = LAB_HELP)]
+    Capture(capture::Args),
     /// Check a lab file without building it (no root needed).
     Validate(validate::Args),
     /// Run the lab's `expect` assertions (bringing it up and down if needed).
@@ -87,6 +97,12 @@ enum Command {
     /// Break-fix exercises: start one, get hints, check your fix.
     #[command(after_help = LAB_HELP)]
     Exercise(exercise::Args),
+    /// Print the kubeconfig of a lab's Kubernetes API (for the real kubectl).
+    #[command(after_help = LAB_HELP)]
+    Kubeconfig(kubeconfig::Args),
+    /// Run the real kubectl against a lab: `podlab kubectl [--lab LAB] get pods -o wide`.
+    #[command(after_help = LAB_HELP)]
+    Kubectl(kubectl::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::Args),
     /// Print podlab's man page (roff), or write one page per command.
@@ -142,6 +158,12 @@ impl fmt::Display for CliError {
     }
 }
 
+impl From<crate::target::TargetError> for CliError {
+    fn from(e: crate::target::TargetError) -> Self {
+        CliError::new(e.message).hint(e.hint)
+    }
+}
+
 impl From<crate::lab::LabError> for CliError {
     fn from(e: crate::lab::LabError) -> Self {
         // Diagnostics carry their own file:line:column and hints.
@@ -176,13 +198,20 @@ pub fn main() -> ExitCode {
         // and `delete` save the lab's file and edits after reporting the
         // change: they survive a closed stdout (`outln!`) instead of
         // being killed half-way.
-        Command::Test(_) | Command::Apply(_) | Command::Scale(_) | Command::Delete(_) => {}
+        // `capture` flushes its pcap file and reports its counts when the
+        // reader of stdout goes.
+        Command::Test(_)
+        | Command::Apply(_)
+        | Command::Scale(_)
+        | Command::Delete(_)
+        | Command::Capture(_) => {}
         // Every other command only prints after its work is done: a reader
         // that stops early (`| head`) ends it as it ends coreutils.
         _ => restore_sigpipe(),
     }
     init_logging(cli.verbose);
-    let result = match cli.command {
+    // While an exercise runs on the lab, its rules and journal see first.
+    let result = exercise::gate(&raw).and_then(|()| match cli.command {
         Command::Up(a) => up::run(a),
         Command::Down(a) => down::run(a),
         Command::Ls(a) => ls::run(a),
@@ -195,13 +224,17 @@ pub fn main() -> ExitCode {
         Command::Diagnose(a) => diagnose::run(a),
 
         Command::Trace(a) => trace::run(a),
+        Command::Graph(a) => graph::run(a),
+        Command::Capture(a) => capture::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test::run(a),
         Command::Fault(a) => fault::run(a),
         Command::Exercise(a) => exercise::run(a),
+        Command::Kubeconfig(a) => kubeconfig::run(a),
+        Command::Kubectl(a) => kubectl::run(a),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => completion::man(a),
-    };
+    });
     let code = match result {
         Ok(code) => code,
         Err(e) => {

@@ -35,13 +35,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // The words first: a misspelt one is the same error with or without a lab.
+    crate::target::parse(&args.from, crate::target::Role::Source)?;
+    crate::target::parse(&args.to, crate::target::Role::Destination)?;
     require_root("trace")?;
     let lab = pick_lab(args.lab.as_deref())?;
     let plan = load_plan(&lab)?;
-    let from = target::source(&plan, &args.from, &args.namespace).map_err(|e| {
-        CliError::new(e)
-            .hint("FROM is a pod (`podlab get pods -A` lists them), node/NODE, external or lb")
-    })?;
+    let from = target::source_of(&plan, &args.from, &args.namespace)?;
+    target::destination(&plan, &args.to, &from, &args.namespace)?;
     let protocol = match args.protocol.as_deref() {
         Some("udp") => Some(Protocol::Udp),
         Some(_) => Some(Protocol::Tcp),

@@ -251,6 +251,12 @@ fn print_summary(plan: &Plan, took: Duration) {
         println!("  podlab get svc -A{lab_flag}");
     }
     println!("  podlab down {}", plan.lab);
+    let kubeconfig = crate::api::kubeconfig_path(&crate::state::dir_of(&plan.lab));
+    if kubeconfig.exists() {
+        println!("\nwith kubectl (the lab's own API):");
+        println!("  export KUBECONFIG={}", kubeconfig.display());
+        println!("  kubectl get pods -o wide");
+    }
 }
 
 /// How `exec` names a pod: bare in `default`, `-n NS` otherwise.

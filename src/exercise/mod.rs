@@ -7,7 +7,12 @@
 //! take), so that learners sharing a room break different nodes. Without a
 //! seed, each variable takes its first value: what `verify` proves.
 
+pub mod hints;
+pub mod journal;
+pub mod report;
+pub mod rules;
 pub mod run;
+pub mod sha256;
 
 use std::collections::BTreeMap;
 
@@ -183,10 +188,13 @@ pub fn substitute(
 }
 
 fn attribute(plan: &Plan, value: &str, attr: &str) -> Result<String, String> {
-    let node = plan.node(value.strip_prefix("node/").unwrap_or(value));
-    let bare = value.strip_prefix("pod/").unwrap_or(value);
-    let (ns, name) = bare.split_once('/').unwrap_or(("default", bare));
-    let pod = plan.pod(ns, name);
+    // The grammar of `crate::target`, plus a bare node name (exercises
+    // write nodes `NODE` or `node/NODE`): a pod of that name comes first.
+    let (node, pod) = match crate::target::source(plan, value, "default") {
+        Ok(crate::target::Found::Node(n)) => (Some(n), None),
+        Ok(crate::target::Found::Pod(p)) => (None, Some(p)),
+        _ => (plan.node(value), None),
+    };
     match (attr, node, pod) {
         ("ip", Some(n), _) => Ok(n.ip.to_string()),
         ("podCIDR", Some(n), _) => Ok(n.pod_cidr.to_string()),
@@ -344,6 +352,20 @@ pub fn instantiate(
     })
 }
 
+/// ` (with node=node-1, ...)` after a message about one choice.
+fn with_vars(vars: &BTreeMap<String, String>) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    format!(
+        " (with {})",
+        vars.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Everything that can be checked without root: the checks against the
 /// lab, and every fault and step planned for every choice of variables.
 pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
@@ -357,8 +379,47 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
             problems.push(crate::lab::escape(&e.to_string()).into_owned());
         }
     }
+    let mut hint_problems = std::collections::HashSet::new();
     for vars in combos {
-        if let Err(e) = instantiate(ex, plan, Some(file), vars.clone()) {
+        // Checks with variables: related to the lab for each choice.
+        if ex.checks_template.is_some() {
+            let checks = crate::lab::exercise::checks_with(ex, &mut |t| substitute(t, &vars, plan))
+                .and_then(|checks| {
+                    let mut one = ex.clone();
+                    one.checks = checks;
+                    crate::lab::exercise::check(&one, file)
+                });
+            if let Err(e) = checks {
+                for d in &e.diagnostics {
+                    let line = crate::lab::escape(&format!("{d}{}", with_vars(&vars))).into_owned();
+                    if !problems.contains(&line) {
+                        problems.push(line);
+                    }
+                }
+            }
+        }
+        let inst = instantiate(ex, plan, Some(file), vars.clone());
+        if let Ok(inst) = &inst {
+            for (i, message) in hints::check(ex, plan, &inst.hints) {
+                // Said once, for the first choice of variables it holds for.
+                if !hint_problems.insert((i, message.clone())) {
+                    continue;
+                }
+                let pos = ex.field_pos(&format!("spec.hints[{i}]"));
+                let line = crate::lab::escape(&format!(
+                    "{}:{}:{}: spec.hints[{i}]: {message}{}",
+                    ex.source,
+                    pos.line,
+                    pos.col,
+                    with_vars(&vars)
+                ))
+                .into_owned();
+                if !problems.contains(&line) {
+                    problems.push(line);
+                }
+            }
+        }
+        if let Err(e) = inst {
             let with = if vars.is_empty() {
                 String::new()
             } else {

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{choose_vars, instantiate, Fix, Instance};
+use super::journal::{self, RunId};
+use super::{choose_vars, instantiate, rules, sha256, Fix, Instance};
 use crate::faults::{self, run as faults_run};
 use crate::lab::exercise::{self as file, Exercise};
 use crate::lab::{self, LabError, LabFile};
@@ -94,9 +95,120 @@ pub struct Progress {
     pub hints_shown: usize,
     pub solution_shown: bool,
     pub checks_run: u32,
-    /// When `check` first passed, unix seconds.
+    /// When the passing checks that stand now began, unix seconds; none
+    /// while the latest check failed (`checks` keeps every result).
     pub solved_at: Option<u64>,
+    #[serde(default)]
+    pub checks: Vec<CheckRun>,
     pub instance: Instance,
+    /// The exercise file as it was at start: what `check` grades with.
+    #[serde(default)]
+    pub snapshot: String,
+    #[serde(default)]
+    pub snapshot_sha256: String,
+    /// The run's journal (`journal`), outside the lab's state.
+    pub run: RunId,
+}
+
+/// One `check`, as the progress keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRun {
+    /// Unix seconds.
+    pub at: u64,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// What `status --json` shows of a run: its progress, never its solution
+/// (the faults, the explanation, the steps) nor its variables.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub exercise: String,
+    pub title: String,
+    pub file: PathBuf,
+    pub lab_file: PathBuf,
+    pub lab: String,
+    pub difficulty: String,
+    pub section: String,
+    pub seed: Option<u64>,
+    pub started: u64,
+    pub hints_shown: usize,
+    pub hints: usize,
+    pub solution_shown: bool,
+    pub checks_run: u32,
+    pub solved: bool,
+    pub solved_at: Option<u64>,
+    pub checks: Vec<CheckRun>,
+    pub faults: usize,
+    pub snapshot_sha256: String,
+    pub journal: PathBuf,
+    pub allowed: Vec<&'static str>,
+}
+
+impl Progress {
+    pub fn summary(&self) -> Summary {
+        let allow = parse_snapshot(self).ok().and_then(|e| e.allow);
+        Summary {
+            exercise: self.exercise.clone(),
+            title: self.title.clone(),
+            file: self.file.clone(),
+            lab_file: self.lab_file.clone(),
+            lab: self.lab.clone(),
+            difficulty: self.difficulty.clone(),
+            section: self.section.clone(),
+            seed: self.seed,
+            started: self.started,
+            hints_shown: self.hints_shown,
+            hints: self.instance.hints.len(),
+            solution_shown: self.solution_shown,
+            checks_run: self.checks_run,
+            solved: self.solved_at.is_some(),
+            solved_at: self.solved_at,
+            checks: self.checks.clone(),
+            faults: self.fault_ids.len(),
+            snapshot_sha256: self.snapshot_sha256.clone(),
+            journal: self.run.journal.clone(),
+            allowed: rules::allowed_list(allow.as_deref()),
+        }
+    }
+
+    /// Append to the run's journal.
+    pub fn journal(&self, event: &str, detail: serde_json::Value) -> Result<(), Error> {
+        journal::append(
+            &self.run,
+            Some(&head_path(&self.lab)),
+            event,
+            None,
+            &[],
+            detail,
+        )
+        .map(drop)
+        .map_err(|e| Error::State {
+            what: "journal the exercise".into(),
+            source: std::io::Error::other(e),
+        })
+    }
+}
+
+/// The exercise as it was at start, decoded again.
+pub fn parse_snapshot(p: &Progress) -> Result<Exercise, Error> {
+    if sha256::hex(p.snapshot.as_bytes()) != p.snapshot_sha256 {
+        return Err(Error::usage(
+            format!(
+                "the copy of exercise {} kept in lab {}'s state was changed after start: it is not graded",
+                p.exercise, p.lab
+            ),
+            "the attempt is in the exercise's journal; `podlab exercise reset` ends the exercise",
+        ));
+    }
+    Ok(file::parse(&p.file.display().to_string(), &p.snapshot)?)
+}
+
+/// The lab's `journal.head`.
+pub fn head_path(lab: &str) -> PathBuf {
+    state::dir_of(lab).join(journal::HEAD_FILE)
 }
 
 fn now() -> u64 {
@@ -183,13 +295,25 @@ pub struct Loaded {
     pub lab_file: PathBuf,
     pub lab: LabFile,
     pub plan: Plan,
+    /// The exercise file's text, as decoded: the snapshot `start` keeps.
+    pub text: String,
 }
 
 /// Read an exercise and its lab (no root needed), with every check that
 /// needs no kernel: `validate` lists what is wrong.
 pub fn load(path: &Path) -> Result<Loaded, Error> {
+    load_as(path, None)
+}
+
+/// `load`, the lab renamed `as_name` (`start --as`: a second instance of
+/// the same exercise beside the first).
+pub fn load_as(path: &Path, as_name: Option<&str>) -> Result<Loaded, Error> {
     let file = absolute(path);
-    let exercise = file::load(path)?;
+    let source = path.display().to_string();
+    let text = lab::read_source(path, "exercise").map_err(|d| LabError {
+        diagnostics: vec![d],
+    })?;
+    let exercise = file::parse(&source, &text)?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let lab_file = absolute(&dir.join(&exercise.lab));
     if !lab_file.is_file() {
@@ -205,7 +329,16 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
     }
     // Loaded by its absolute path: the plan's source then finds the file
     // from any directory (plan-level faults and `apply` read it again).
-    let lab = lab::load(&lab_file)?;
+    let mut lab = lab::load(&lab_file)?;
+    if let Some(name) = as_name {
+        let name = state::LabName::parse(name).map_err(|e| {
+            Error::usage(
+                format!("--as {name}: {e}"),
+                crate::state::LAB_NAME_RULE.to_string(),
+            )
+        })?;
+        lab.lab.name = name.to_string();
+    }
     file::check(&exercise, &lab)?;
     let plan = plan::build(&lab)?;
     Ok(Loaded {
@@ -214,6 +347,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         lab_file,
         lab,
         plan,
+        text,
     })
 }
 
@@ -224,11 +358,31 @@ pub struct Started {
     pub hints: usize,
 }
 
+/// How `start` runs an exercise.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub seed: Option<u64>,
+    /// How long the lab may take to come up.
+    pub timeout: Duration,
+    /// The lab's name instead of the lab file's (`--as`).
+    pub as_name: Option<String>,
+    /// Where the journal goes (default `journal::DEFAULT_RESULTS`).
+    pub results: Option<PathBuf>,
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Bring the exercise's lab up (or take it as it is, when it is up,
 /// healthy and has nothing injected), inject its faults, and record the
 /// learner's progress. On failure, a lab this brought up is brought down.
-pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Started, Error> {
-    let loaded = load(path)?;
+pub fn start(path: &Path, opts: &StartOptions) -> Result<Started, Error> {
+    let seed = opts.seed;
+    let timeout = opts.timeout;
+    let loaded = load_as(path, opts.as_name.as_deref())?;
     let ex = &loaded.exercise;
     let lab_name = loaded.plan.lab.clone();
     let brought_up = if lifecycle::is_up(&lab_name) {
@@ -251,7 +405,7 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
         }
         // An exercise starts from a lab exactly as its plan says: anything
         // else (a route someone added, a rule) would be graded as theirs.
-        let drift = healthy_now(&lab_name)?;
+        let (drift, _) = healthy_now(&lab_name)?;
         if let Some(first) = drift.first() {
             return Err(Error::usage(
                 format!(
@@ -292,6 +446,17 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
                 }
             }
         }
+        let started_ms = journal::now_ms();
+        let results = opts
+            .results
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(journal::DEFAULT_RESULTS));
+        let run = RunId {
+            run: format!("{lab_name}-{started_ms}"),
+            lab: lab_name.clone(),
+            exercise: ex.name.clone(),
+            journal: absolute(&results).join(journal::file_name(started_ms, &lab_name, &ex.name)),
+        };
         let progress = Progress {
             exercise: ex.name.clone(),
             title: ex.title.clone(),
@@ -308,8 +473,34 @@ pub fn start(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Starte
             solution_shown: false,
             checks_run: 0,
             solved_at: None,
+            checks: Vec::new(),
             instance,
+            snapshot: loaded.text.clone(),
+            snapshot_sha256: sha256::hex(loaded.text.as_bytes()),
+            run,
         };
+        // A stale head from an earlier run on this lab is not this one's.
+        let _ = std::fs::remove_file(head_path(&lab_name));
+        let journaled = progress.journal(
+            "start",
+            serde_json::json!({
+                "file": progress.file,
+                "sha256": progress.snapshot_sha256,
+                "title": progress.title,
+                "seed": seed,
+                "vars": progress.instance.vars,
+                "host": hostname(),
+                "broughtUp": brought_up,
+                "faults": progress.fault_ids.len(),
+                "hints": progress.instance.hints.len(),
+                "allowed": rules::allowed_list(ex.allow.as_deref()),
+            }),
+        );
+        if let Err(e) = journaled {
+            // An exercise that cannot be journaled is not run.
+            let _ = faults_run::clear(&lab_name, &progress.fault_ids);
+            return Err(e);
+        }
         save_progress(&progress)?;
         Ok(Started {
             hints: progress.instance.hints.len(),
@@ -342,17 +533,53 @@ pub fn check(lab: &str, timeout: Duration) -> Result<Graded, Error> {
             Error::usage("no exercise is running", "`podlab exercise start FILE`")
         }));
     };
-    let ex = file::load(&p.file)?;
+    // The copy taken at start, not the file as it is now: checks edited
+    // after start do not grade.
+    let ex = match parse_snapshot(&p) {
+        Ok(ex) => ex,
+        Err(e) => {
+            p.journal(
+                "check",
+                serde_json::json!({"graded": false, "why": e.to_string()}),
+            )?;
+            return Err(e);
+        }
+    };
+    let file_changed = std::fs::read(&p.file)
+        .map(|t| sha256::hex(&t) != p.snapshot_sha256)
+        .unwrap_or(true);
     let plan = state::load(lab).map_err(|source| Error::State {
         what: format!("read the plan of lab {lab}"),
         source,
     })?;
-    let reports = run_checks(&plan, &ex, timeout)?;
+    let checks = checks_for(&ex, &p.instance.vars, &plan)?;
+    let reports = run_checks(&plan, &checks, timeout)?;
     let failed = reports.iter().filter(|r| !r.passed).count();
+    let at = now();
     p.checks_run += 1;
-    if failed == 0 && p.solved_at.is_none() {
-        p.solved_at = Some(now());
-    }
+    p.checks.push(CheckRun {
+        at,
+        passed: reports.len() - failed,
+        failed,
+    });
+    p.solved_at = match (failed, p.solved_at) {
+        (0, None) => Some(at),
+        (0, kept) => kept,
+        _ => None,
+    };
+    // Journaled before it counts: a grade that is not recorded is none.
+    p.journal(
+        "check",
+        serde_json::json!({
+            "graded": true,
+            "passed": reports.len() - failed,
+            "failed": failed,
+            "solved": failed == 0,
+            "failedChecks": reports.iter().filter(|r| !r.passed).map(|r| &r.name).collect::<Vec<_>>(),
+            "sha256": p.snapshot_sha256,
+            "fileChangedSinceStart": file_changed,
+        }),
+    )?;
     save_progress(&p)?;
     Ok(Graded {
         exercise: p.exercise,
@@ -364,8 +591,23 @@ pub fn check(lab: &str, timeout: Duration) -> Result<Graded, Error> {
     })
 }
 
-fn run_checks(plan: &Plan, ex: &Exercise, timeout: Duration) -> Result<Vec<Report>, Error> {
-    let refs: Vec<&lab::expect::Assertion> = ex.checks.iter().collect();
+/// The exercise's checks with the run's variables filled in.
+pub fn checks_for(
+    ex: &Exercise,
+    vars: &std::collections::BTreeMap<String, String>,
+    plan: &Plan,
+) -> Result<Vec<lab::expect::Assertion>, Error> {
+    Ok(file::checks_with(ex, &mut |t| {
+        super::substitute(t, vars, plan)
+    })?)
+}
+
+fn run_checks(
+    plan: &Plan,
+    checks: &[lab::expect::Assertion],
+    timeout: Duration,
+) -> Result<Vec<Report>, Error> {
+    let refs: Vec<&lab::expect::Assertion> = checks.iter().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -385,6 +627,10 @@ pub fn hint(lab: &str) -> Result<(Progress, Option<(usize, String)>), Error> {
     }
     let text = hints[p.hints_shown].clone();
     p.hints_shown += 1;
+    p.journal(
+        "hint",
+        serde_json::json!({"number": p.hints_shown, "of": hints.len()}),
+    )?;
     save_progress(&p)?;
     let n = p.hints_shown;
     Ok((p, Some((n, text))))
@@ -402,6 +648,7 @@ fn progress_of(lab: &str) -> Result<Progress, Error> {
 /// The solution, and a note in the progress that it was asked for.
 pub fn solution(lab: &str) -> Result<Progress, Error> {
     let mut p = progress_of(lab)?;
+    p.journal("solution", serde_json::json!({"first": !p.solution_shown}))?;
     if !p.solution_shown {
         p.solution_shown = true;
         save_progress(&p)?;
@@ -411,6 +658,7 @@ pub fn solution(lab: &str) -> Result<Progress, Error> {
 
 pub fn status(lab: &str) -> Result<(Progress, Vec<faults_run::Injected>), Error> {
     let p = progress_of(lab)?;
+    p.journal("status", serde_json::Value::Null)?;
     let record = faults_run::load(lab)?;
     let active = record
         .faults
@@ -428,11 +676,15 @@ pub struct Reset {
     pub cleared: Vec<faults_run::Cleared>,
     /// What still differs from the plan (a learner's own changes).
     pub findings: Vec<Finding>,
+    /// What whole-lab diagnose would say besides: the daemon not answering.
+    pub down: Vec<String>,
 }
 
 impl Reset {
     pub fn healthy(&self) -> bool {
-        self.findings.is_empty() && self.cleared.iter().all(|c| c.errors.is_empty())
+        self.findings.is_empty()
+            && self.down.is_empty()
+            && self.cleared.iter().all(|c| c.errors.is_empty())
     }
 }
 
@@ -441,14 +693,47 @@ impl Reset {
 pub fn reset(lab: &str) -> Result<Reset, Error> {
     let p = progress_of(lab)?;
     let record = faults_run::load(lab)?;
-    let ids: Vec<u32> = record
-        .faults
-        .iter()
-        .filter(|f| p.fault_ids.contains(&f.id))
-        .map(|f| f.id)
-        .collect();
-    let cleared = faults_run::clear(lab, &ids)?;
-    if cleared.iter().all(|c| c.errors.is_empty()) {
+    let mut cleared = Vec::new();
+    let mut ids = Vec::new();
+    for f in record.faults.iter().filter(|f| p.fault_ids.contains(&f.id)) {
+        // An exercise's own undo command must succeed, whether or not the
+        // learner fixed the lab first (`fault clear` takes a failing one
+        // as already undone): one that fails leaves its fault in place.
+        let errors: Vec<String> = f
+            .plan
+            .undo
+            .iter()
+            .filter(|s| matches!(s, faults::Step::Exec { .. }))
+            .flat_map(|s| faults_run::run_steps(lab, std::slice::from_ref(s), true))
+            .map(|e| crate::error_chain(&e))
+            .collect();
+        if errors.is_empty() {
+            ids.push(f.id);
+        } else {
+            cleared.push(faults_run::Cleared {
+                id: f.id,
+                fault: f.plan.fault.clone(),
+                target: f.plan.target.clone(),
+                errors,
+                repaired: Vec::new(),
+                differs: Vec::new(),
+            });
+        }
+    }
+    cleared.extend(faults_run::clear(lab, &ids)?);
+    let (findings, down) = healthy_now(lab)?;
+    let ended = cleared.iter().all(|c| c.errors.is_empty());
+    p.journal(
+        "reset",
+        serde_json::json!({
+            "ended": ended,
+            "undoErrors": cleared.iter().flat_map(|c| c.errors.clone()).collect::<Vec<_>>(),
+            "findings": findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+            "daemon": down,
+        }),
+    )?;
+    if ended {
+        let _ = std::fs::remove_file(head_path(lab));
         let path = progress_path(lab);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -460,35 +745,42 @@ pub fn reset(lab: &str) -> Result<Reset, Error> {
             _ => {}
         }
     }
-    let findings = healthy_now(lab)?;
     Ok(Reset {
         exercise: p.exercise,
         lab: lab.into(),
         cleared,
         findings,
+        down,
     })
 }
 
-/// What differs between the running lab and its plan. The daemon resyncs
-/// rules a moment after a pod comes back, so a difference is looked at
-/// again before it is believed.
-fn healthy_now(lab: &str) -> Result<Vec<Finding>, Error> {
+/// What whole-lab `diagnose` reports: what differs between the running
+/// lab and its plan (extra objects included), and a daemon that does not
+/// answer. The daemon resyncs rules a moment after a pod comes back, so a
+/// difference is looked at again before it is believed.
+fn healthy_now(lab: &str) -> Result<(Vec<Finding>, Vec<String>), Error> {
     let plan = state::load(lab).map_err(|source| Error::State {
         what: format!("read the plan of lab {lab}"),
         source,
     })?;
     let mut findings = Vec::new();
+    let mut down = Vec::new();
     for attempt in 0..10 {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
         let status = crate::runtime::query_status(&state::dir_of(lab), Duration::from_secs(2)).ok();
         findings = observe::compare_with(&plan, status.as_ref());
-        if findings.is_empty() {
+        down = if status.is_none() {
+            vec!["the lab's daemon does not answer: no pod is served".to_string()]
+        } else {
+            Vec::new()
+        };
+        if findings.is_empty() && down.is_empty() {
             break;
         }
     }
-    Ok(findings)
+    Ok((findings, down))
 }
 
 /// Carry out one step of a solution, as a learner would type it.
@@ -569,7 +861,7 @@ pub fn apply_fix(lab: &str, fix: &Fix) -> Result<(), String> {
 
 /// The phases of `verify`, in order; a verified exercise passes them all.
 pub const VERIFY_PHASES: &[&str] = &[
-    "validate", "start", "broken", "solution", "fixed", "reset", "down",
+    "validate", "start", "broken", "solution", "fixed", "reset", "down", "journal",
 ];
 
 /// One phase of `verify`.
@@ -583,8 +875,31 @@ pub struct Phase {
 /// An instructor's proof: start, the checks fail, the solution is
 /// applied, the checks pass, reset leaves the lab as planned, down leaves
 /// nothing behind.
-pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<Phase>, Error> {
-    let loaded = load(path)?;
+pub fn verify(
+    path: &Path,
+    seed: Option<u64>,
+    as_name: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<Phase>, Error> {
+    // The journal of a proof is the proof's own, removed after it.
+    let results = std::env::temp_dir().join(format!(
+        "podlab-verify-{}-{}",
+        std::process::id(),
+        journal::now_ms()
+    ));
+    let phases = verify_in(path, seed, as_name, timeout, &results);
+    let _ = std::fs::remove_dir_all(&results);
+    phases
+}
+
+fn verify_in(
+    path: &Path,
+    seed: Option<u64>,
+    as_name: Option<&str>,
+    timeout: Duration,
+    results: &Path,
+) -> Result<Vec<Phase>, Error> {
+    let loaded = load_as(path, as_name)?;
     let lab = loaded.plan.lab.clone();
     if lifecycle::is_up(&lab) {
         return Err(Error::usage(
@@ -620,7 +935,15 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
             let _ = lifecycle::down(&self.0);
         }
     }
-    let started = start(path, seed, Duration::from_secs(60))?;
+    let started = start(
+        path,
+        &StartOptions {
+            seed,
+            timeout: Duration::from_secs(60),
+            as_name: as_name.map(String::from),
+            results: Some(results.to_path_buf()),
+        },
+    )?;
     let guard = Down(lab.clone());
     phase(
         "start",
@@ -710,7 +1033,12 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
             r.findings
                 .iter()
                 .map(|f| f.to_string())
-                .chain(r.cleared.iter().flat_map(|c| c.errors.clone()))
+                .chain(r.down.iter().cloned())
+                .chain(r.cleared.iter().flat_map(|c| {
+                    c.errors
+                        .iter()
+                        .map(move |e| format!("undo of {}: {e}", c.fault))
+                }))
                 .collect::<Vec<_>>()
                 .join("\n")
         },
@@ -720,7 +1048,7 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
         return Ok(phases);
     }
     let left = leftovers(&lab);
-    phase(
+    if !phase(
         "down",
         left.is_empty(),
         if left.is_empty() {
@@ -728,8 +1056,43 @@ pub fn verify(path: &Path, seed: Option<u64>, timeout: Duration) -> Result<Vec<P
         } else {
             format!("left behind: {}", left.join(", "))
         },
-    );
+    ) {
+        return Ok(phases);
+    }
+    let (ok, detail) = journal_proves(&started.progress.run.journal);
+    phase("journal", ok, detail);
     Ok(phases)
+}
+
+/// The run's journal is intact and holds what verify did: a start,
+/// checks that failed then passed, and the reset.
+fn journal_proves(path: &Path) -> (bool, String) {
+    let read = match journal::read(path) {
+        Ok(r) => r,
+        Err(e) => return (false, e),
+    };
+    if let Some(b) = read.broken {
+        return (false, b);
+    }
+    let events: Vec<&str> = read.entries.iter().map(|e| e.event.as_str()).collect();
+    let graded: Vec<bool> = read
+        .entries
+        .iter()
+        .filter(|e| e.event == "check")
+        .filter_map(|e| e.detail["solved"].as_bool())
+        .collect();
+    let ok = events.first() == Some(&"start")
+        && events.last() == Some(&"reset")
+        && graded.first() == Some(&false)
+        && graded.last() == Some(&true);
+    (
+        ok,
+        format!(
+            "{} line(s), chain intact: {}",
+            events.len(),
+            events.join(", ")
+        ),
+    )
 }
 
 /// The checks again until they pass (kube-proxy's resync after a pod

@@ -194,3 +194,56 @@ fn instance_errors_carry_line_and_column() {
         "{e}"
     );
 }
+
+#[test]
+fn hint_commands_are_checked_like_checks() {
+    let (ex, _, plan) = fixture();
+    let bad = |c: &str| hints::problem(&ex, &plan, c);
+    assert_eq!(bad("podlab exec pod-1 -- ip route"), None);
+    assert_eq!(bad("podlab exec node/NODE -- ip -br link"), None);
+    assert_eq!(bad("podlab exec"), None);
+    assert_eq!(bad("podlab diagnose pod-1 pod-2"), None);
+    let p = bad("podlab exec pod-9 -- ip route").expect("no pod-9");
+    assert!(p.contains("pod pod-9 not found"), "{p}");
+    let p = bad("podlab diagnose").expect("refused by default");
+    assert!(
+        p.contains("diagnose-lab") && p.contains("spec.allow"),
+        "{p}"
+    );
+    let p = bad("podlab apply --lab ex").expect("refused by default");
+    assert!(p.contains("uses apply"), "{p}");
+    let p = bad("podlab exce pod-1 -- ls").expect("misspelt");
+    assert!(p.contains("not a podlab command line"), "{p}");
+    assert_eq!(
+        hints::commands("try `podlab get pods` then `ip route`, or `podlab trace a b`"),
+        ["podlab get pods", "podlab trace a b"]
+    );
+}
+
+#[test]
+fn checks_with_variables_are_filled_in_per_choice() {
+    let text = EX.replace(
+        "{from: pod-1, to: pod-2, port: 80, expect: connected}",
+        "{from: pod-1, to: \"${pod.ip}\", port: 80, expect: connected}",
+    );
+    let ex = exercise::parse("ex.yaml", &text).expect("exercise");
+    let file = lab::parse("lab.yaml", LAB).expect("lab");
+    let plan = plan::build(&file).expect("plan");
+    assert_eq!(validate(&ex, &file, &plan), Vec::<String>::new());
+    let vars = choose_vars(&ex, None).unwrap();
+    let checks = run::checks_for(&ex, &vars, &plan).expect("checks");
+    let ip = plan.pod("default", "pod-2").expect("pod-2").ip;
+    assert_eq!(checks[0].title(), format!("pod-1 -> {ip}:80/TCP connected"));
+    // A check naming what the lab does not have, for some choice.
+    let text = EX
+        .replace("    pod: pod-2\n", "    pod: [pod-2, pod-3]\n")
+        .replace("to: pod-2, port", "to: \"${pod}\", port");
+    let ex = exercise::parse("ex.yaml", &text).expect("exercise");
+    let problems = validate(&ex, &file, &plan);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("pod-3") && p.contains("(with ")),
+        "{problems:#?}"
+    );
+}

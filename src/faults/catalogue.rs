@@ -8,7 +8,10 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::{pick, Context, Entry, FaultError, FaultPlan, Level, Param, Section, Step, TargetKind};
+use super::{
+    pick, Change, Context, Entry, FaultError, FaultPlan, Level, Param, Section, Step, TargetKind,
+};
+use crate::kernel::change::{Route, RouteOp};
 use crate::lab::{LabFile, NetworkPolicy, PolicySpec, PolicyType, TargetPortSpec};
 use crate::plan::{
     dns, kubeproxy, EndpointPlan, NodePlan, Plan, PodPlan, PodRole, ServicePlan, TargetPort, ETH0,
@@ -260,14 +263,37 @@ pub(crate) fn pod_at(p: &PodPlan) -> String {
 
 /// A root qdisc `spec` on node `n`'s eth0, and its removal as the undo.
 fn shape_eth0(fp: &mut FaultPlan, n: &NodePlan, spec: Vec<String>) {
-    let step = |spec| Step::Qdisc {
-        netns: n.netns.clone(),
-        at: node_at(n),
-        link: ETH0.into(),
-        spec,
+    let step = |spec| {
+        Step::at(
+            node_at(n),
+            Change::Qdisc {
+                netns: n.netns.clone(),
+                link: ETH0.into(),
+                spec,
+            },
+        )
     };
     fp.inject.push(step(Some(spec)));
     fp.undo.push(step(None));
+}
+
+/// `ip link set LINK up|down`.
+fn link_state(netns: &str, link: &str, up: bool) -> Change {
+    Change::Link {
+        netns: netns.into(),
+        link: link.into(),
+        up: Some(up),
+        mtu: None,
+    }
+}
+
+/// `ip route add|del DST via VIA`, as podlab's own routes are.
+fn route(netns: &str, op: RouteOp, dst: Ipv4Net, via: Ipv4Addr) -> Change {
+    Change::Route {
+        netns: netns.into(),
+        op,
+        route: Route::via(dst, via),
+    }
 }
 
 fn node_at(n: &NodePlan) -> String {
@@ -319,7 +345,8 @@ fn node<'a>(
     target: Option<&str>,
     seed: Option<u64>,
 ) -> Result<&'a NodePlan, FaultError> {
-    let t = target.map(|t| t.strip_prefix("node/").unwrap_or(t));
+    let t = target.map(|t| named(t, Kind::Node));
+    let t = t.as_deref();
     choose(
         e,
         &plan.lab,
@@ -329,6 +356,31 @@ fn node<'a>(
         |n| vec![n.name.clone()],
         "",
     )
+}
+
+enum Kind {
+    Node,
+    Pod,
+    Service,
+}
+
+/// A fault's target read in the grammar of `crate::target`, as the first
+/// of `ns_names` (`NS/NAME`) or a node's name: a bare name, `pod/NAME`,
+/// `NS/NAME`, `svc/NAME`, `svc/NS/NAME`, `node/NAME`. A word of another
+/// kind is left as written, for `choose` to report as no such target.
+fn named(t: &str, kind: Kind) -> String {
+    use crate::target::{parse, Role, Spec};
+    let key =
+        |ns: Option<String>, name: String| format!("{}/{name}", ns.as_deref().unwrap_or("default"));
+    match (kind, parse(t.trim(), Role::Destination).map(|t| t.spec)) {
+        (Kind::Node, Ok(Spec::Node(n) | Spec::Name(n))) => n,
+        (Kind::Pod, Ok(Spec::Name(name))) | (Kind::Service, Ok(Spec::Name(name))) => {
+            key(None, name)
+        }
+        (Kind::Pod, Ok(Spec::Pod { namespace, name }))
+        | (Kind::Service, Ok(Spec::Service { namespace, name })) => key(namespace, name),
+        _ => t.to_string(),
+    }
 }
 
 /// Every way to write a namespaced object's name; the first is how it is
@@ -347,7 +399,8 @@ fn pod<'a>(
     target: Option<&str>,
     seed: Option<u64>,
 ) -> Result<&'a PodPlan, FaultError> {
-    let t = target.map(|t| t.strip_prefix("pod/").unwrap_or(t));
+    let t = target.map(|t| named(t, Kind::Pod));
+    let t = t.as_deref();
     // Picked without a name: the lab's own pods, not cluster DNS.
     let candidates: Vec<&PodPlan> = match t {
         Some(_) => plan.pods.iter().collect(),
@@ -376,7 +429,8 @@ fn service<'a>(
     usable: impl Fn(&ServicePlan) -> bool,
     why_none: &str,
 ) -> Result<&'a ServicePlan, FaultError> {
-    let t = target.map(|t| t.strip_prefix("svc/").unwrap_or(t));
+    let t = target.map(|t| named(t, Kind::Service));
+    let t = t.as_deref();
     let candidates: Vec<&ServicePlan> = plan
         .services
         .iter()
@@ -529,59 +583,30 @@ pub(super) fn plan(
             let p = pod(e, plan, target, seed)?;
             let mut fp = fault_plan(e, p.key(), format!("pod {}'s eth0 is down", p.key()));
             let at = pod_at(p);
-            fp.inject.push(Step::Link {
-                netns: p.netns.clone(),
-                at: at.clone(),
-                link: ETH0.into(),
-                up: Some(false),
-                mtu: None,
-            });
-            fp.undo.push(Step::Link {
-                netns: p.netns.clone(),
-                at: at.clone(),
-                link: ETH0.into(),
-                up: Some(true),
-                mtu: None,
-            });
+            fp.inject
+                .push(Step::at(&at, link_state(&p.netns, ETH0, false)));
+            fp.undo
+                .push(Step::at(&at, link_state(&p.netns, ETH0, true)));
             // A link going down takes its routes with it; up brings back
             // only the connected one.
-            fp.undo.push(Step::Route {
-                netns: p.netns.clone(),
+            fp.undo.push(Step::at(
                 at,
-                add: true,
-                dst: Ipv4Net::default(),
-                via: p.gateway,
-            });
+                route(&p.netns, RouteOp::Add, Ipv4Net::default(), p.gateway),
+            ));
             fp
         }
         "node-link-down" => {
             let n = node(e, plan, target, seed)?;
             let mut fp = fault_plan(e, n.name.clone(), format!("node {}'s eth0 is down", n.name));
             let at = node_at(n);
-            let link = |up| Step::Link {
-                netns: n.netns.clone(),
-                at: at.clone(),
-                link: ETH0.into(),
-                up: Some(up),
-                mtu: None,
-            };
-            fp.inject.push(link(false));
-            fp.undo.push(link(true));
-            fp.undo.push(Step::Route {
-                netns: n.netns.clone(),
-                at: at.clone(),
-                add: true,
-                dst: Ipv4Net::default(),
-                via: plan.net.gateway,
-            });
+            fp.inject
+                .push(Step::at(&at, link_state(&n.netns, ETH0, false)));
+            fp.undo
+                .push(Step::at(&at, link_state(&n.netns, ETH0, true)));
+            let add = |dst, via| Step::at(&at, route(&n.netns, RouteOp::Add, dst, via));
+            fp.undo.push(add(Ipv4Net::default(), plan.net.gateway));
             for r in &n.routes {
-                fp.undo.push(Step::Route {
-                    netns: n.netns.clone(),
-                    at: at.clone(),
-                    add: true,
-                    dst: r.dst,
-                    via: r.via,
-                });
+                fp.undo.push(add(r.dst, r.via));
             }
             fp
         }
@@ -641,15 +666,9 @@ pub(super) fn plan(
                 ),
             );
             fp.params.insert("to".into(), to.name.clone());
-            let step = |add| Step::Route {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                add,
-                dst: route.dst,
-                via: route.via,
-            };
-            fp.inject.push(step(false));
-            fp.undo.push(step(true));
+            let step = |op| Step::at(node_at(n), self::route(&n.netns, op, route.dst, route.via));
+            fp.inject.push(step(RouteOp::Del));
+            fp.undo.push(step(RouteOp::Add));
             fp
         }
         "forwarding-off" => {
@@ -659,11 +678,15 @@ pub(super) fn plan(
                 n.name.clone(),
                 format!("node {} does not forward packets", n.name),
             );
-            let step = |v: &str| Step::Sysctl {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                key: "net.ipv4.ip_forward".into(),
-                value: v.into(),
+            let step = |v: &str| {
+                Step::at(
+                    node_at(n),
+                    Change::Sysctl {
+                        netns: n.netns.clone(),
+                        key: "net.ipv4.ip_forward".into(),
+                        value: v.into(),
+                    },
+                )
             };
             fp.inject.push(step("0"));
             fp.undo.push(step("1"));
@@ -676,13 +699,7 @@ pub(super) fn plan(
                 n.name.clone(),
                 format!("node {}'s pod bridge {POD_BRIDGE} is down", n.name),
             );
-            let step = |up| Step::Link {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: POD_BRIDGE.into(),
-                up: Some(up),
-                mtu: None,
-            };
+            let step = |up| Step::at(node_at(n), link_state(&n.netns, POD_BRIDGE, up));
             fp.inject.push(step(false));
             fp.undo.push(step(true));
             fp
@@ -708,12 +725,16 @@ pub(super) fn plan(
                 ),
             );
             fp.params.insert("mtu".into(), mtu.to_string());
-            let step = |m| Step::Link {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                link: ETH0.into(),
-                up: None,
-                mtu: Some(m),
+            let step = |m| {
+                Step::at(
+                    node_at(n),
+                    Change::Link {
+                        netns: n.netns.clone(),
+                        link: ETH0.into(),
+                        up: None,
+                        mtu: Some(m),
+                    },
+                )
             };
             fp.inject.push(step(mtu));
             fp.undo.push(step(plan.mtu));
@@ -781,17 +802,21 @@ pub(super) fn plan(
                 ),
             );
             fp.params.insert("percent".into(), percent.to_string());
-            fp.inject.push(Step::Nft {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                script: loss_script(percent),
-            });
-            fp.undo.push(Step::DropTable {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                family: "ip".into(),
-                table: LOSS_TABLE.into(),
-            });
+            fp.inject.push(Step::at(
+                node_at(n),
+                Change::Nft {
+                    netns: n.netns.clone(),
+                    script: loss_script(percent),
+                },
+            ));
+            fp.undo.push(Step::at(
+                node_at(n),
+                Change::DropTable {
+                    netns: n.netns.clone(),
+                    family: "ip".into(),
+                    table: LOSS_TABLE.into(),
+                },
+            ));
             fp
         }
         "kube-proxy-flushed" => {
@@ -801,11 +826,13 @@ pub(super) fn plan(
                 n.name.clone(),
                 format!("node {}'s kube-proxy rules are flushed", n.name),
             );
-            fp.inject.push(Step::Nft {
-                netns: n.netns.clone(),
-                at: node_at(n),
-                script: format!("flush table ip {}\n", kubeproxy::TABLE),
-            });
+            fp.inject.push(Step::at(
+                node_at(n),
+                Change::Nft {
+                    netns: n.netns.clone(),
+                    script: format!("flush table ip {}\n", kubeproxy::TABLE),
+                },
+            ));
             fp.undo.push(Step::ReloadRules {
                 netns: Some(n.netns.clone()),
             });
@@ -1207,11 +1234,15 @@ fn wrong_nameserver(
         .join("resolv.conf")
         .display()
         .to_string();
-    let file = |content: String| Step::File {
-        at: pod_at(p),
-        path: path.clone(),
-        shown: "/etc/resolv.conf".into(),
-        content: Some(content),
+    let file = |content: String| {
+        Step::at(
+            pod_at(p),
+            Change::File {
+                path: path.clone(),
+                shown: "/etc/resolv.conf".into(),
+                content: Some(content),
+            },
+        )
     };
     Ok(FaultPlan {
         fault: e.name.into(),

@@ -11,15 +11,16 @@
 
 mod catalogue;
 pub mod run;
+pub mod settle;
+mod wire;
 
 pub use catalogue::CATALOGUE;
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
+pub use crate::kernel::change::Change;
 
 use crate::lab::LabFile;
 use crate::plan::{EndpointPlan, Plan};
@@ -169,77 +170,25 @@ pub fn names() -> Vec<&'static str> {
     CATALOGUE.iter().map(|e| e.name).collect()
 }
 
-/// One change to a running lab. Kernel steps name the namespace they act
-/// in and, for people, the `podlab exec` target that is (`at`).
+/// One step of injecting or undoing a fault. Kernel objects and lab files
+/// change through the kernel's one vocabulary (`Change`), with, for
+/// people, the `podlab exec` target that is (`at`); what is not a kernel
+/// object (the lab's rules as a whole, its daemon, its plan) is a step of
+/// its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
+#[serde(from = "wire::Step", into = "wire::Step")]
 pub enum Step {
-    /// A link up or down, or its MTU.
-    Link {
-        netns: String,
-        at: String,
-        link: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        up: Option<bool>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mtu: Option<u32>,
-    },
-    Route {
-        netns: String,
-        at: String,
-        add: bool,
-        dst: Ipv4Net,
-        via: Ipv4Addr,
-    },
-    Sysctl {
-        netns: String,
-        at: String,
-        key: String,
-        value: String,
-    },
-    /// Write a file of the lab (a pod's `/etc/netns/<netns>/resolv.conf`);
-    /// `None` removes it.
-    File {
-        at: String,
-        path: String,
-        /// The path the pod sees it at.
-        shown: String,
-        content: Option<String>,
-    },
-    /// `nft -f -` with this script.
-    Nft {
-        netns: String,
-        at: String,
-        script: String,
-    },
-    /// `nft delete table FAMILY TABLE`; a missing table is done.
-    DropTable {
-        netns: String,
-        at: String,
-        family: String,
-        table: String,
-    },
+    /// A link, route, sysctl, qdisc, nftables script or table, file ...
+    Change { at: String, change: Change },
     /// Reload podlab's own rules (kube-proxy, cni, network-policy; the
     /// load balancer's) from the plan on disk and the pods that are ready,
     /// as the daemon's endpoint sync does: in one namespace, or all.
-    ReloadRules {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        netns: Option<String>,
-    },
+    ReloadRules { netns: Option<String> },
     /// Reload every node's rules with one more endpoint for a service than
     /// the plan has: one that no pod answers on.
     StaleEndpoint {
         service: String,
         endpoint: EndpointPlan,
-    },
-    /// `tc qdisc replace dev LINK root SPEC...`, or with no spec
-    /// `tc qdisc del dev LINK root` (none is done).
-    Qdisc {
-        netns: String,
-        at: String,
-        link: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        spec: Option<Vec<String>>,
     },
     /// A command inside a pod, node or client, as `podlab exec` runs it
     /// (custom steps of exercises).
@@ -257,59 +206,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// `change`, made from inside the `podlab exec` target `at`.
+    pub fn at(at: impl Into<String>, change: Change) -> Step {
+        Step::Change {
+            at: at.into(),
+            change,
+        }
+    }
+
     /// The step as a learner would do it by hand.
     pub fn command(&self) -> String {
-        let exec = |at: &str, cmd: String| format!("podlab exec {at} -- {cmd}");
         match self {
-            Step::Link {
-                at, link, up, mtu, ..
-            } => {
-                let mut cmd = format!("ip link set {link}");
-                if let Some(m) = mtu {
-                    cmd.push_str(&format!(" mtu {m}"));
-                }
-                match up {
-                    Some(true) => cmd.push_str(" up"),
-                    Some(false) => cmd.push_str(" down"),
-                    None => {}
-                }
-                exec(at, cmd)
-            }
-            Step::Route {
-                at, add, dst, via, ..
-            } => exec(
-                at,
-                format!(
-                    "ip route {} {} via {via}",
-                    if *add { "add" } else { "del" },
-                    if dst.prefix_len() == 0 {
-                        "default".to_string()
-                    } else {
-                        dst.to_string()
-                    }
-                ),
-            ),
-            Step::Sysctl { at, key, value, .. } => exec(at, format!("sysctl -w {key}={value}")),
-            Step::File {
-                at, shown, content, ..
-            } => match content {
-                Some(text) => exec(
-                    at,
-                    format!(
-                        "sh -c 'printf \"{}\" > {shown}'",
-                        text.replace('\n', "\\n").replace('\'', "'\\''")
-                    ),
-                ),
-                None => exec(at, format!("rm {shown}")),
-            },
-            Step::Nft { at, script, .. } => match script.trim().lines().collect::<Vec<_>>()[..] {
-                [one] => exec(at, format!("nft {one}")),
-                // A heredoc: `podlab exec` hands its stdin to the command.
-                _ => exec(at, format!("nft -f - <<'EOF'\n{}EOF", script)),
-            },
-            Step::DropTable {
-                at, family, table, ..
-            } => exec(at, format!("nft delete table {family} {table}")),
+            Step::Change { at, change } => format!("podlab exec {at} -- {}", change.command()),
             Step::ReloadRules { netns } => match netns {
                 Some(n) => format!("reload podlab's nftables rules in {n} from the lab's plan"),
                 None => "reload podlab's nftables rules in every node from the lab's plan".into(),
@@ -318,14 +226,7 @@ impl Step {
                 "load every node's kube-proxy rules with a stale endpoint {} for {service}",
                 endpoint.ip
             ),
-            Step::Qdisc { at, link, spec, .. } => match spec {
-                Some(s) => exec(
-                    at,
-                    format!("tc qdisc replace dev {link} root {}", s.join(" ")),
-                ),
-                None => exec(at, format!("tc qdisc del dev {link} root")),
-            },
-            Step::Exec { at, argv } => exec(at, shell_words(argv)),
+            Step::Exec { at, argv } => format!("podlab exec {at} -- {}", shell_words(argv)),
             Step::StopPod { namespace, name } => {
                 format!("stop pod {namespace}/{name}'s servers and processes")
             }

@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 
-use super::{FaultPlan, Level, Step};
+use super::{settle, Change, FaultPlan, Level, Step};
 use crate::kernel::{self, apply, change, nft, services};
 use crate::plan::Plan;
 use crate::{runtime, state};
@@ -112,15 +111,11 @@ fn now() -> u64 {
 /// them all is safe) and nothing is recorded.
 pub fn inject(lab: &str, fp: FaultPlan, by: &str) -> Result<Injected, Error> {
     let mut record = load(lab)?;
-    for step in &fp.inject {
-        if let Err(e) = run_step(lab, step, true) {
-            for u in &fp.undo {
-                if let Err(ue) = run_step(lab, u, false) {
-                    tracing::warn!("undoing a failed injection: {ue}");
-                }
-            }
-            return Err(e);
+    if let Some(e) = run_steps(lab, &fp.inject, true).into_iter().next() {
+        for ue in run_steps(lab, &fp.undo, false) {
+            tracing::warn!("undoing a failed injection: {ue}");
         }
+        return Err(e);
     }
     let id = record.faults.iter().map(|f| f.id).max().unwrap_or(0) + 1;
     let injected = Injected {
@@ -142,6 +137,20 @@ pub struct Cleared {
     pub target: String,
     /// Empty when every undo step worked; the fault then leaves the record.
     pub errors: Vec<String>,
+    /// What the diff after the undo found still different and repaired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
+    /// What still differs from the plan in the fault's namespaces after
+    /// the undo and the repair: `clear` failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<String>,
+}
+
+impl Cleared {
+    /// Undone, and the lab as planned where the fault acted.
+    pub fn done(&self) -> bool {
+        self.errors.is_empty() && self.differs.is_empty()
+    }
 }
 
 /// Which faults `clear` takes: all of them, those of one name, or one id.
@@ -158,7 +167,8 @@ pub fn select(record: &Record, which: Option<&str>) -> Vec<u32> {
 }
 
 /// Undo the faults `ids` (newest first), every step tried even when one
-/// fails. A plan-level fault's undo applies the plan saved when it was
+/// fails, then diff the namespaces each touched against the plan and
+/// repair what still differs (`settle`). A plan-level fault's undo applies the plan saved when it was
 /// injected, which would drop the plan-level faults injected after it:
 /// those are undone first, and said so.
 pub fn clear(lab: &str, ids: &[u32]) -> Result<Vec<Cleared>, Error> {
@@ -188,21 +198,29 @@ pub fn clear(lab: &str, ids: &[u32]) -> Result<Vec<Cleared>, Error> {
         .collect();
     order.sort_by_key(|f| std::cmp::Reverse(f.id));
     for f in order {
-        let errors: Vec<String> = f
-            .plan
-            .undo
+        let errors: Vec<String> = run_steps(lab, &f.plan.undo, false)
             .iter()
-            .filter_map(|s| run_step(lab, s, false).err())
-            .map(|e| crate::error_chain(&e))
+            .map(|e| crate::error_chain(e))
             .collect();
         if errors.is_empty() {
             record.faults.retain(|r| r.id != f.id);
         }
+        // What the faults still injected change is theirs to undo.
+        let plan = current_plan(lab)?;
+        let others = record
+            .faults
+            .iter()
+            .filter(|o| o.id != f.id)
+            .flat_map(|o| settle::keys(&plan, &o.plan))
+            .collect();
+        let settled = settle::settle(lab, &f.plan, &others);
         out.push(Cleared {
             id: f.id,
             fault: f.plan.fault.clone(),
             target: f.plan.target.clone(),
             errors,
+            repaired: settled.repaired,
+            differs: settled.differs,
         });
     }
     save(lab, &record)?;
@@ -230,76 +248,62 @@ fn current_plan(lab: &str) -> Result<Plan, Error> {
     })
 }
 
-/// Carry out one step. `strict` (injecting): the lab must be as planned
-/// for the step to make sense. Otherwise (undoing), a step whose effect
-/// is already there counts as done: a learner may have fixed it first.
-pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
-    match step {
-        Step::Link {
-            netns,
-            link,
-            up,
-            mtu,
-            ..
-        } => Ok(change::set_link(netns, link, *up, *mtu)?),
-        Step::Route {
-            netns,
-            add,
-            dst,
-            via,
-            ..
-        } => match change::route(netns, *add, *dst, *via) {
-            Err(e) if !strict && *add && e.errno() == Some(Errno::EEXIST) => Ok(()),
-            Err(e) if !strict && !*add && e.errno() == Some(Errno::ESRCH) => Ok(()),
-            r => Ok(r?),
-        },
-        Step::Sysctl {
-            netns, key, value, ..
-        } => Ok(change::set_sysctl(netns, key, value)?),
-        Step::File { path, content, .. } => {
-            let io = |e: std::io::Error| Error::State {
-                what: format!("write {path}"),
-                source: e,
-            };
-            match content {
-                Some(text) => {
-                    if let Some(dir) = std::path::Path::new(path).parent() {
-                        std::fs::create_dir_all(dir).map_err(io)?;
-                    }
-                    // In place, not by rename: a shell inside the pod has
-                    // the file bind-mounted, and sees a write to the same
-                    // inode.
-                    std::fs::write(path, text).map_err(io)
+/// Carry out steps in order, every one tried; consecutive changes go to
+/// the kernel's executor together (one connection per namespace).
+/// `strict` (injecting): the lab must be as planned for a step to make
+/// sense. Otherwise (undoing), a change whose effect is already there
+/// counts as done: a learner may have fixed it first. Returns each step's
+/// error, in order.
+pub fn run_steps(lab: &str, steps: &[Step], strict: bool) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let batch: Vec<Change> = steps[i..]
+            .iter()
+            .map_while(|s| match s {
+                Step::Change { change, .. } => Some(change.clone()),
+                _ => None,
+            })
+            .collect();
+        if batch.is_empty() {
+            if let Err(e) = run_step(lab, &steps[i], strict) {
+                errors.push(e);
+            }
+            i += 1;
+            continue;
+        }
+        for (step, (change, r)) in steps[i..].iter().zip(change::run(&batch)) {
+            match r {
+                Err(e) if strict || !change.already_done(&e) => {
+                    errors.push(change_error(step, &change, e))
                 }
-                None => match std::fs::remove_file(path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-                    _ => Ok(()),
-                },
+                _ => {}
             }
         }
-        Step::Nft { netns, script, .. } => {
-            let out = change::run_tool(netns, "nft", &["-f".into(), "-".into()], Some(script))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(step_error(step, stderr(&out)))
-            }
-        }
-        Step::DropTable {
-            netns,
-            family,
-            table,
-            ..
-        } => {
-            let args = ["delete", "table", family, table].map(String::from);
-            let out = change::run_tool(netns, "nft", &args, None)?;
-            let err = stderr(&out);
-            if out.status.success() || err.contains("No such file or directory") {
-                Ok(())
-            } else {
-                Err(step_error(step, err))
-            }
-        }
+        i += batch.len();
+    }
+    errors
+}
+
+/// A change's failure as the fault's step: what was typed, and why.
+fn change_error(step: &Step, change: &Change, e: kernel::Error) -> Error {
+    let netem = matches!(change, Change::Qdisc { spec: Some(s), .. }
+        if s.first().is_some_and(|k| k == "netem"));
+    let text = crate::error_chain(&e);
+    if netem && (text.contains("qdisc kind is unknown") || text.contains("No such file")) {
+        return Error::NetemMissing;
+    }
+    step_error(step, text)
+}
+
+/// Carry out one step that is not a change of a kernel object (those go
+/// through `run_steps`).
+fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
+    match step {
+        Step::Change { .. } => run_steps(lab, std::slice::from_ref(step), strict)
+            .into_iter()
+            .next()
+            .map_or(Ok(()), Err),
         Step::ReloadRules { netns } => {
             let plan = current_plan(lab)?;
             let view = services::ready_view(&plan, &not_ready(lab, &plan));
@@ -324,37 +328,6 @@ pub fn run_step(lab: &str, step: &Step, strict: bool) -> Result<(), Error> {
                 .filter(|(ns, _)| plan.nodes.iter().any(|n| &n.netns == ns))
                 .collect();
             Ok(nft::load_all(&rulesets)?)
-        }
-        Step::Qdisc {
-            netns, link, spec, ..
-        } => {
-            let mut args: Vec<String> = vec!["qdisc".into()];
-            match spec {
-                Some(s) => {
-                    args.extend(["replace", "dev", link, "root"].map(String::from));
-                    args.extend(s.iter().cloned());
-                }
-                None => args.extend(["del", "dev", link, "root"].map(String::from)),
-            }
-            let out = change::run_tool(netns, "tc", &args, None)?;
-            let err = stderr(&out);
-            if out.status.success() {
-                return Ok(());
-            }
-            let netem = spec
-                .as_ref()
-                .and_then(|s| s.first())
-                .is_some_and(|k| k == "netem");
-            if netem && (err.contains("qdisc kind is unknown") || err.contains("No such file")) {
-                return Err(Error::NetemMissing);
-            }
-            // Deleting the root qdisc of a link that has none.
-            if spec.is_none()
-                && (err.contains("handle of zero") || err.contains("No such file or directory"))
-            {
-                return Ok(());
-            }
-            Err(step_error(step, err))
         }
         Step::Exec { at, argv } => {
             let plan = current_plan(lab)?;
@@ -399,31 +372,25 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
-/// A `podlab exec` target: `node/NODE`, `external`, `lb`, `pod/POD`,
-/// `NS/POD`, `-n NS POD` or `POD` (namespace `default`).
+/// A `podlab exec` target in the grammar of `crate::target` (`POD`,
+/// `NS/POD`, `pod/POD`, `node/NODE`, `external`, `lb`; names without a
+/// namespace are in `default`), or `-n NS POD`.
 pub fn exec_setup(plan: &Plan, at: &str) -> Result<runtime::PreparedExec, String> {
+    use crate::observe::target::{source_of, From};
     let at = at.trim();
-    if let Some(node) = at.strip_prefix("node/") {
-        return plan
-            .node(node)
-            .map(runtime::node_exec_setup)
-            .ok_or_else(|| format!("node {node} not found in lab {}", plan.lab));
-    }
-    if let Some(c) = plan.clients.iter().find(|c| c.name == at) {
-        return Ok(runtime::netns_exec_setup(&c.netns, &c.name));
-    }
-    let (ns, name) = if let Some(rest) = at.strip_prefix("-n ") {
-        match rest.trim().split_once(' ') {
+    let (ns, word) = match at.strip_prefix("-n ") {
+        Some(rest) => match rest.trim().split_once(' ') {
             Some((ns, name)) => (ns.trim(), name.trim()),
             None => return Err(format!("`{at}`: expected `-n NAMESPACE POD`")),
-        }
-    } else {
-        let bare = at.strip_prefix("pod/").unwrap_or(at);
-        bare.split_once('/').unwrap_or(("default", bare))
+        },
+        None => ("default", at),
     };
-    plan.pod(ns, name)
-        .map(runtime::pod_exec_setup)
-        .ok_or_else(|| format!("pod {ns}/{name} not found in lab {}", plan.lab))
+    let from = source_of(plan, word, ns).map_err(|e| format!("{e} ({})", e.hint))?;
+    Ok(match from {
+        From::Node(n) => runtime::node_exec_setup(n),
+        From::Client(c) => runtime::netns_exec_setup(&c.netns, &c.name),
+        From::Pod(p) => runtime::pod_exec_setup(p),
+    })
 }
 
 /// Run a command inside a pod, node or client, as `podlab exec` would (the
@@ -473,5 +440,9 @@ pub fn lab_file_of(plan: &Plan) -> Result<crate::lab::LabFile, crate::lab::LabEr
     if plan.source == crate::lab::DEMO_SOURCE {
         return crate::lab::parse(&plan.source, crate::lab::DEMO);
     }
-    crate::lab::load(std::path::Path::new(&plan.source))
+    // Under the running lab's name: `exercise start --as` runs a lab
+    // file under another name than its own.
+    let mut file = crate::lab::load(std::path::Path::new(&plan.source))?;
+    file.lab.name = plan.lab.clone();
+    Ok(file)
 }

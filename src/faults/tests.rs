@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::kernel::change::RouteOp;
 use crate::lab::{self, LabFile};
 use crate::plan;
 
@@ -124,24 +125,28 @@ fn kernel_undo_is_the_exact_inverse() {
     assert_eq!(fp.params["to"], "node-3");
     match (&fp.inject[..], &fp.undo[..]) {
         (
-            [Step::Route {
-                add: false,
-                dst,
-                via,
-                netns,
+            [Step::Change {
+                change:
+                    Change::Route {
+                        op: RouteOp::Del,
+                        route,
+                        netns,
+                    },
                 ..
             }],
-            [Step::Route {
-                add: true,
-                dst: d2,
-                via: v2,
-                netns: n2,
+            [Step::Change {
+                change:
+                    Change::Route {
+                        op: RouteOp::Add,
+                        route: r2,
+                        netns: n2,
+                    },
                 ..
             }],
         ) => {
-            assert_eq!((dst, via, netns), (d2, v2, n2));
-            assert_eq!(dst.to_string(), "10.244.3.0/24");
-            assert_eq!(via.to_string(), "172.18.0.4");
+            assert_eq!((route, netns), (r2, n2));
+            assert_eq!(route.dst.to_string(), "10.244.3.0/24");
+            assert_eq!(route.via, Some("172.18.0.4".parse().unwrap()));
         }
         other => panic!("{other:?}"),
     }
@@ -155,14 +160,17 @@ fn kernel_undo_is_the_exact_inverse() {
         .undo
         .iter()
         .filter_map(|s| match s {
-            Step::Route { dst, via, .. } => Some(format!("{dst} via {via}")),
+            Step::Change {
+                change: Change::Route { route, .. },
+                ..
+            } => Some(route.to_string()),
             _ => None,
         })
         .collect();
     assert_eq!(
         routes,
         vec![
-            "0.0.0.0/0 via 172.18.0.1",
+            "default via 172.18.0.1",
             "10.244.1.0/24 via 172.18.0.2",
             "10.244.3.0/24 via 172.18.0.4"
         ]
@@ -175,20 +183,28 @@ fn kernel_undo_is_the_exact_inverse() {
     let fp = planned("mtu-mismatch", Some("node-3"), &[]).unwrap();
     assert!(matches!(
         fp.inject[0],
-        Step::Link {
-            mtu: Some(1400),
+        Step::Change {
+            change: Change::Link {
+                mtu: Some(1400),
+                ..
+            },
             ..
         }
     ));
     assert!(matches!(
         fp.undo[0],
-        Step::Link {
-            mtu: Some(1500),
+        Step::Change {
+            change: Change::Link {
+                mtu: Some(1500),
+                ..
+            },
             ..
         }
     ));
     let fp = planned("forwarding-off", Some("node-1"), &[]).unwrap();
-    assert!(matches!(&fp.undo[0], Step::Sysctl { value, .. } if value == "1"));
+    assert!(matches!(&fp.undo[0], Step::Change {
+        change: Change::Sysctl { value, .. }, ..
+    } if value == "1"));
 }
 
 #[test]
@@ -349,13 +365,21 @@ fn stale_endpoint_is_a_free_address_of_the_pods_node() {
 fn wrong_nameserver_rewrites_only_the_nameserver() {
     let fp = planned("wrong-nameserver", Some("client"), &[("ip", "10.96.0.99")]).unwrap();
     let (
-        Step::File {
-            content: Some(bad),
-            path,
+        Step::Change {
+            change:
+                Change::File {
+                    content: Some(bad),
+                    path,
+                    ..
+                },
             ..
         },
-        Step::File {
-            content: Some(good),
+        Step::Change {
+            change:
+                Change::File {
+                    content: Some(good),
+                    ..
+                },
             ..
         },
     ) = (&fp.inject[0], &fp.undo[0])
@@ -414,5 +438,122 @@ fn shell_words_quote_what_a_shell_would_split() {
     assert_eq!(
         shell_words(&argv),
         "ip route add 10.0.0.0/8 'it'\\''s here'"
+    );
+}
+
+/// A record written by the podlab before the one vocabulary: every kind of
+/// step it wrote still reads, and is written back the same.
+const OLD_RECORD_STEPS: &str = r#"[
+  {"op": "link", "netns": "f-node-1", "at": "node/node-1", "link": "eth0", "up": false},
+  {"op": "link", "netns": "f-node-1", "at": "node/node-1", "link": "eth0", "mtu": 1400},
+  {"op": "route", "netns": "f-node-1", "at": "node/node-1", "add": false, "dst": "10.244.3.0/24", "via": "172.18.0.4"},
+  {"op": "sysctl", "netns": "f-node-1", "at": "node/node-1", "key": "net.ipv4.ip_forward", "value": "0"},
+  {"op": "file", "at": "pod/web", "path": "/etc/netns/f-default-web/resolv.conf", "shown": "/etc/resolv.conf", "content": "nameserver 10.96.0.99\n"},
+  {"op": "nft", "netns": "f-node-1", "at": "node/node-1", "script": "flush table ip kube-proxy\n"},
+  {"op": "dropTable", "netns": "f-node-1", "at": "node/node-1", "family": "ip", "table": "podlab-fault-loss"},
+  {"op": "reloadRules"},
+  {"op": "qdisc", "netns": "f-node-1", "at": "node/node-1", "link": "eth0", "spec": ["tbf", "rate", "1mbit"]},
+  {"op": "qdisc", "netns": "f-node-1", "at": "node/node-1", "link": "eth0"},
+  {"op": "exec", "at": "node/node-1", "argv": ["ip", "route"]},
+  {"op": "stopPod", "namespace": "default", "name": "web"},
+  {"op": "startPods"}
+]"#;
+
+#[test]
+fn an_old_record_still_reads_and_is_written_back_the_same() {
+    let old: serde_json::Value = serde_json::from_str(OLD_RECORD_STEPS).unwrap();
+    let steps: Vec<Step> = serde_json::from_value(old.clone()).expect("old steps read");
+    assert!(matches!(
+        &steps[2],
+        Step::Change {
+            change: Change::Route {
+                op: RouteOp::Del,
+                ..
+            },
+            ..
+        }
+    ));
+    assert_eq!(
+        steps[2].command(),
+        "podlab exec node/node-1 -- ip route del 10.244.3.0/24 via 172.18.0.4"
+    );
+    assert_eq!(serde_json::to_value(&steps).unwrap(), old);
+}
+
+#[test]
+fn a_change_the_old_record_has_no_word_for_is_written_whole() {
+    let s = Step::at(
+        "node/node-1",
+        Change::Hairpin {
+            netns: "f-node-1".into(),
+            link: "veth1".into(),
+            on: true,
+        },
+    );
+    let v = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["op"], "change");
+    assert_eq!(v["change"]["change"], "hairpin");
+    assert_eq!(serde_json::from_value::<Step>(v).unwrap(), s);
+    assert_eq!(
+        s.command(),
+        "podlab exec node/node-1 -- ip link set veth1 type bridge_slave hairpin on"
+    );
+}
+
+#[test]
+fn every_planned_fault_round_trips_through_its_record() {
+    for e in CATALOGUE {
+        let fp = planned(e.name, None, &[]).unwrap();
+        let json = serde_json::to_string(&fp).unwrap();
+        let back: FaultPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, fp, "{}", e.name);
+    }
+}
+
+#[test]
+fn a_cleared_faults_diff_looks_where_it_acted_and_leaves_other_faults_alone() {
+    use crate::kernel::change::Route;
+    use crate::observe::Finding;
+    let (_, plan) = fixture();
+    let fp = planned("route-missing", Some("node-1"), &[("to", "node-3")]).unwrap();
+    let s = settle::scope(&plan, &fp);
+    let n1 = plan.node("node-1").unwrap().netns.clone();
+    let n2 = plan.node("node-2").unwrap().netns.clone();
+    assert_eq!(
+        s.netns.iter().cloned().collect::<Vec<_>>(),
+        vec![n1.clone()]
+    );
+    assert!(!s.lab);
+    let missing = |ns: &str| Finding::MissingRoute {
+        netns: ns.into(),
+        route: Route::via(
+            "10.244.3.0/24".parse().unwrap(),
+            "172.18.0.4".parse().unwrap(),
+        ),
+    };
+    let down = |ns: &str| Finding::LinkDown {
+        netns: ns.into(),
+        link: "eth0".into(),
+    };
+    let findings = vec![missing(&n1), down(&n1), down(&n2)];
+    // Nothing else injected: both of node-1's, none of node-2's.
+    let kept = settle::relevant(findings.clone(), &s, &Default::default());
+    assert_eq!(kept, vec![missing(&n1), down(&n1)]);
+    // node-link-down still injected on node-1: its eth0 is left to it.
+    let other = planned("node-link-down", Some("node-1"), &[]).unwrap();
+    let keys = settle::keys(&plan, &other);
+    let kept = settle::relevant(findings, &s, &keys);
+    assert!(kept.is_empty(), "{kept:?}");
+    // A plan-level fault's diff is the whole lab; a daemon one's, its pod.
+    let fp = planned("pod-down", Some("web"), &[]).unwrap();
+    let s = settle::scope(&plan, &fp);
+    assert!(s.pods.contains("default/web"));
+    let stopped = Finding::PodDown {
+        pod: "default/web".into(),
+        status: "Stopped".into(),
+    };
+    assert_eq!(
+        settle::relevant(vec![stopped.clone()], &s, &Default::default()),
+        vec![stopped]
     );
 }

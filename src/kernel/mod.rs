@@ -11,7 +11,6 @@ pub mod netns;
 pub mod nft;
 pub mod objects;
 pub mod procs;
-pub mod repair;
 pub mod route;
 pub mod rules;
 pub mod services;

@@ -3,27 +3,27 @@
 //! `observe` can say which ones the lab did not make and `apply` can delete
 //! exactly those.
 //!
-//! An object is named by its text: `observe` reports the text, and the
-//! deletion lists the namespace again and removes the message whose text
-//! is the same. Nothing else is needed to find it again, and an object
-//! that changed in between is left alone.
+//! Each is a typed value (its text is what `ip` prints, for people): the
+//! deletion (`change::Change`) lists the namespace again and removes the
+//! message that reads back as the same value, so an object that changed in
+//! between is left alone.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
+use ipnet::Ipv4Net;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType,
-};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::IpVersion;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::change::{Route, RouteKind};
 use super::inspect;
 use super::Error;
 
@@ -51,12 +51,39 @@ impl fmt::Display for Kind {
     }
 }
 
+/// One object of a kind, as the kernel listed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "object", rename_all = "lowercase")]
+pub enum Object {
+    Route(RouteEntry),
+    Rule(RuleEntry),
+    Neighbour(NeighbourEntry),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Route(_) => Kind::Route,
+            Object::Rule(_) => Kind::Rule,
+            Object::Neighbour(_) => Kind::Neighbour,
+        }
+    }
+
+    /// As `ip` writes it.
+    pub fn text(&self) -> &str {
+        match self {
+            Object::Route(r) => &r.text,
+            Object::Rule(r) => &r.text,
+            Object::Neighbour(n) => &n.text,
+        }
+    }
+}
+
 /// A route as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteEntry {
     pub table: u32,
-    /// `unicast`, `blackhole`, `prohibit`, `unreachable`, `local`, ...
-    pub kind: String,
+    pub kind: RouteKind,
     pub dst: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
@@ -67,17 +94,82 @@ pub struct RouteEntry {
     pub text: String,
 }
 
+impl RouteEntry {
+    /// The route as a change names it.
+    pub fn route(&self) -> Route {
+        Route {
+            dst: Ipv4Net::new(self.dst, self.prefix).unwrap_or_else(|_| Ipv4Net::from(self.dst)),
+            via: self.gateway,
+            dev: self.dev.clone(),
+            kind: self.kind,
+            table: self.table,
+        }
+    }
+}
+
 /// A policy routing rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleEntry {
     pub priority: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iif: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oif: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
+    /// The table a `lookup` action looks in.
+    pub table: u32,
     /// `lookup main`, `prohibit`, ...
     pub action: String,
     pub text: String,
 }
 
+impl RuleEntry {
+    /// A rule from its parts, its text as `ip rule` writes it.
+    pub fn new(priority: u32, from: Option<Ipv4Net>, to: Option<Ipv4Net>, action: &str) -> Self {
+        let mut r = RuleEntry {
+            priority,
+            from,
+            to,
+            iif: None,
+            oif: None,
+            fwmark: None,
+            table: 0,
+            action: action.into(),
+            text: String::new(),
+        };
+        r.text = format!("{priority}: {} {action}", r.selectors());
+        r
+    }
+
+    /// What it selects, as `ip rule` writes it: `from all to 10.0.0.0/8`.
+    pub fn selectors(&self) -> String {
+        let mut out = match self.from {
+            Some(f) => format!("from {f}"),
+            None => "from all".to_string(),
+        };
+        if let Some(t) = self.to {
+            out.push_str(&format!(" to {t}"));
+        }
+        if let Some(i) = &self.iif {
+            out.push_str(&format!(" iif {i}"));
+        }
+        if let Some(o) = &self.oif {
+            out.push_str(&format!(" oif {o}"));
+        }
+        if let Some(m) = self.fwmark {
+            out.push_str(&format!(" fwmark {m:#x}"));
+        }
+        out
+    }
+}
+
 /// A neighbour entry someone set by hand (`PERMANENT`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NeighbourEntry {
     pub ip: Ipv4Addr,
     pub dev: String,
@@ -124,72 +216,61 @@ pub(super) async fn read_with(
     })
 }
 
-/// Delete the object of `kind` whose text is `text`; one that is not
-/// there (any more) is as good as deleted.
-pub fn delete(netns: &str, kind: Kind, text: &str) -> Result<(), Error> {
-    inspect::in_netns(netns, |nl| async move {
-        delete_with(&nl, netns, kind, text).await
-    })
-}
-
-/// `delete` on a connection already open in `netns`.
-pub async fn delete_with(
+/// Delete the rule that reads back as `rule`; one not there (any more)
+/// is an ESRCH error (`Change::already_done`).
+pub(super) async fn delete_rule(
     nl: &rtnetlink::Handle,
     netns: &str,
-    kind: Kind,
-    text: &str,
+    rule: &RuleEntry,
 ) -> Result<(), Error> {
-    {
-        let names = link_names(nl, netns).await?;
-        let what = format!("delete {kind} {text}");
-        match kind {
-            Kind::Route => {
-                let Some(m) = route_messages(nl, netns)
-                    .await?
-                    .into_iter()
-                    .find(|m| route_entry(m, &names).text == text)
-                else {
-                    return Ok(());
-                };
-                nl.route()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(inspect::fail(netns, &what))
-            }
-            Kind::Rule => {
-                let Some(m) = rule_messages(nl, netns)
-                    .await?
-                    .into_iter()
-                    .find(|m| rule_entry(m).text == text)
-                else {
-                    return Ok(());
-                };
-                nl.rule()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(inspect::fail(netns, &what))
-            }
-            Kind::Neighbour => {
-                let Some(m) = neighbour_messages(nl, netns)
-                    .await?
-                    .into_iter()
-                    .find(|m| neighbour_entry(m, &names).is_some_and(|e| e.text == text))
-                else {
-                    return Ok(());
-                };
-                nl.neighbours()
-                    .del(m)
-                    .execute()
-                    .await
-                    .map_err(inspect::fail(netns, &what))
-            }
-        }
+    let what = format!("ip rule del {}", rule.text);
+    let Some(m) = rule_messages(nl, netns)
+        .await?
+        .into_iter()
+        .find(|m| rule_entry(m) == *rule)
+    else {
+        return Err(gone(netns, &what));
+    };
+    nl.rule()
+        .del(m)
+        .execute()
+        .await
+        .map_err(inspect::fail(netns, &what))
+}
+
+/// Delete the static neighbour entry that reads back as `n`.
+pub(super) async fn delete_neighbour(
+    nl: &rtnetlink::Handle,
+    netns: &str,
+    n: &NeighbourEntry,
+) -> Result<(), Error> {
+    let what = format!("ip neigh del {}", n.text);
+    let names = link_names(nl, netns).await?;
+    let Some(m) = neighbour_messages(nl, netns)
+        .await?
+        .into_iter()
+        .find(|m| neighbour_entry(m, &names).as_ref() == Some(n))
+    else {
+        return Err(gone(netns, &what));
+    };
+    nl.neighbours()
+        .del(m)
+        .execute()
+        .await
+        .map_err(inspect::fail(netns, &what))
+}
+
+fn gone(netns: &str, what: &str) -> Error {
+    Error::Io {
+        what: format!("{what} in {netns}"),
+        source: std::io::Error::from_raw_os_error(nix::errno::Errno::ESRCH as i32),
     }
 }
 
-async fn link_names(nl: &rtnetlink::Handle, netns: &str) -> Result<HashMap<u32, String>, Error> {
+pub(super) async fn link_names(
+    nl: &rtnetlink::Handle,
+    netns: &str,
+) -> Result<HashMap<u32, String>, Error> {
     Ok(inspect::links(nl, netns)
         .await?
         .into_iter()
@@ -197,7 +278,10 @@ async fn link_names(nl: &rtnetlink::Handle, netns: &str) -> Result<HashMap<u32, 
         .collect())
 }
 
-async fn route_messages(nl: &rtnetlink::Handle, netns: &str) -> Result<Vec<RouteMessage>, Error> {
+pub(super) async fn route_messages(
+    nl: &rtnetlink::Handle,
+    netns: &str,
+) -> Result<Vec<RouteMessage>, Error> {
     nl.route()
         .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
         .execute()
@@ -229,23 +313,7 @@ async fn neighbour_messages(
         .map_err(inspect::fail(netns, "list neighbours"))
 }
 
-fn route_kind(k: RouteType) -> String {
-    match k {
-        RouteType::Unicast => "unicast".into(),
-        RouteType::Local => "local".into(),
-        RouteType::Broadcast => "broadcast".into(),
-        RouteType::Anycast => "anycast".into(),
-        RouteType::Multicast => "multicast".into(),
-        RouteType::BlackHole => "blackhole".into(),
-        RouteType::Unreachable => "unreachable".into(),
-        RouteType::Prohibit => "prohibit".into(),
-        RouteType::Throw => "throw".into(),
-        RouteType::Nat => "nat".into(),
-        other => format!("type {}", u8::from(other)),
-    }
-}
-
-fn route_entry(m: &RouteMessage, names: &HashMap<u32, String>) -> RouteEntry {
+pub(super) fn route_entry(m: &RouteMessage, names: &HashMap<u32, String>) -> RouteEntry {
     let mut table = u32::from(m.header.table);
     let mut dst = Ipv4Addr::UNSPECIFIED;
     let mut gateway = None;
@@ -264,31 +332,12 @@ fn route_entry(m: &RouteMessage, names: &HashMap<u32, String>) -> RouteEntry {
         }
     }
     let prefix = m.header.destination_prefix_length;
-    let kind = route_kind(m.header.kind);
+    let kind = RouteKind::of_netlink(m.header.kind);
     let proto = match m.header.protocol {
         RouteProtocol::Kernel => "kernel".to_string(),
         p => p.to_string(),
     };
-    let mut text = String::new();
-    if kind != "unicast" {
-        text.push_str(&kind);
-        text.push(' ');
-    }
-    if prefix == 0 {
-        text.push_str("default");
-    } else {
-        text.push_str(&format!("{dst}/{prefix}"));
-    }
-    if let Some(g) = gateway {
-        text.push_str(&format!(" via {g}"));
-    }
-    if let Some(d) = &dev {
-        text.push_str(&format!(" dev {d}"));
-    }
-    if table != MAIN_TABLE {
-        text.push_str(&format!(" table {table}"));
-    }
-    RouteEntry {
+    let mut entry = RouteEntry {
         table,
         kind,
         dst,
@@ -297,35 +346,35 @@ fn route_entry(m: &RouteMessage, names: &HashMap<u32, String>) -> RouteEntry {
         oif,
         dev,
         proto,
-        text,
-    }
+        text: String::new(),
+    };
+    entry.text = entry.route().to_string();
+    entry
 }
 
 fn rule_entry(m: &RuleMessage) -> RuleEntry {
-    let mut priority = 0;
-    let mut table = u32::from(m.header.table);
-    let mut selectors = Vec::new();
+    let net = |ip: &std::net::IpAddr, len: u8| match ip {
+        std::net::IpAddr::V4(v) => Ipv4Net::new(*v, len).ok(),
+        std::net::IpAddr::V6(_) => None,
+    };
+    let mut r = RuleEntry::new(0, None, None, "");
+    r.table = u32::from(m.header.table);
     for a in &m.attributes {
         match a {
-            RuleAttribute::Priority(p) => priority = *p,
-            RuleAttribute::Table(t) => table = *t,
-            RuleAttribute::Source(ip) => selectors.push(format!("from {ip}/{}", m.header.src_len)),
-            RuleAttribute::Destination(ip) => {
-                selectors.push(format!("to {ip}/{}", m.header.dst_len))
-            }
-            RuleAttribute::Iifname(n) => selectors.push(format!("iif {n}")),
-            RuleAttribute::Oifname(n) => selectors.push(format!("oif {n}")),
-            RuleAttribute::FwMark(v) => selectors.push(format!("fwmark {v:#x}")),
+            RuleAttribute::Priority(p) => r.priority = *p,
+            RuleAttribute::Table(t) => r.table = *t,
+            RuleAttribute::Source(ip) => r.from = net(ip, m.header.src_len),
+            RuleAttribute::Destination(ip) => r.to = net(ip, m.header.dst_len),
+            RuleAttribute::Iifname(n) => r.iif = Some(n.clone()),
+            RuleAttribute::Oifname(n) => r.oif = Some(n.clone()),
+            RuleAttribute::FwMark(v) => r.fwmark = Some(*v),
             _ => {}
         }
     }
-    if !selectors.iter().any(|s| s.starts_with("from ")) {
-        selectors.insert(0, "from all".into());
-    }
-    let action = match m.header.action {
+    r.action = match m.header.action {
         RuleAction::ToTable => format!(
             "lookup {}",
-            match table {
+            match r.table {
                 LOCAL_TABLE => "local".to_string(),
                 MAIN_TABLE => "main".to_string(),
                 253 => "default".to_string(),
@@ -339,12 +388,8 @@ fn rule_entry(m: &RuleMessage) -> RuleEntry {
         RuleAction::Nop => "nop".into(),
         other => format!("action {}", u8::from(other)),
     };
-    let text = format!("{priority}: {} {action}", selectors.join(" "));
-    RuleEntry {
-        priority,
-        action,
-        text,
-    }
+    r.text = format!("{}: {} {}", r.priority, r.selectors(), r.action);
+    r
 }
 
 fn neighbour_entry(m: &NeighbourMessage, names: &HashMap<u32, String>) -> Option<NeighbourEntry> {
@@ -372,11 +417,9 @@ mod tests {
     use super::*;
 
     fn rule(priority: u32, action: &str, text: &str) -> RuleEntry {
-        RuleEntry {
-            priority,
-            action: action.into(),
-            text: text.into(),
-        }
+        let mut r = RuleEntry::new(priority, None, None, action);
+        r.text = text.into();
+        r
     }
 
     #[test]

@@ -94,6 +94,14 @@ pub struct Exercise {
     pub faults: Vec<FaultSpec>,
     pub hints: Vec<String>,
     pub checks: Vec<Assertion>,
+    /// `spec.checks` as written, when it holds `${...}`: decoded again
+    /// for each choice of variables (`checks_with`). `checks` is then
+    /// empty.
+    #[serde(skip)]
+    pub checks_template: Option<Node>,
+    /// `spec.allow`: the governed tools a learner may use while it runs
+    /// (`exercise::rules`); `None`: each tool's default.
+    pub allow: Option<Vec<String>>,
     pub solution: Solution,
     /// Where the free texts (`spec.story`, `spec.hints[i]`,
     /// `spec.solution.explanation`) are, by field, for messages about
@@ -208,6 +216,7 @@ const SPEC: &[&str] = &[
     "faults",
     "hints",
     "checks",
+    "allow",
     "solution",
 ];
 const CATALOGUE_FAULT: &[&str] = &["fault", "target", "params"];
@@ -461,9 +470,24 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
         "checks",
         "the assertions that pass once it is fixed, as in a lab's spec.expect",
     );
+    let templated_checks = checks_node.filter(|n| has_reference(n)).cloned();
     let checks: Vec<Assertion> = checks_node
         .map(|n| {
-            let c = expect::decode_at(d, n, "spec.checks");
+            // With variables, each choice of them is decoded on its own
+            // (`checks_with`); here only their shape is checked.
+            let c = if templated_checks.is_some() {
+                let mut probe = Decoder::new(source);
+                expect::decode_at(&mut probe, &placeholders(n), "spec.checks");
+                d.diags.extend(
+                    probe
+                        .diags
+                        .into_iter()
+                        .filter(|x| !x.message.contains(PLACEHOLDER)),
+                );
+                Vec::new()
+            } else {
+                expect::decode_at(d, n, "spec.checks")
+            };
             if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
                 d.err(
                     n.pos,
@@ -475,6 +499,7 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
             c
         })
         .unwrap_or_default();
+    let allow = spec.get("allow").map(|n| allow(d, n));
     let solution = required(
         d,
         "solution",
@@ -495,11 +520,135 @@ fn decode(d: &mut Decoder, source: &str, doc: &Node) -> Option<Exercise> {
         faults,
         hints,
         checks,
+        checks_template: templated_checks,
+        allow,
         solution: solution?,
         text_pos: text_positions(spec_node),
     };
     check_templates(d, &ex, spec_node);
     Some(ex)
+}
+
+/// What a `${...}` of a check stands for while only its shape is
+/// checked: a name no lab has, so that relating it to the lab is left to
+/// `checks_with`.
+const PLACEHOLDER: &str = "podlab-variable";
+
+fn has_reference(n: &Node) -> bool {
+    match &n.value {
+        Value::Scalar { text, .. } => text.contains("${"),
+        Value::Seq(items) => items.iter().any(has_reference),
+        Value::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| has_reference(k) || has_reference(v)),
+        Value::Null => false,
+    }
+}
+
+/// `n` with every scalar's text passed through `f`.
+pub fn map_scalars(
+    n: &Node,
+    f: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Node, String> {
+    let value = match &n.value {
+        Value::Scalar { text, quoted } => Value::Scalar {
+            text: if text.contains("${") {
+                f(text)?
+            } else {
+                text.clone()
+            },
+            quoted: *quoted,
+        },
+        Value::Seq(items) => Value::Seq(
+            items
+                .iter()
+                .map(|i| map_scalars(i, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(entries) => Value::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((map_scalars(k, f)?, map_scalars(v, f)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        Value::Null => Value::Null,
+    };
+    Ok(Node { value, pos: n.pos })
+}
+
+fn placeholders(n: &Node) -> Node {
+    let mut f = |text: &str| -> Result<String, String> {
+        let mut out = text.to_string();
+        for r in references(text).unwrap_or_default() {
+            let pattern = match &r.attr {
+                None => format!("${{{}}}", r.name),
+                Some(a) => format!("${{{}.{a}}}", r.name),
+            };
+            out = out.replace(&pattern, PLACEHOLDER);
+        }
+        Ok(out)
+    };
+    map_scalars(n, &mut f).unwrap_or_else(|_| n.clone())
+}
+
+/// The checks for one choice of variables: `spec.checks` with `subst`
+/// applied to every string, decoded. Diagnostics point into the file.
+pub fn checks_with(
+    ex: &Exercise,
+    subst: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Vec<Assertion>, LabError> {
+    let Some(template) = &ex.checks_template else {
+        return Ok(ex.checks.clone());
+    };
+    let node = map_scalars(template, subst).map_err(|message| LabError {
+        diagnostics: vec![Diagnostic {
+            source: ex.source.clone(),
+            pos: template.pos,
+            field: "spec.checks".into(),
+            message,
+            hint: None,
+        }],
+    })?;
+    let mut d = Decoder::new(&ex.source);
+    let checks = expect::decode_at(&mut d, &node, "spec.checks");
+    if d.diags.is_empty() {
+        Ok(checks)
+    } else {
+        Err(sorted(d.diags))
+    }
+}
+
+/// `spec.allow`: a list of tools `exercise::rules` governs.
+fn allow(d: &mut Decoder, n: &Node) -> Vec<String> {
+    let known = crate::exercise::rules::names();
+    let mut out = Vec::new();
+    let items = d.list(n, "spec.allow", "a list of tools");
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("spec.allow[{i}]");
+        let Some(name) = d.string(item, &path) else {
+            continue;
+        };
+        if known.contains(&name.as_str()) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+            continue;
+        }
+        let hint = match did_you_mean(&name, &known) {
+            Some(m) => format!("did you mean `{m}`?"),
+            None if name == "exec" || name == "get" => {
+                "exec and get are always allowed; list only governed tools".to_string()
+            }
+            None => format!("the tools an exercise governs: {}", known.join(", ")),
+        };
+        d.err(
+            item.pos,
+            &path,
+            format!("`{name}` is not a tool an exercise governs"),
+            Some(hint),
+        );
+    }
+    out
 }
 
 fn text_positions(spec: &Node) -> BTreeMap<String, Pos> {
@@ -1004,6 +1153,9 @@ pub fn templated(ex: &Exercise) -> Vec<(&str, String, Pos)> {
             }
         }
     }
+    if let Some(t) = &ex.checks_template {
+        scalars(t, &mut v);
+    }
     for (i, s) in ex.solution.steps.iter().enumerate() {
         let field = format!("spec.solution.steps[{i}]");
         match s {
@@ -1029,6 +1181,18 @@ pub fn templated(ex: &Exercise) -> Vec<(&str, String, Pos)> {
         }
     }
     v
+}
+
+/// The scalars of a check with `${...}` in them, at their own position.
+fn scalars<'n>(n: &'n Node, out: &mut Vec<(&'n str, String, Pos)>) {
+    match &n.value {
+        Value::Scalar { text, .. } if text.contains("${") => {
+            out.push((text, "spec.checks".into(), n.pos));
+        }
+        Value::Seq(items) => items.iter().for_each(|i| scalars(i, out)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| scalars(v, out)),
+        _ => {}
+    }
 }
 
 /// Every `${...}` names a declared variable, and an attribute podlab knows.

@@ -237,3 +237,56 @@ fn references_are_read() {
     assert!(references("$x and {y}").unwrap().is_empty());
     assert!(references("${}").is_err());
 }
+
+#[test]
+fn allow_names_governed_tools_at_their_line_and_column() {
+    let ex = parse(
+        "ex.yaml",
+        &with("  hints:\n", "  allow: [trace, apply, trace]\n  hints:\n"),
+    )
+    .expect("decodes");
+    assert_eq!(
+        ex.allow,
+        Some(vec!["trace".to_string(), "apply".to_string()])
+    );
+    assert_eq!(parse("ex.yaml", GOOD).expect("decodes").allow, None);
+    let e = one(&with(
+        "  hints:\n",
+        "  allow: [trace, diagnoze]\n  hints:\n",
+    ));
+    assert_eq!((e.0, e.1, e.2.as_str()), (23, 18, "spec.allow[1]"));
+    assert_eq!(e.3, "`diagnoze` is not a tool an exercise governs");
+    assert_eq!(e.4.as_deref(), Some("did you mean `diagnose`?"));
+    let e = one(&with("  hints:\n", "  allow: [exec]\n  hints:\n"));
+    assert!(e.4.unwrap().contains("always allowed"));
+    let e = one(&with("  hints:\n", "  allow: trace\n  hints:\n"));
+    assert_eq!((e.0, e.2.as_str()), (23, "spec.allow"));
+}
+
+#[test]
+fn checks_may_use_variables() {
+    let text = with(
+        "{from: pod-1, to: pod-2, port: 80, expect: connected}",
+        "{from: \"pod-${n}\", to: \"${other}\", port: 80, expect: connected}",
+    )
+    .replace(
+        "    other: [node-1, node-2]\n",
+        "    other: [node-1, node-2]\n    n: ['1', '2']\n",
+    );
+    let ex = parse("ex.yaml", &text).expect("decodes");
+    assert!(ex.checks.is_empty() && ex.checks_template.is_some());
+    let mut sub = |t: &str| Ok(t.replace("${n}", "1").replace("${other}", "node-2"));
+    let checks = checks_with(&ex, &mut sub).expect("checks");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].title(), "pod-1 -> node-2:80/TCP connected");
+    // An undeclared one is named where it is.
+    let e = one(&with("to: pod-2, port: 80", "to: \"${nod}\", port: 80"));
+    assert_eq!((e.0, e.2.as_str()), (26, "spec.checks"));
+    assert_eq!(e.3, "`${nod}` is not a variable of the exercise");
+    assert_eq!(e.4.as_deref(), Some("did you mean `${node}`?"));
+    // The shape is still checked without the variables' values.
+    let e =
+        one(&with("expect: connected}", "expect: connectd}")
+            .replace("to: pod-2", "to: \"${node}\""));
+    assert!(e.3.contains("connectd"), "{e:?}");
+}

@@ -42,6 +42,115 @@ pub enum Check {
     Connect(Box<Connect>),
     Matrix(Matrix),
     Dns(DnsCheck),
+    /// What a single connection cannot see: MTU, loss, latency, rate.
+    Path(PathCheck),
+    /// The kernel's state against the plan.
+    Kernel(KernelCheck),
+}
+
+/// The path checks, measured with ICMP echoes from the source's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// A packet of `size` bytes with DF set crosses and comes back.
+    Mtu,
+    /// Of `probes` echoes, at most `max_percent` go unanswered.
+    Loss,
+    /// The median round trip is at most `max_ms`.
+    Latency,
+    /// A burst of `probes` full-size echoes comes back at `min_mbit` or more.
+    Rate,
+}
+
+impl PathKind {
+    pub const ALL: &'static [(&'static str, PathKind)] = &[
+        ("mtu", PathKind::Mtu),
+        ("loss", PathKind::Loss),
+        ("latency", PathKind::Latency),
+        ("rate", PathKind::Rate),
+    ];
+
+    pub fn word(self) -> &'static str {
+        PathKind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("path", |(w, _)| w)
+    }
+
+    /// The fields of each kind, beyond `from` and `to`, with the default
+    /// of each (`None`: required).
+    fn fields(self) -> &'static [(&'static str, Option<i64>, i64, i64)] {
+        match self {
+            PathKind::Mtu => &[("size", None, 68, 65_535)],
+            PathKind::Loss => &[
+                ("probes", Some(100), 10, 1000),
+                ("maxPercent", Some(2), 0, 99),
+            ],
+            PathKind::Latency => &[("probes", Some(20), 1, 1000), ("maxMs", None, 1, 60_000)],
+            PathKind::Rate => &[
+                ("probes", Some(200), 20, 2000),
+                ("minMbit", None, 1, 100_000),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathCheck {
+    pub kind: PathKind,
+    pub from: Spanned<Source>,
+    pub to: Spanned<Target>,
+    /// `size` (mtu), `probes`, `maxPercent`, `maxMs`, `minMbit`: as written
+    /// or defaulted, by name.
+    pub params: Vec<(String, i64)>,
+}
+
+impl PathCheck {
+    pub fn param(&self, name: &str) -> i64 {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// What is expected, in words.
+    pub fn expected(&self) -> String {
+        match self.kind {
+            PathKind::Mtu => format!(
+                "{}-byte packets with DF set cross both ways",
+                self.param("size")
+            ),
+            PathKind::Loss => format!(
+                "at most {}% of {} echoes lost",
+                self.param("maxPercent"),
+                self.param("probes")
+            ),
+            PathKind::Latency => format!("median round trip at most {} ms", self.param("maxMs")),
+            PathKind::Rate => format!("at least {} Mbit/s", self.param("minMbit")),
+        }
+    }
+}
+
+/// Where the kernel must hold exactly what the plan says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum KernelScope {
+    /// Everything about one node's namespace (links, routes, sysctls,
+    /// tables, queueing disciplines, extra objects).
+    Node(String),
+    /// Every pod of one Kubernetes namespace: their namespaces, files,
+    /// and whether they run.
+    Namespace(String),
+    /// kube-proxy's table on one node, or on every node (`None`).
+    KubeProxy(Option<String>),
+    /// The whole lab: `podlab diagnose` with no findings.
+    Lab,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelCheck {
+    pub scope: KernelScope,
+    pub text: String,
+    pub pos: Pos,
 }
 
 /// What a connection attempt ends in.
@@ -124,8 +233,9 @@ pub enum Target {
         namespace: String,
         name: String,
     },
-    /// A bare word: the pod (or Deployment) of that name in `default`, else
-    /// the Service of that name found by the source's DNS search path.
+    /// A bare word: what `curl NAME` from the source reaches, the Service
+    /// of that name in the source's namespace, else the pod (or Deployment)
+    /// of that name in `default` (`crate::target::bare_name`).
     Name(String),
     /// `svc/NAME` (namespace `default`) or `svc/NS/NAME`: the cluster IP.
     Service {
@@ -380,6 +490,14 @@ impl Assertion {
                 d.rtype,
                 d.expected()
             ),
+            Check::Path(p) => format!(
+                "{} {} -> {}: {}",
+                p.kind.word(),
+                p.from.text,
+                p.to.text,
+                p.expected()
+            ),
+            Check::Kernel(k) => format!("the kernel holds the plan for {}", k.text),
         }
     }
 }
@@ -414,6 +532,8 @@ const MATRIX_WRAPPER: &[&str] = &["name", "matrix"];
 const MATRIX: &[&str] = &["from", "to", "port", "protocol", "expect"];
 const DNS_WRAPPER: &[&str] = &["name", "dns"];
 const DNS: &[&str] = &["from", "name", "type", "answers", "rcode"];
+const KERNEL_WRAPPER: &[&str] = &["name", "kernel"];
+const KERNEL: &[&str] = &["node", "namespace", "kubeProxy", "lab"];
 
 const SOURCE_FORMS: &str =
     "a pod (`NAME`, `NS/NAME` or `pod/NAME`), `node/NAME`, `external` or `lb`";
@@ -462,10 +582,20 @@ fn assertion(d: &mut Decoder, node: &Node, path: &str) -> Option<Assertion> {
         );
         return None;
     }
+    let path_kind = PathKind::ALL
+        .iter()
+        .find(|(w, _)| has_key(node, w))
+        .map(|(w, k)| (*w, *k));
+    let path_wrapper: [&str; 2];
     let (known, inner_key) = if has_key(node, "matrix") {
         (MATRIX_WRAPPER, Some("matrix"))
     } else if has_key(node, "dns") {
         (DNS_WRAPPER, Some("dns"))
+    } else if has_key(node, "kernel") {
+        (KERNEL_WRAPPER, Some("kernel"))
+    } else if let Some((w, _)) = path_kind {
+        path_wrapper = ["name", w];
+        (&path_wrapper[..], Some(w))
     } else {
         (CONNECT, None)
     };
@@ -476,9 +606,18 @@ fn assertion(d: &mut Decoder, node: &Node, path: &str) -> Option<Assertion> {
             let n = f.get("matrix")?;
             Check::Matrix(matrix(d, n, &join(path, "matrix"))?)
         }
-        Some(_) => {
+        Some("dns") => {
             let n = f.get("dns")?;
             Check::Dns(dns(d, n, &join(path, "dns"))?)
+        }
+        Some("kernel") => {
+            let n = f.get("kernel")?;
+            Check::Kernel(kernel(d, n, &join(path, "kernel"))?)
+        }
+        Some(w) => {
+            let n = f.get(w)?;
+            let kind = path_kind?.1;
+            Check::Path(path_check(d, n, &join(path, w), kind)?)
         }
         None => Check::Connect(Box::new(connect(d, &f, path)?)),
     };
@@ -568,76 +707,54 @@ fn outcome(d: &mut Decoder, n: &Node, field: &str) -> Option<Outcome> {
     None
 }
 
-/// `NS/NAME` where both are labels.
-fn ns_name(s: &str) -> Option<(String, String)> {
-    let (ns, name) = s.split_once('/')?;
-    (is_dns1123_label(ns) && is_dns1123_label(name)).then(|| (ns.to_string(), name.to_string()))
-}
-
+/// A source in the grammar of `crate::target`; a name without a namespace
+/// is in `default`.
 pub fn parse_source(s: &str) -> Option<Source> {
-    let pod = |namespace: &str, name: &str| Source::Pod {
-        namespace: namespace.into(),
-        name: name.into(),
+    use crate::target::{parse, Role, Spec};
+    let pod = |namespace: Option<String>, name: String| Source::Pod {
+        namespace: namespace.unwrap_or_else(|| "default".into()),
+        name,
     };
-    match s {
-        "external" => return Some(Source::External),
-        "lb" => return Some(Source::Lb),
-        _ => {}
-    }
-    if let Some(n) = s.strip_prefix("node/") {
-        return is_dns1123_label(n).then(|| Source::Node(n.into()));
-    }
-    if let Some(n) = s.strip_prefix("pod/") {
-        return is_dns1123_label(n).then(|| pod("default", n));
-    }
-    if let Some((ns, n)) = ns_name(s) {
-        return Some(pod(&ns, &n));
-    }
-    is_dns1123_label(s).then(|| pod("default", s))
+    Some(match parse(s, Role::Source).ok()?.spec {
+        Spec::External => Source::External,
+        Spec::Lb => Source::Lb,
+        Spec::Node(n) => Source::Node(n),
+        Spec::Name(name) => pod(None, name),
+        Spec::Pod { namespace, name } => pod(namespace, name),
+        _ => return None,
+    })
 }
 
+/// A destination in the grammar of `crate::target`, without a port (the
+/// assertion has its own `port:`); a name without a namespace is in
+/// `default`, a DNS name is kept without its trailing dot.
 pub fn parse_target(s: &str) -> Option<Target> {
-    if let Ok(ip) = s.parse::<Ipv4Addr>() {
-        return Some(Target::Ip(ip));
+    use crate::target::{parse, Role, Spec};
+    let t = parse(s, Role::Destination).ok()?;
+    if t.port.is_some() {
+        return None;
     }
-    match s {
-        "external" => return Some(Target::External),
-        "lb" => return Some(Target::Lb),
-        _ => {}
-    }
-    if let Some(n) = s.strip_prefix("node/") {
-        return is_dns1123_label(n).then(|| Target::Node(n.into()));
-    }
-    if let Some(n) = s.strip_prefix("pod/") {
-        return is_dns1123_label(n).then(|| Target::Pod {
-            namespace: "default".into(),
-            name: n.into(),
-        });
-    }
-    for (prefix, lb) in [("svc/", false), ("lb/", true)] {
-        if let Some(rest) = s.strip_prefix(prefix) {
-            let (namespace, name) = match ns_name(rest) {
-                Some(p) => p,
-                None if is_dns1123_label(rest) => ("default".into(), rest.into()),
-                None => return None,
-            };
-            return Some(if lb {
-                Target::LoadBalancer { namespace, name }
-            } else {
-                Target::Service { namespace, name }
-            });
-        }
-    }
-    if let Some((namespace, name)) = ns_name(s) {
-        return Some(Target::Pod { namespace, name });
-    }
-    if is_dns1123_label(s) {
-        return Some(Target::Name(s.into()));
-    }
-    if s.contains('.') && s.trim_end_matches('.').split('.').all(is_dns1123_label) {
-        return Some(Target::Dns(s.trim_end_matches('.').into()));
-    }
-    None
+    let ns = |n: Option<String>| n.unwrap_or_else(|| "default".into());
+    Some(match t.spec {
+        Spec::Ip(ip) => Target::Ip(ip),
+        Spec::External => Target::External,
+        Spec::Lb => Target::Lb,
+        Spec::Node(n) => Target::Node(n),
+        Spec::Name(n) => Target::Name(n),
+        Spec::Pod { namespace, name } => Target::Pod {
+            namespace: ns(namespace),
+            name,
+        },
+        Spec::Service { namespace, name } => Target::Service {
+            namespace: ns(namespace),
+            name,
+        },
+        Spec::LoadBalancer { namespace, name } => Target::LoadBalancer {
+            namespace: ns(namespace),
+            name,
+        },
+        Spec::Dns(n) => Target::Dns(n.trim_end_matches('.').into()),
+    })
 }
 
 pub fn parse_refuser(s: &str) -> Option<Refuser> {
@@ -1006,6 +1123,145 @@ fn dns(d: &mut Decoder, node: &Node, path: &str) -> Option<DnsCheck> {
     })
 }
 
+fn path_check(d: &mut Decoder, node: &Node, path: &str, kind: PathKind) -> Option<PathCheck> {
+    let mut known = vec!["from", "to"];
+    known.extend(kind.fields().iter().map(|(n, ..)| *n));
+    let f = d.fields(node, path, &known, &[])?;
+    let from = required(d, &f, path, "from", "add `from:`, e.g. `from: pod-1`")
+        .and_then(|n| spanned(d, n, &join(path, "from"), parse_source, SOURCE_FORMS));
+    let to = required(d, &f, path, "to", "add `to:`, e.g. `to: pod-2`")
+        .and_then(|n| spanned(d, n, &join(path, "to"), parse_target, TARGET_FORMS));
+    let mut params = Vec::new();
+    let mut ok = true;
+    for &(name, default, lo, hi) in kind.fields() {
+        let value = match (f.get(name), default) {
+            (Some(n), _) => d.int(
+                n,
+                &join(path, name),
+                lo,
+                hi,
+                &format!("an integer {lo}-{hi}"),
+            ),
+            (None, Some(v)) => Some(v),
+            (None, None) => {
+                required(d, &f, path, name, &format!("add `{name}:` ({lo}-{hi})"));
+                None
+            }
+        };
+        match value {
+            Some(v) => params.push((name.to_string(), v)),
+            None => ok = false,
+        }
+    }
+    let (from, to) = (from?, to?);
+    // An echo is answered by a host: a Service's address is only rewritten
+    // for its ports, and answers no ping.
+    if matches!(
+        to.value,
+        Target::Service { .. } | Target::LoadBalancer { .. } | Target::Dns(_)
+    ) {
+        d.err(
+            to.pos,
+            to.field.clone(),
+            format!(
+                "`{}` is a Service: a path is measured to a pod or a node (ICMP echoes), and a Service's address answers none",
+                to.text
+            ),
+            Some("name one of its pods, e.g. `to: web-1`".into()),
+        );
+        return None;
+    }
+    ok.then_some(PathCheck {
+        kind,
+        from,
+        to,
+        params,
+    })
+}
+
+fn kernel(d: &mut Decoder, node: &Node, path: &str) -> Option<KernelCheck> {
+    let f = d.fields(node, path, KERNEL, &[])?;
+    let given: Vec<&str> = KERNEL
+        .iter()
+        .copied()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    if given.len() != 1 {
+        d.err(
+            node.pos,
+            path,
+            format!(
+                "expected one of `node`, `namespace`, `kubeProxy` or `lab`, found {}",
+                if given.is_empty() {
+                    "none".to_string()
+                } else {
+                    given.join(" and ")
+                }
+            ),
+            Some("e.g. `kernel: {node: node-1}`, `kernel: {kubeProxy: all}`".into()),
+        );
+        return None;
+    }
+    let key = given[0];
+    let n = f.get(key)?;
+    let field = join(path, key);
+    let label = |d: &mut Decoder, what: &str| {
+        let s = d.string(n, &field)?;
+        if is_dns1123_label(&s) {
+            Some(s)
+        } else {
+            d.err(
+                n.pos,
+                field.clone(),
+                format!("expected a {what} name, found `{s}`"),
+                None,
+            );
+            None
+        }
+    };
+    let (scope, text) = match key {
+        "node" => {
+            let s = label(d, "node")?;
+            (KernelScope::Node(s.clone()), format!("node/{s}"))
+        }
+        "namespace" => {
+            let s = label(d, "namespace")?;
+            (KernelScope::Namespace(s.clone()), format!("namespace {s}"))
+        }
+        "kubeProxy" => {
+            let s = label(d, "node")?;
+            if s == "all" {
+                (
+                    KernelScope::KubeProxy(None),
+                    "kube-proxy on every node".into(),
+                )
+            } else {
+                (
+                    KernelScope::KubeProxy(Some(s.clone())),
+                    format!("kube-proxy on node/{s}"),
+                )
+            }
+        }
+        _ => {
+            if !matches!(&n.value, Value::Scalar { text, quoted: false } if text == "true") {
+                d.err(
+                    n.pos,
+                    field,
+                    format!("expected `true`, found {}", describe(n)),
+                    None,
+                );
+                return None;
+            }
+            (KernelScope::Lab, "the whole lab".into())
+        }
+    };
+    Some(KernelCheck {
+        scope,
+        text,
+        pos: n.pos,
+    })
+}
+
 // ---- relating names to the lab ----
 
 struct Known<'a> {
@@ -1251,6 +1507,25 @@ pub(crate) fn check(file: &LabFile, out: &mut Vec<Diagnostic>) {
             Check::Dns(d) => {
                 if let Err(e) = known.source(&d.from.value) {
                     report(d.from.pos, &d.from.field, e);
+                }
+            }
+            Check::Path(p) => {
+                if let Err(e) = known.source(&p.from.value) {
+                    report(p.from.pos, &p.from.field, e);
+                }
+                if let Err(e) = known.target(&p.to.value, &p.from.value) {
+                    report(p.to.pos, &p.to.field, e);
+                }
+            }
+            Check::Kernel(k) => {
+                let node = match &k.scope {
+                    KernelScope::Node(n) | KernelScope::KubeProxy(Some(n)) => Some(n),
+                    _ => None,
+                };
+                if let Some(n) = node {
+                    if !known.nodes.contains(&n.as_str()) {
+                        report(k.pos, "kernel", known.no_node(n));
+                    }
                 }
             }
         }
@@ -1692,6 +1967,65 @@ spec: {selector: {app: web}, ports: [{port: 80}]}
         assert!(e.3.contains("answers come with NOERROR"), "{}", e.3);
         let e = one("  - {name: x, dns: {from: pod-1}}\n");
         assert_eq!(e.3, "lab `l`: assertion has no `name`");
+    }
+
+    #[test]
+    fn path_and_kernel_checks_decode_with_defaults() {
+        let f = ok("  - mtu: {from: pod-1, to: pod-2, size: 1500}
+  - loss: {from: pod-1, to: node/node-1}
+  - {name: fast, rate: {from: pod-1, to: 10.244.2.2, minMbit: 5, probes: 100}}
+  - latency: {from: pod-1, to: pod-2, maxMs: 20}
+  - kernel: {node: node-1}
+  - kernel: {kubeProxy: all}
+  - kernel: {namespace: x}
+  - kernel: {lab: true}
+");
+        let titles: Vec<String> = f.lab.expect.iter().map(|a| a.title()).collect();
+        assert_eq!(
+            titles,
+            [
+                "mtu pod-1 -> pod-2: 1500-byte packets with DF set cross both ways",
+                "loss pod-1 -> node/node-1: at most 2% of 100 echoes lost",
+                "fast",
+                "latency pod-1 -> pod-2: median round trip at most 20 ms",
+                "the kernel holds the plan for node/node-1",
+                "the kernel holds the plan for kube-proxy on every node",
+                "the kernel holds the plan for namespace x",
+                "the kernel holds the plan for the whole lab",
+            ]
+        );
+        let Check::Path(r) = &f.lab.expect[2].check else {
+            panic!("not a path check")
+        };
+        assert_eq!(
+            (r.kind, r.param("minMbit"), r.param("probes")),
+            (PathKind::Rate, 5, 100)
+        );
+    }
+
+    #[test]
+    fn path_and_kernel_errors() {
+        let e = one("  - mtu: {from: pod-1, to: pod-2}\n");
+        assert_eq!(e.3, "lab `l`: assertion has no `size`");
+        let e = one("  - mtu: {from: pod-1, to: svc/web, size: 1500}\n");
+        assert!(
+            e.3.contains("is a Service: a path is measured to a pod or a node"),
+            "{}",
+            e.3
+        );
+        let e = one("  - loss: {from: pod-1, to: pod-2, maxPercent: 100}\n");
+        assert_eq!(
+            e.3,
+            "lab `l`: expected an integer 0-99, found the number 100"
+        );
+        let e = one("  - rate: {from: pod-1, to: pod-2, minMbits: 5}\n");
+        assert_eq!(e.4.as_deref(), Some("did you mean `minMbit`?"));
+        let e = one("  - kernel: {node: node-1, namespace: x}\n");
+        assert!(e.3.contains("found node and namespace"), "{}", e.3);
+        let e = one("  - kernel: {node: node-9}\n");
+        assert_eq!(e.3, "lab `l`: `node/node-9` names no node of this lab");
+        let e = one("  - latency: {from: pod-9, to: pod-2, maxMs: 5}\n");
+        assert_eq!(e.3, "lab `l`: source `pod-9` names no pod of this lab");
     }
 
     #[test]

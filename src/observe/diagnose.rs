@@ -131,7 +131,8 @@ pub fn diagnose(
     namespace: &str,
     timeout: Duration,
 ) -> Result<Report, Error> {
-    let to = parse_target(plan, spec, namespace);
+    let to =
+        super::target::parse_target_from(plan, spec, &super::target::From::Pod(from), namespace);
     let mut r = Report {
         from: from.key(),
         to: spec.to_string(),

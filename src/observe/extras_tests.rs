@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::*;
+use crate::kernel::change::RouteKind;
 use crate::kernel::inspect::{Address, Link};
-use crate::kernel::objects::{Kind, NeighbourEntry, Objects, RouteEntry, RuleEntry};
+use crate::kernel::objects::{NeighbourEntry, Object, Objects, RouteEntry, RuleEntry};
 
 fn demo() -> Plan {
     let lab = crate::lab::parse(crate::lab::DEMO_SOURCE, crate::lab::DEMO).expect("demo lab");
@@ -29,32 +30,32 @@ fn link(index: u32, name: &str, master: Option<u32>, hairpin: Option<bool>) -> L
 
 fn route(
     table: u32,
-    kind: &str,
+    kind: RouteKind,
     dst: Ipv4Addr,
     prefix: u8,
     via: Option<Ipv4Addr>,
     dev: Option<(u32, &str)>,
     proto: &str,
 ) -> RouteEntry {
-    RouteEntry {
+    let mut r = RouteEntry {
         table,
-        kind: kind.into(),
+        kind,
         dst,
         prefix,
         gateway: via,
         oif: dev.map(|d| d.0),
         dev: dev.map(|d| d.1.to_string()),
         proto: proto.into(),
-        text: format!("{kind} {dst}/{prefix} table {table}"),
-    }
+        text: String::new(),
+    };
+    r.text = r.route().to_string();
+    r
 }
 
-fn rule(priority: u32, action: &str) -> RuleEntry {
-    RuleEntry {
-        priority,
-        action: format!("lookup {action}"),
-        text: format!("{priority}: from all lookup {action}"),
-    }
+fn rule(priority: u32, table: u32, action: &str) -> RuleEntry {
+    let mut r = RuleEntry::new(priority, None, None, &format!("lookup {action}"));
+    r.table = table;
+    r
 }
 
 /// node-1 as `up` makes it: lo, eth0, cni0 and its pods' ports with
@@ -94,7 +95,7 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
     let routes = vec![
         route(
             main,
-            "unicast",
+            RouteKind::Unicast,
             Ipv4Addr::UNSPECIFIED,
             0,
             Some(plan.net.gateway),
@@ -103,7 +104,7 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
         ),
         route(
             main,
-            "unicast",
+            RouteKind::Unicast,
             plan.net.cidr.network(),
             prefix,
             None,
@@ -112,7 +113,7 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
         ),
         route(
             main,
-            "unicast",
+            RouteKind::Unicast,
             n.pod_cidr.network(),
             n.pod_cidr.prefix_len(),
             None,
@@ -121,17 +122,25 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
         ),
         route(
             main,
-            "unicast",
+            RouteKind::Unicast,
             other.pod_cidr.network(),
             other.pod_cidr.prefix_len(),
             Some(other.ip),
             Some((2, "eth0")),
             "static",
         ),
-        route(local, "local", n.ip, 32, None, Some((2, "eth0")), "kernel"),
         route(
             local,
-            "broadcast",
+            RouteKind::Local,
+            n.ip,
+            32,
+            None,
+            Some((2, "eth0")),
+            "kernel",
+        ),
+        route(
+            local,
+            RouteKind::Broadcast,
             plan.net.cidr.broadcast(),
             32,
             None,
@@ -142,9 +151,9 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
     let objects = Objects {
         routes,
         rules: vec![
-            rule(0, "local"),
-            rule(32766, "main"),
-            rule(32767, "default"),
+            rule(0, 255, "local"),
+            rule(32766, 254, "main"),
+            rule(32767, 253, "default"),
         ],
         neighbours: Vec::new(),
     };
@@ -183,14 +192,21 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
         .iter_mut()
         .find(|r| r.gateway == Some(other.ip))
         .expect("route");
-    r.kind = "blackhole".into();
+    r.kind = RouteKind::Blackhole;
     r.gateway = None;
-    r.text = "blackhole 10.244.2.0/24".into();
-    v.objects.rules.push(RuleEntry {
-        priority: 100,
-        action: "prohibit".into(),
-        text: "100: from all to 10.244.1.0/24 prohibit".into(),
-    });
+    r.dev = None;
+    r.oif = None;
+    r.text = r.route().to_string();
+    assert_eq!(r.text, "blackhole 10.244.2.0/24");
+    let blackhole = r.clone();
+    let prohibit = RuleEntry::new(
+        100,
+        None,
+        Some("10.244.1.0/24".parse().unwrap()),
+        "prohibit",
+    );
+    assert_eq!(prohibit.text, "100: from all to 10.244.1.0/24 prohibit");
+    v.objects.rules.push(prohibit);
     v.objects.neighbours.push(NeighbourEntry {
         ip: Ipv4Addr::new(10, 244, 1, 2),
         dev: "cni0".into(),
@@ -205,7 +221,7 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
     // Its connected route goes with the address: not a finding of its own.
     v.objects.routes.push(route(
         crate::kernel::objects::MAIN_TABLE,
-        "unicast",
+        RouteKind::Unicast,
         Ipv4Addr::new(10, 9, 9, 0),
         24,
         None,
@@ -224,8 +240,7 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
     assert!(
         found.contains(&Finding::Extra {
             netns: ns.clone(),
-            what: Kind::Route,
-            object: "blackhole 10.244.2.0/24".into()
+            object: Object::Route(blackhole)
         }),
         "{kinds:?}"
     );
@@ -233,7 +248,7 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
         found.iter().any(|f| matches!(
             f,
             Finding::Extra {
-                what: Kind::Rule,
+                object: Object::Rule(_),
                 ..
             }
         )),
@@ -243,7 +258,7 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
         found.iter().any(|f| matches!(
             f,
             Finding::Extra {
-                what: Kind::Neighbour,
+                object: Object::Neighbour(_),
                 ..
             }
         )),
@@ -253,7 +268,7 @@ fn each_thing_the_lab_did_not_make_is_a_finding() {
         found.contains(&Finding::ExtraAddress {
             netns: ns.clone(),
             link: "eth0".into(),
-            address: "10.9.9.9/24".into()
+            address: "10.9.9.9/24".parse().unwrap()
         }),
         "{kinds:?}"
     );
@@ -273,7 +288,7 @@ fn a_route_in_another_table_is_not_the_labs() {
     let (ns, mut v) = node_view(&plan);
     v.objects.routes.push(route(
         100,
-        "unicast",
+        RouteKind::Unicast,
         Ipv4Addr::UNSPECIFIED,
         0,
         Some(Ipv4Addr::new(172, 18, 0, 9)),
@@ -285,7 +300,7 @@ fn a_route_in_another_table_is_not_the_labs() {
     assert!(matches!(
         &found[0],
         Finding::Extra {
-            what: Kind::Route,
+            object: Object::Route(_),
             ..
         }
     ));

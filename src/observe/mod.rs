@@ -11,8 +11,12 @@ use std::fmt;
 
 use serde::Serialize;
 
+use ipnet::Ipv4Net;
+
+use crate::kernel::change::Route;
 use crate::kernel::inspect::{self, NetnsView};
 use crate::kernel::netns::Netns;
+use crate::kernel::objects::Object;
 use crate::plan::{Plan, ETH0, POD_BRIDGE};
 use crate::runtime::DaemonStatus;
 
@@ -37,12 +41,12 @@ pub enum Finding {
     WrongAddress {
         netns: String,
         link: String,
-        want: String,
-        have: Vec<String>,
+        want: Ipv4Net,
+        have: Vec<Ipv4Net>,
     },
     MissingRoute {
         netns: String,
-        route: String,
+        route: Route,
     },
     WrongMtu {
         netns: String,
@@ -65,6 +69,7 @@ pub enum Finding {
     /// A table's shape differs from the plan's rules (`rules`).
     Rules {
         netns: String,
+        family: String,
         table: String,
         differences: Vec<String>,
     },
@@ -94,16 +99,14 @@ pub enum Finding {
     ExtraAddress {
         netns: String,
         link: String,
-        address: String,
+        address: Ipv4Net,
     },
     /// A route, policy rule or static neighbour entry the lab did not make,
-    /// as `ip` writes it.
+    /// as the kernel listed it (`text`: as `ip` writes it).
     Extra {
         netns: String,
-        #[serde(rename = "object")]
-        what: crate::kernel::objects::Kind,
-        #[serde(rename = "text")]
-        object: String,
+        #[serde(flatten)]
+        object: Object,
     },
     /// A pod's bridge port without hairpin mode: the pod cannot reach
     /// itself through its own Service.
@@ -157,7 +160,10 @@ impl fmt::Display for Finding {
                 if have.is_empty() {
                     "none".to_string()
                 } else {
-                    have.join(", ")
+                    have.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ),
             Finding::MissingRoute { netns, route } => {
@@ -182,11 +188,12 @@ impl fmt::Display for Finding {
             } => write!(f, "{netns}: {key} is {have}, the plan needs {want}"),
             Finding::Rules {
                 netns,
+                family,
                 table,
                 differences,
             } => write!(
                 f,
-                "{netns}: nftables table {table}: {}",
+                "{netns}: nftables table {family} {table}: {}",
                 differences.join("; ")
             ),
             Finding::File { netns, path } => {
@@ -213,11 +220,12 @@ impl fmt::Display for Finding {
                 f,
                 "{netns}: {link} has {address}, which the lab did not give"
             ),
-            Finding::Extra {
-                netns,
-                what,
-                object,
-            } => write!(f, "{netns}: {what} `{object}` is not the lab's"),
+            Finding::Extra { netns, object } => write!(
+                f,
+                "{netns}: {} `{}` is not the lab's",
+                object.kind(),
+                object.text()
+            ),
             Finding::HairpinOff { netns, link } => {
                 write!(f, "{netns}: bridge port {link} has hairpin mode off")
             }
@@ -225,16 +233,23 @@ impl fmt::Display for Finding {
     }
 }
 
+/// `ip/prefix` as a value; a prefix the kernel gave is never over 32.
+fn net(ip: std::net::Ipv4Addr, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new(ip, prefix).unwrap_or_else(|_| Ipv4Net::from(ip))
+}
+
 /// A namespace's links, addresses, routes and qdiscs, or why not.
-fn read(netns: &str) -> Result<NetnsView, Finding> {
+fn read(netns: &str) -> Result<NetnsView, Box<Finding>> {
     if !Netns::exists(netns) {
-        return Err(Finding::MissingNamespace {
+        return Err(Box::new(Finding::MissingNamespace {
             netns: netns.into(),
-        });
+        }));
     }
-    inspect::view(netns).map_err(|e| Finding::Unreadable {
-        netns: netns.into(),
-        error: e.to_string(),
+    inspect::view(netns).map_err(|e| {
+        Box::new(Finding::Unreadable {
+            netns: netns.into(),
+            error: e.to_string(),
+        })
     })
 }
 
@@ -242,7 +257,7 @@ fn check_link(
     view: &NetnsView,
     netns: &str,
     link: &str,
-    want: Option<String>,
+    want: Option<Ipv4Net>,
     findings: &mut Vec<Finding>,
 ) {
     let Some(l) = view.link(link) else {
@@ -259,10 +274,10 @@ fn check_link(
         });
     }
     if let Some(want) = want {
-        let have: Vec<String> = view
+        let have: Vec<Ipv4Net> = view
             .addresses_of(link)
             .iter()
-            .map(|a| format!("{}/{}", a.ip, a.prefix))
+            .filter_map(|a| Ipv4Net::new(a.ip, a.prefix).ok())
             .collect();
         if !have.contains(&want) {
             findings.push(Finding::WrongAddress {
@@ -289,7 +304,7 @@ fn check_route(
     if !present {
         findings.push(Finding::MissingRoute {
             netns: netns.into(),
-            route: format!("{dst} via {via}"),
+            route: Route::via(dst, via),
         });
     }
 }
@@ -312,7 +327,7 @@ pub fn not_ready(plan: &Plan, status: Option<&DaemonStatus>) -> std::collections
 }
 
 /// Read many namespaces at once: one netlink dump each, a few threads.
-fn read_all(names: &[&str]) -> Vec<(String, Result<NetnsView, Finding>)> {
+fn read_all(names: &[&str]) -> Vec<(String, Result<NetnsView, Box<Finding>>)> {
     let threads = 4.min(names.len().max(1));
     let chunk = names.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -364,12 +379,12 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             Ok(v) => {
                 views.insert(name, v);
             }
-            Err(f) => findings.push(f),
+            Err(f) => findings.push(*f),
         }
     }
     let mtu = plan.mtu;
     if let Some(v) = views.get(&plan.net.netns) {
-        let want = format!("{}/{}", plan.net.gateway, plan.net.cidr.prefix_len());
+        let want = net(plan.net.gateway, plan.net.cidr.prefix_len());
         check_link(
             v,
             &plan.net.netns,
@@ -396,7 +411,7 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             v,
             &n.netns,
             ETH0,
-            Some(format!("{}/{node_prefix}", n.ip)),
+            Some(net(n.ip, node_prefix)),
             &mut findings,
         );
         check_mtu(v, &n.netns, ETH0, mtu, &mut findings);
@@ -404,7 +419,7 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             v,
             &n.netns,
             POD_BRIDGE,
-            Some(format!("{}/{}", n.pod_gateway, n.pod_cidr.prefix_len())),
+            Some(net(n.pod_gateway, n.pod_cidr.prefix_len())),
             &mut findings,
         );
         check_route(
@@ -453,12 +468,12 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
             v,
             &c.netns,
             ETH0,
-            Some(format!("{}/{node_prefix}", c.ip)),
+            Some(net(c.ip, node_prefix)),
             &mut findings,
         );
         if c.name == "lb" {
             for ip in plan.services.iter().filter_map(|s| s.load_balancer_ip) {
-                check_link(v, &c.netns, ETH0, Some(format!("{ip}/32")), &mut findings);
+                check_link(v, &c.netns, ETH0, Some(net(ip, 32)), &mut findings);
             }
         }
     }
@@ -467,13 +482,7 @@ pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> 
         let Some(v) = views.get(&p.netns) else {
             continue;
         };
-        check_link(
-            v,
-            &p.netns,
-            ETH0,
-            Some(format!("{}/{}", p.ip, p.prefix)),
-            &mut findings,
-        );
+        check_link(v, &p.netns, ETH0, Some(net(p.ip, p.prefix)), &mut findings);
         check_mtu(v, &p.netns, ETH0, mtu, &mut findings);
         check_link(v, &p.netns, "lo", None, &mut findings);
         check_route(
@@ -622,7 +631,8 @@ fn compare_extras(
     plan: &Plan,
     views: &std::collections::HashMap<String, NetnsView>,
 ) -> Vec<Finding> {
-    use crate::kernel::objects::{self, Kind, LOCAL_TABLE, MAIN_TABLE};
+    use crate::kernel::change::RouteKind;
+    use crate::kernel::objects::{self, LOCAL_TABLE, MAIN_TABLE};
     let mut out = Vec::new();
     for (ns, want) in crate::plan::desired::namespaces(plan) {
         let Some(v) = views.get(&ns) else { continue };
@@ -638,23 +648,22 @@ fn compare_extras(
                 out.push(Finding::ExtraAddress {
                     netns: ns.clone(),
                     link,
-                    address: format!("{}/{}", a.ip, a.prefix),
+                    address: net(a.ip, a.prefix),
                 });
             }
         }
-        let extra = |what: Kind, object: &str| Finding::Extra {
+        let extra = |object: Object| Finding::Extra {
             netns: ns.clone(),
-            what,
-            object: object.to_string(),
+            object,
         };
         for r in &v.objects.routes {
             let ours = match r.table {
                 // What the kernel derives from the addresses.
-                LOCAL_TABLE => matches!(r.kind.as_str(), "local" | "broadcast"),
+                LOCAL_TABLE => matches!(r.kind, RouteKind::Local | RouteKind::Broadcast),
                 // A connected route goes with its address: one of ours, or
                 // an extra one (reported, and its route goes with it).
                 MAIN_TABLE => {
-                    r.kind == "unicast"
+                    r.kind == RouteKind::Unicast
                         && (r.gateway.is_none()
                             && r.proto == "kernel"
                             && (want.connected(r.dst, r.prefix, r.dev.as_deref()) || derived(v, r))
@@ -663,14 +672,14 @@ fn compare_extras(
                 _ => false,
             };
             if !ours {
-                out.push(extra(Kind::Route, &r.text));
+                out.push(extra(Object::Route(r.clone())));
             }
         }
         for r in v.objects.rules.iter().filter(|r| !objects::default_rule(r)) {
-            out.push(extra(Kind::Rule, &r.text));
+            out.push(extra(Object::Rule(r.clone())));
         }
         for n in &v.objects.neighbours {
-            out.push(extra(Kind::Neighbour, &n.text));
+            out.push(extra(Object::Neighbour(n.clone())));
         }
         for port in &want.hairpin {
             if v.link(port).and_then(|l| l.hairpin) == Some(false) {
@@ -833,7 +842,8 @@ pub fn compare_rules(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding>
         for ((family, table), differences) in differences {
             findings.push(Finding::Rules {
                 netns: ns.clone(),
-                table: format!("{family} {table}"),
+                family: family.to_string(),
+                table: table.to_string(),
                 differences,
             });
         }

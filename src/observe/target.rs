@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::plan::{ClientPlan, NodePlan, Plan, PodPlan, ServicePlan};
+use crate::target::{self, Found, Role, Scope, Spec, TargetError};
 
 /// What `TO` names.
 pub enum To<'a> {
@@ -46,81 +47,102 @@ impl From<'_> {
     }
 }
 
-/// `FROM` as a pod: `NAME`, `pod/NAME` or `NS/NAME` (names without a
+impl<'a> From<'a> {
+    /// Where a bare destination name is looked up first: the pod's own
+    /// namespace (its resolver's search path), else `namespace`.
+    pub fn search_ns(&self, namespace: &'a str) -> &'a str {
+        match self {
+            From::Pod(p) => &p.namespace,
+            _ => namespace,
+        }
+    }
+}
+
+/// `FROM` as a pod, in the grammar of `crate::target` (names without a
 /// namespace are in `namespace`).
 pub fn pod_source<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> Result<&'a PodPlan, String> {
-    let (ns, name) = spec.split_once('/').unwrap_or((namespace, spec));
-    plan.pod(ns, name)
-        .or_else(|| {
-            // `pod/NAME`, unless a namespace is really called `pod`.
-            spec.strip_prefix("pod/")
-                .and_then(|rest| pod_source(plan, rest, namespace).ok())
-        })
-        .ok_or_else(|| format!("pod {ns}/{name} not found"))
+    match target::source(plan, spec, namespace).map_err(|e| e.to_string())? {
+        Found::Pod(p) => Ok(p),
+        _ => Err(format!("`{spec}` is not a pod")),
+    }
 }
 
 /// `FROM` as anything that can send: a pod, `node/NAME`, `external` or
 /// `lb` (a pod named like those is `pod/NAME`).
 pub fn source<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> Result<From<'a>, String> {
-    if let Some(n) = spec.strip_prefix("node/") {
-        return plan
-            .node(n)
-            .map(From::Node)
-            .ok_or_else(|| format!("node {n} not found"));
-    }
-    if let Some(c) = plan.clients.iter().find(|c| c.name == spec) {
-        return Ok(From::Client(c));
-    }
-    pod_source(plan, spec, namespace).map(From::Pod)
+    source_of(plan, spec, namespace).map_err(|e| e.to_string())
 }
 
-/// Resolve `TO[:PORT]` against the plan: a pod (`NAME`, `NS/NAME`,
-/// `pod/NAME`), a service (`svc/NAME`, `svc/NS/NAME`), `node/NAME`,
-/// `external`, `lb`, an IP, or else a name for the caller to resolve.
+/// `source`, with the error's hint.
+pub fn source_of<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> Result<From<'a>, TargetError> {
+    Ok(match target::source(plan, spec, namespace)? {
+        Found::Pod(p) => From::Pod(p),
+        Found::Node(n) => From::Node(n),
+        Found::Client(c) => From::Client(c),
+        // `target::source` yields only what sends.
+        _ => {
+            return Err(TargetError {
+                message: format!("`{spec}` does not send"),
+                hint: format!("a source is {}", target::SOURCE_FORMS),
+            })
+        }
+    })
+}
+
+/// Resolve `TO[:PORT]` as seen from `from`, or say what is wrong with it:
+/// the check a command makes before it sends anything. A bare name is what
+/// `curl NAME` from the source reaches (`target::bare_name`); a Service
+/// reached so is left as a name, for the source's resolver to resolve.
+pub fn destination<'a>(
+    plan: &'a Plan,
+    spec: &str,
+    from: &From,
+    namespace: &str,
+) -> Result<To<'a>, TargetError> {
+    let scope = Scope {
+        namespace,
+        search: from.search_ns(namespace),
+    };
+    to_in(plan, spec, &scope)
+}
+
+fn to_in<'a>(plan: &'a Plan, spec: &str, scope: &Scope) -> Result<To<'a>, TargetError> {
+    let t = target::parse(spec, Role::Destination)?;
+    let port = t.port;
+    Ok(match (&t.spec, target::resolve(plan, &t.spec, scope)?) {
+        (Spec::Name(n) | Spec::Dns(n), None) | (Spec::Name(n), Some(Found::Service(_))) => {
+            To::Name(n.clone())
+        }
+        (_, None) => To::Name(spec.to_string()),
+        (_, Some(found)) => match found {
+            Found::Pod(p) => To::Pod(p, port),
+            Found::Service(s) => To::Service(s, port),
+            Found::LoadBalancer(s) => match s.load_balancer_ip {
+                Some(ip) => To::Address(ip, port),
+                None => To::Service(s, port),
+            },
+            Found::Node(n) => To::Address(n.ip, port),
+            Found::Client(c) => To::Address(c.ip, port),
+            Found::Address(ip) => To::Address(ip, port),
+        },
+    })
+}
+
+/// `destination` from a source in `namespace`, for callers that have
+/// checked the word already: a word that names nothing is left as a name
+/// (its resolver then says it does not resolve).
 pub fn parse_target<'a>(plan: &'a Plan, spec: &str, namespace: &str) -> To<'a> {
-    let (name, port) = split_port(spec);
-    if let Some(n) = name.strip_prefix("node/").and_then(|n| plan.node(n)) {
-        return To::Address(n.ip, port);
-    }
-    if let Some(c) = plan.clients.iter().find(|c| c.name == name) {
-        return To::Address(c.ip, port);
-    }
-    if let Some(rest) = name.strip_prefix("svc/") {
-        let (ns, n) = rest.split_once('/').unwrap_or((namespace, rest));
-        if let Some(s) = plan
-            .services
-            .iter()
-            .find(|s| s.namespace == ns && s.name == n)
-        {
-            return To::Service(s, port);
-        }
-    }
-    if let Ok(ip) = name.parse::<Ipv4Addr>() {
-        if let Some(p) = plan.pods.iter().find(|p| p.ip == ip) {
-            return To::Pod(p, port);
-        }
-        if let Some(s) = plan.services.iter().find(|s| s.cluster_ip == Some(ip)) {
-            return To::Service(s, port);
-        }
-        return To::Address(ip, port);
-    }
-    // A bare name is what `curl NAME` in the pod reaches: when a Service
-    // has that name, the name as its resolver resolves it (DNS, then the
-    // Service), else the pod; `pod/NAME` and `NS/NAME` are always pods.
-    if !name.contains('/')
-        && plan
-            .services
-            .iter()
-            .any(|s| s.namespace == namespace && s.name == name)
-    {
-        return To::Name(name.to_string());
-    }
-    let bare = name.strip_prefix("pod/").unwrap_or(name);
-    let (ns, n) = bare.split_once('/').unwrap_or((namespace, bare));
-    if let Some(p) = plan.pod(ns, n) {
-        return To::Pod(p, port);
-    }
-    To::Name(name.to_string())
+    or_name(to_in(plan, spec, &Scope::of(namespace)), spec)
+}
+
+/// `parse_target` as seen from `from`: a bare name is looked up in its
+/// namespace first.
+pub fn parse_target_from<'a>(plan: &'a Plan, spec: &str, from: &From, namespace: &str) -> To<'a> {
+    or_name(destination(plan, spec, from, namespace), spec)
+}
+
+fn or_name<'a>(to: Result<To<'a>, TargetError>, spec: &str) -> To<'a> {
+    to.unwrap_or_else(|_| To::Name(split_port(spec).0.to_string()))
 }
 
 /// `NAME:PORT` → (`NAME`, `PORT`); a colon not followed by a port number is
@@ -145,5 +167,71 @@ mod tests {
         assert_eq!(split_port("10.96.0.10"), ("10.96.0.10", None));
         assert_eq!(split_port("a:b"), ("a:b", None));
         assert_eq!(split_port("a:70000"), ("a:70000", None));
+    }
+
+    fn shown(to: &To) -> String {
+        match to {
+            To::Pod(p, port) => format!("pod {} {port:?}", p.key()),
+            To::Service(s, port) => format!("svc {} {port:?}", s.key()),
+            To::Address(ip, port) => format!("address {ip} {port:?}"),
+            To::Name(n) => format!("name {n}"),
+        }
+    }
+
+    #[test]
+    fn a_destination_is_what_curl_from_the_source_reaches() {
+        let plan = crate::target::tests::plan();
+        let client = plan.pod("team-b", "client").unwrap();
+        let web = plan.pod("default", "web").unwrap();
+        let svc = plan.services.iter().find(|s| s.name == "web").unwrap();
+        let node = plan.node("node-2").unwrap();
+        let (b, d) = (From::Pod(client), From::Pod(web));
+        let cluster_ip = format!("{}:8080", svc.cluster_ip.unwrap());
+        let pod_ip = web.ip.to_string();
+        let table: Vec<(&str, &From, String)> = vec![
+            // A Service reached by a bare name is left for the resolver.
+            ("web:80", &d, "name web".into()),
+            ("web.default:80", &d, "name web.default".into()),
+            ("example.com.", &d, "name example.com.".into()),
+            ("nobody", &d, "name nobody".into()),
+            // From team-b there is no Service `web`: default's pod.
+            ("web:80", &b, "pod default/web Some(80)".into()),
+            ("db", &b, "name db".into()),
+            ("db:5432", &d, "pod default/db Some(5432)".into()),
+            ("pod/web", &d, "pod default/web None".into()),
+            ("svc/web:80", &b, "svc default/web Some(80)".into()),
+            ("team-b/client", &d, "pod team-b/client None".into()),
+            (
+                "lb/web:80",
+                &b,
+                format!("address {} Some(80)", svc.load_balancer_ip.unwrap()),
+            ),
+            (
+                "node/node-2:30080",
+                &b,
+                format!("address {} Some(30080)", node.ip),
+            ),
+            (&cluster_ip, &b, "svc default/web Some(8080)".into()),
+            (&pod_ip, &b, "pod default/web None".into()),
+        ];
+        for (word, from, want) in table {
+            let got = destination(&plan, word, from, "default").map(|t| shown(&t));
+            assert_eq!(got, Ok(want), "{word}");
+        }
+        let e = destination(&plan, "svc/nope", &d, "default").err().unwrap();
+        assert_eq!(
+            e.message,
+            "Service nope not found in namespace default of lab tg"
+        );
+        let e = destination(&plan, "web:http", &d, "default").err().unwrap();
+        assert_eq!(
+            e.message,
+            "`web:http` is not a destination: `:http` is not a port (1-65535)"
+        );
+        // The unchecked form leaves a bad word as a name, never panics.
+        assert_eq!(
+            shown(&parse_target(&plan, "svc/nope:80", "default")),
+            "name svc/nope"
+        );
     }
 }

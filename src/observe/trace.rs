@@ -1186,7 +1186,7 @@ pub fn destination(
     timeout: Duration,
 ) -> Result<Destination, TraceError> {
     let (_, port) = split_port(spec);
-    match parse_target(plan, spec, namespace) {
+    match super::target::parse_target_from(plan, spec, from, namespace) {
         To::Address(ip, _) => Ok(address(plan, ip, port, protocol)),
         To::Name(name) => {
             let ip = resolve_name(plan, from, &name, namespace, timeout)?;

@@ -355,6 +355,7 @@ fn connected(pod: &str, client: Ipv4Addr) -> Seen {
         client_ip: Some(client),
         status: Some(200),
         body: String::new(),
+        ..Server::default()
     }))
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
 
+use super::identity;
 use crate::kernel::netns::Netns;
 use crate::lab::expect::{Rcode, RecordType};
 
@@ -18,6 +19,10 @@ use crate::lab::expect::{Rcode, RecordType};
 pub struct Answer {
     pub rcode: u8,
     pub records: Vec<String>,
+    /// The challenge the query carried, and the proof in the answer's
+    /// EDNS option `identity::EDNS_OPTION`: who really answered.
+    pub challenge: Option<String>,
+    pub proof: Option<String>,
 }
 
 /// The nameserver a namespace's resolver uses: the first `nameserver` of
@@ -53,6 +58,23 @@ pub fn candidates(name: &str, ns: &str, domain: &str) -> Vec<String> {
     };
     v.push(name.to_string());
     v
+}
+
+/// `query`, with an OPT record carrying `challenge` for podlab's DNS
+/// server to sign (RFC 6891: the option is ignored by any other server).
+pub fn query_challenged(id: u16, name: &str, rtype: RecordType, challenge: &str) -> Vec<u8> {
+    let mut q = query(id, name, rtype);
+    q[11] = 1; // ARCOUNT: the OPT record
+    q.push(0); // the root name
+    q.extend_from_slice(&41u16.to_be_bytes()); // OPT
+    q.extend_from_slice(&1232u16.to_be_bytes()); // the UDP payload size
+    q.extend_from_slice(&[0, 0, 0, 0]); // extended rcode, version, flags
+    let data = challenge.as_bytes();
+    q.extend_from_slice(&((data.len() + 4) as u16).to_be_bytes());
+    q.extend_from_slice(&identity::EDNS_OPTION.to_be_bytes());
+    q.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    q.extend_from_slice(data);
+    q
 }
 
 pub fn query(id: u16, name: &str, rtype: RecordType) -> Vec<u8> {
@@ -101,6 +123,8 @@ pub fn parse(msg: &[u8], id: u16, rtype: RecordType) -> Option<Answer> {
     let rcode = msg.get(3)? & 0x0F;
     let qd = u16_at(msg, 4)?;
     let an = u16_at(msg, 6)?;
+    let ns = u16_at(msg, 8)?;
+    let ar = u16_at(msg, 10)?;
     let mut at = 12;
     for _ in 0..qd {
         at = read_name(msg, at)?.1 + 4;
@@ -145,7 +169,43 @@ pub fn parse(msg: &[u8], id: u16, rtype: RecordType) -> Option<Answer> {
             _ => continue,
         });
     }
-    Some(Answer { rcode, records })
+    let proof = proof_of(msg, at, ns, ar);
+    Some(Answer {
+        rcode,
+        records,
+        challenge: None,
+        proof,
+    })
+}
+
+/// The proof option of the OPT record in the additional section, which
+/// starts after the `ns` authority records from `at`.
+fn proof_of(msg: &[u8], mut at: usize, ns: u16, ar: u16) -> Option<String> {
+    for _ in 0..ns {
+        at = read_name(msg, at)?.1;
+        at += 10 + u16_at(msg, at + 8)? as usize;
+    }
+    for _ in 0..ar {
+        at = read_name(msg, at)?.1;
+        let t = u16_at(msg, at)?;
+        let len = u16_at(msg, at + 8)? as usize;
+        let data = msg.get(at + 10..at + 10 + len)?;
+        at += 10 + len;
+        if t != 41 {
+            continue;
+        }
+        let mut i = 0;
+        while i + 4 <= data.len() {
+            let code = u16_at(data, i)?;
+            let l = u16_at(data, i + 2)? as usize;
+            let v = data.get(i + 4..i + 4 + l)?;
+            if code == identity::EDNS_OPTION {
+                return String::from_utf8(v.to_vec()).ok();
+            }
+            i += 4 + l;
+        }
+    }
+    None
 }
 
 pub fn rcode_name(code: u8) -> String {
@@ -175,7 +235,8 @@ pub async fn ask(
         .await
         .map_err(|e| e.to_string())?;
     let id = (std::process::id() as u16) ^ (name.len() as u16).rotate_left(8);
-    sock.send(&query(id, name, rtype))
+    let challenge = identity::challenge();
+    sock.send(&query_challenged(id, name, rtype, &challenge))
         .await
         .map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
@@ -195,7 +256,10 @@ pub async fn ask(
             Ok(Ok(n)) => n,
         };
         if let Some(a) = parse(&buf[..n], id, rtype) {
-            return Ok(a);
+            return Ok(Answer {
+                challenge: Some(challenge),
+                ..a
+            });
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 use tokio::time::timeout;
 
+use super::identity;
 use crate::kernel::netns::Netns;
 
 /// What the server said about itself and the connection, when it said.
@@ -26,6 +27,10 @@ pub struct Server {
     /// HTTP status, when the answer was HTTP.
     pub status: Option<u16>,
     pub body: String,
+    /// The challenge this probe sent, and the proof that came back
+    /// (`identity`): who really answered.
+    pub challenge: Option<String>,
+    pub proof: Option<String>,
 }
 
 /// What a probe saw.
@@ -67,8 +72,14 @@ fn from_error(e: &io::Error) -> Seen {
     }
 }
 
-const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: podlab-probe\r\nAccept: application/json\r\n\
-User-Agent: podlab-test\r\nConnection: close\r\n\r\n";
+/// The probe's request, with a fresh challenge for podlab's echo to sign.
+fn request(challenge: &str) -> String {
+    format!(
+        "GET / HTTP/1.1\r\nHost: podlab-probe\r\nAccept: application/json\r\n\
+         User-Agent: podlab-test\r\n{}: {challenge}\r\nConnection: close\r\n\r\n",
+        identity::CHALLENGE_HEADER
+    )
+}
 
 /// Connect over TCP; with `ask`, also send an HTTP request and read the
 /// answer, waiting at most `ask` for it.
@@ -106,14 +117,18 @@ pub async fn tcp_traced(
     let Some(ask) = ask else {
         return (local, Seen::Connected(None));
     };
+    let challenge = identity::challenge();
     let exchange = async {
-        stream.write_all(REQUEST).await?;
+        stream.write_all(request(&challenge).as_bytes()).await?;
         let mut buf = Vec::new();
         (&mut stream).take(64 * 1024).read_to_end(&mut buf).await?;
         Ok::<_, io::Error>(buf)
     };
     let seen = match timeout(ask, exchange).await {
-        Ok(Ok(buf)) if !buf.is_empty() => Seen::Connected(Some(parse_http(&buf))),
+        Ok(Ok(buf)) if !buf.is_empty() => Seen::Connected(Some(Server {
+            challenge: Some(challenge),
+            ..parse_http(&buf)
+        })),
         // A server that is not HTTP, or slow: connected is all we know.
         _ => Seen::Connected(None),
     };
@@ -157,14 +172,19 @@ pub async fn udp_traced(
         return (None, from_error(&e));
     }
     let local = v4(sock.local_addr().ok());
-    if let Err(e) = sock.send(b"podlab-probe").await {
+    let challenge = identity::challenge();
+    let datagram = format!("{}{challenge}", identity::UDP_PREFIX);
+    if let Err(e) = sock.send(datagram.as_bytes()).await {
         return (local, from_error(&e));
     }
     let mut buf = vec![0u8; 4096];
     let seen = match timeout(wait, sock.recv(&mut buf)).await {
         Err(_) => Seen::Blocked(None),
         Ok(Err(e)) => from_error(&e),
-        Ok(Ok(n)) => Seen::Connected(Some(parse_udp(&buf[..n]))),
+        Ok(Ok(n)) => Seen::Connected(Some(Server {
+            challenge: Some(challenge),
+            ..parse_udp(&buf[..n])
+        })),
     };
     (local, seen)
 }
@@ -179,9 +199,16 @@ pub fn parse_http(buf: &[u8]) -> Server {
         .filter(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok());
+    let proof = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(identity::PROOF_HEADER)
+            .then(|| v.trim().to_string())
+    });
     let mut server = Server {
         status,
         body: body.to_string(),
+        proof,
         ..Server::default()
     };
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body.trim()) {
@@ -208,10 +235,13 @@ pub fn parse_udp(buf: &[u8]) -> Server {
     let client_ip = field("client=")
         .and_then(|c| c.parse::<SocketAddrV4>().ok())
         .map(|a| *a.ip());
+    let proof = field("proof=");
     Server {
         pod,
         client_ip,
         status: None,
+        proof,
+        challenge: None,
         body: text,
     }
 }
@@ -229,6 +259,9 @@ mod tests {
         assert_eq!(s.status, Some(200));
         assert_eq!(s.pod.as_deref(), Some("default/pod-1"));
         assert_eq!(s.client_ip, Some(Ipv4Addr::new(10, 244, 2, 2)));
+        assert_eq!(s.proof, None);
+        let s = parse_http(b"HTTP/1.1 200 OK\r\nX-Podlab-Proof: ab12\r\n\r\n{}");
+        assert_eq!(s.proof.as_deref(), Some("ab12"));
     }
 
     #[test]

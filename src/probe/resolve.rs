@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use crate::lab::expect::{service_of_dns, Source, SourceIp, Target};
 use crate::lab::Protocol;
 use crate::plan::{Plan, PodPlan, ServicePlan};
+use crate::target::{bare_name, by_ip, pod, Found, Scope};
 
 /// Where a probe starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +26,6 @@ pub struct To {
     /// Served by podlab's echo (or a Service, usually in front of one): an
     /// HTTP exchange tells who answered.
     pub echo: bool,
-}
-
-/// A pod by name, or a Deployment's first replica.
-fn pod<'p>(plan: &'p Plan, namespace: &str, name: &str) -> Option<&'p PodPlan> {
-    plan.pod(namespace, name).or_else(|| {
-        plan.pods
-            .iter()
-            .find(|p| p.namespace == namespace && p.owner.as_deref() == Some(name))
-    })
 }
 
 fn service<'p>(plan: &'p Plan, namespace: &str, name: &str) -> Result<&'p ServicePlan, String> {
@@ -121,10 +113,17 @@ pub fn target(
         })
     };
     match t {
-        Target::Ip(ip) => Ok(match plan.pods.iter().find(|p| p.ip == *ip) {
-            Some(p) => pod_target(p, port, protocol),
-            None => plain(*ip),
-        }),
+        // An address is whoever has it: a pod's or a Service's is served
+        // as theirs (their echo says who answered).
+        Target::Ip(ip) => match by_ip(plan, *ip) {
+            Found::Pod(p) => Ok(pod_target(p, port, protocol)),
+            Found::Service(s) => svc(s),
+            Found::LoadBalancer(s) => Ok(To {
+                ip: *ip,
+                echo: !s.endpoints.is_empty(),
+            }),
+            _ => Ok(plain(*ip)),
+        },
         Target::Node(n) => plan
             .node(n)
             .map(|n| plain(n.ip))
@@ -134,10 +133,20 @@ pub fn target(
         Target::Pod { namespace, name } => pod(plan, namespace, name)
             .map(|p| pod_target(p, port, protocol))
             .ok_or_else(|| format!("no pod {namespace}/{name} in the running lab")),
-        Target::Name(name) => match pod(plan, "default", name) {
-            Some(p) => Ok(pod_target(p, port, protocol)),
-            None => svc(service(plan, &from.search_ns, name)?),
-        },
+        Target::Name(name) => {
+            let scope = Scope {
+                namespace: "default",
+                search: &from.search_ns,
+            };
+            match bare_name(plan, name, &scope) {
+                Some(Found::Pod(p)) => Ok(pod_target(p, port, protocol)),
+                Some(Found::Service(s)) => svc(s),
+                _ => Err(format!(
+                    "`{name}` names no Service in `{}` and no pod in `default` of the running lab",
+                    from.search_ns
+                )),
+            }
+        }
         Target::Service { namespace, name } => svc(service(plan, namespace, name)?),
         Target::LoadBalancer { namespace, name } => {
             let s = service(plan, namespace, name)?;
@@ -195,5 +204,66 @@ pub fn source_ips(plan: &Plan, want: &SourceIp, from: &From) -> Result<Vec<Ipv4A
             .node(n)
             .map(|n| vec![n.ip, n.pod_gateway])
             .ok_or_else(|| format!("no node {n} in the running lab")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assertion_names_what_the_commands_name() {
+        let plan = crate::target::tests::plan();
+        let ip_of = |ns: &str, n: &str| plan.pod(ns, n).unwrap().ip;
+        let svc = |n: &str| plan.services.iter().find(|s| s.name == n).unwrap();
+        let pod_src = |ns: &str, n: &str| Source::Pod {
+            namespace: ns.into(),
+            name: n.into(),
+        };
+        let from_default = source(&plan, &pod_src("default", "pod")).unwrap();
+        let from_b = source(&plan, &pod_src("team-b", "client")).unwrap();
+        let parse = |s: &str| crate::lab::expect::parse_target(s).unwrap();
+        let table: Vec<(&str, &From, u16, Ipv4Addr, bool)> = vec![
+            // A bare name: the source namespace's Service first.
+            (
+                "web",
+                &from_default,
+                80,
+                svc("web").cluster_ip.unwrap(),
+                true,
+            ),
+            ("web", &from_b, 80, ip_of("default", "web"), true),
+            // team-b's `db` selects no pod of team-b: no echo behind it.
+            ("db", &from_b, 5432, svc("db").cluster_ip.unwrap(), false),
+            ("db", &from_default, 5432, ip_of("default", "db"), true),
+            ("pod/web", &from_default, 81, ip_of("default", "web"), false),
+            // An address is whoever has it.
+            (
+                "10.96.0.10",
+                &from_default,
+                53,
+                Ipv4Addr::new(10, 96, 0, 10),
+                true,
+            ),
+            (
+                "192.0.2.1",
+                &from_default,
+                80,
+                Ipv4Addr::new(192, 0, 2, 1),
+                false,
+            ),
+        ];
+        for (word, from, port, ip, echo) in table {
+            let got = target(&plan, &parse(word), from, port, Protocol::Tcp);
+            assert_eq!(got, Ok(To { ip, echo }), "{word}");
+        }
+        let e = target(&plan, &parse("only-pod"), &from_default, 80, Protocol::Tcp);
+        assert_eq!(
+            e,
+            Err(
+                "`only-pod` names no Service in `default` and no pod in `default` of the running lab"
+                    .into()
+            )
+        );
     }
 }

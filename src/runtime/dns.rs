@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record as WireRecord, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use super::limits::{self, Limits, Permit};
 use crate::plan::dns::{answer, Answer, Data, Qtype, Rcode, Record, Zone};
+use crate::probe::identity;
 
 /// The record table being served, replaced whole when the lab changes
 /// (`replace`), so that a query sees one consistent table.
@@ -87,6 +89,20 @@ pub struct Served {
 /// The answer to one request, as bytes; `None` when nothing should be sent
 /// (not a DNS header at all, or a response rather than a query).
 pub fn respond(zone: &Zone, request: &[u8], transport: Transport) -> Option<(Vec<u8>, Served)> {
+    respond_as(zone, request, transport, None)
+}
+
+/// `respond`, from the server of `pod` (`namespace/name`): a query that
+/// carries a grader's challenge in the EDNS option `identity::EDNS_OPTION`
+/// gets the proof in the same option of the answer, so that a stand-in
+/// DNS server does not pass for this one. `dig` sends no such option and
+/// sees the answer of old.
+pub fn respond_as(
+    zone: &Zone,
+    request: &[u8],
+    transport: Transport,
+    pod: Option<&str>,
+) -> Option<(Vec<u8>, Served)> {
     let req = match Message::from_vec(request) {
         Ok(m) => m,
         Err(_) => return formerr(request),
@@ -100,9 +116,15 @@ pub fn respond(zone: &Zone, request: &[u8], transport: Transport) -> Option<(Vec
     resp.metadata.recursion_available = true;
     resp.metadata.checking_disabled = req.metadata.checking_disabled;
     resp.add_queries(req.queries.iter().cloned());
-    if req.edns.is_some() {
+    if let Some(asked) = &req.edns {
         let mut e = Edns::new();
         e.set_max_payload(EDNS_PAYLOAD);
+        if let (Some(pod), Some(q)) = (pod, req.queries.first()) {
+            if let Some(p) = proof(asked, pod, q) {
+                e.options_mut()
+                    .insert(EdnsOption::Unknown(identity::EDNS_OPTION, p.into_bytes()));
+            }
+        }
         resp.set_edns(e);
     }
     let mut served = Served {
@@ -149,6 +171,30 @@ pub fn respond(zone: &Zone, request: &[u8], transport: Transport) -> Option<(Vec
     served.truncated = true;
     served.answers = 0;
     Some((t.to_vec().ok()?, served))
+}
+
+/// The proof for a query whose EDNS carries a challenge: over the
+/// challenge, the name (lower case, no final dot) and the type, so that
+/// it is good for this question only.
+fn proof(asked: &Edns, pod: &str, q: &Query) -> Option<String> {
+    let Some(EdnsOption::Unknown(_, data)) = asked.option(EdnsCode::Unknown(identity::EDNS_OPTION))
+    else {
+        return None;
+    };
+    let challenge = std::str::from_utf8(data).ok()?;
+    let name = q
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let signed = dns_challenge(challenge, &name, u16::from(q.query_type()));
+    identity::answer(identity::Kind::Dns, pod, Some(challenge))?;
+    Some(identity::served()?.prove(identity::Kind::Dns, pod, &signed))
+}
+
+/// What a DNS proof signs: the challenge bound to the question.
+pub fn dns_challenge(challenge: &str, name: &str, qtype: u16) -> String {
+    format!("{challenge}/{name}/{qtype}")
 }
 
 /// FORMERR for a request with at least a header that is a query; nothing
@@ -396,7 +442,9 @@ pub async fn serve_udp(
                         continue;
                     }
                 };
-                let Some((reply, served)) = respond(&zone.get(), &buf[..n], Transport::Udp) else {
+                let Some((reply, served)) =
+                    respond_as(&zone.get(), &buf[..n], Transport::Udp, Some(&pod))
+                else {
                     continue;
                 };
                 log(Transport::Udp, peer, &served);
@@ -449,6 +497,7 @@ pub async fn serve_tcp_limited(
             stream,
             peer,
             zone.clone(),
+            pod.clone(),
             permit,
             shutdown.clone(),
         ));
@@ -461,6 +510,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     zone: Arc<ZoneHandle>,
+    pod: String,
     permit: Permit,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -486,7 +536,8 @@ async fn serve_connection(
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let Some((reply, served)) = respond(&zone.get(), &msg, Transport::Tcp) else {
+        let Some((reply, served)) = respond_as(&zone.get(), &msg, Transport::Tcp, Some(&pod))
+        else {
             return;
         };
         log(Transport::Tcp, peer, &served);
@@ -650,6 +701,42 @@ mod tests {
         assert_eq!(
             Message::from_vec(&bytes).unwrap().metadata.response_code,
             ResponseCode::Refused
+        );
+    }
+
+    #[test]
+    fn a_challenge_in_edns_gets_a_proof_bound_to_the_question() {
+        use crate::lab::expect::RecordType as Rt;
+        let id = identity::install_for_tests("podlab-tests");
+        let z = zone();
+        let c = identity::challenge();
+        let name = "web.default.svc.cluster.local";
+        let q = crate::probe::dns::query_challenged(9, name, Rt::A, &c);
+        let pod = "kube-system/coredns";
+        let (bytes, _) = respond_as(&z, &q, Transport::Udp, Some(pod)).unwrap();
+        let a = crate::probe::dns::parse(&bytes, 9, Rt::A).unwrap();
+        assert_eq!(a.records, ["10.96.0.20"]);
+        let want = id.prove(identity::Kind::Dns, pod, &dns_challenge(&c, name, 1));
+        assert_eq!(a.proof.as_deref(), Some(want.as_str()));
+        // Another question, another proof: an answer cannot be reused.
+        let other = id.prove(identity::Kind::Dns, pod, &dns_challenge(&c, "x", 1));
+        assert_ne!(a.proof.as_deref(), Some(other.as_str()));
+        // dig's query (no option) and a server without a pod: no proof.
+        let (plain, _) = respond_as(
+            &z,
+            &query(9, name, Qtype::A).unwrap(),
+            Transport::Udp,
+            Some(pod),
+        )
+        .unwrap();
+        assert_eq!(
+            crate::probe::dns::parse(&plain, 9, Rt::A).unwrap().proof,
+            None
+        );
+        let (anon, _) = respond(&z, &q, Transport::Udp).unwrap();
+        assert_eq!(
+            crate::probe::dns::parse(&anon, 9, Rt::A).unwrap().proof,
+            None
         );
     }
 

@@ -30,11 +30,16 @@ use tokio::sync::watch;
 
 use crate::kernel::netns::Netns;
 use crate::lab::Protocol;
+use crate::probe::identity;
 
 use super::limits::{self, Caps, Limits, Permit, Refused};
 use super::Error;
 
 /// Who answers: the pod behind a port.
+///
+/// Asked with a grader's challenge (`probe::identity`), an answer also
+/// carries the proof that this pod's genuine server made it; without one,
+/// it is exactly what a learner's `curl` has always shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoInfo {
     pub pod: String,
@@ -75,15 +80,20 @@ pub fn http_json(info: &EchoInfo, client: SocketAddr, method: &str, path: &str) 
 /// The UDP answer to one datagram. The trailing newline keeps `nc -u`
 /// output on its own line; the datagram itself is trimmed so that the
 /// newline `echo | nc -u` sends does not double up.
+///
+/// A grader's datagram (`podlab-probe challenge=HEX`) also gets
+/// `proof=HEX` before `data=`.
 pub fn udp_reply(info: &EchoInfo, client: SocketAddr, data: &[u8]) -> String {
+    let data = String::from_utf8_lossy(data);
+    let data = data.trim();
+    let proof = data
+        .strip_prefix(identity::UDP_PREFIX)
+        .and_then(|c| identity::answer(identity::Kind::Udp, &info.key(), Some(c)))
+        .map(|p| format!(" proof={p}"))
+        .unwrap_or_default();
     format!(
-        "pod={} namespace={} node={} podIP={} client={} data={}\n",
-        info.pod,
-        info.namespace,
-        info.node,
-        info.pod_ip,
-        client,
-        String::from_utf8_lossy(data).trim()
+        "pod={} namespace={} node={} podIP={} client={}{proof} data={data}\n",
+        info.pod, info.namespace, info.node, info.pod_ip, client,
     )
 }
 
@@ -104,7 +114,12 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or_else(|| req.uri().path());
-    let (body, ctype) = if wants_json(req.headers().get_all(ACCEPT)) {
+    let challenge = req
+        .headers()
+        .get(identity::CHALLENGE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let proof = identity::answer(identity::Kind::Http, &info.key(), challenge);
+    let (mut body, ctype) = if wants_json(req.headers().get_all(ACCEPT)) {
         (http_json(info, client, method, path), "application/json")
     } else {
         (
@@ -112,6 +127,9 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
             "text/plain; charset=utf-8",
         )
     };
+    if let Some(p) = &proof {
+        body = with_proof(&body, p);
+    }
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut()
@@ -120,7 +138,22 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
     if let Ok(v) = HeaderValue::from_str(&info.key()) {
         resp.headers_mut().insert("x-podlab-pod", v);
     }
+    if let Some(v) = proof.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        resp.headers_mut().insert(identity::PROOF_HEADER, v);
+    }
     resp
+}
+
+/// A body with the proof added: a `proof` field of the JSON answer, a
+/// `proof:` line of the text one.
+pub fn with_proof(body: &str, proof: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("proof".into(), proof.into());
+            format!("{}\n", serde_json::Value::Object(m))
+        }
+        _ => format!("{body}proof: {proof}\n"),
+    }
 }
 
 /// What one pod wants bound: its namespace and its echo ports.
@@ -573,6 +606,57 @@ mod tests {
         assert!(
             reply.contains(&format!("client={}", c.local_addr().unwrap())),
             "{reply}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_challenge_gets_a_proof_and_nothing_else_changes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let id = identity::install_for_tests("podlab-tests");
+        let (_tx, rx) = watch::channel(false);
+        let l = tcp_to_tokio(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve_tcp(l, Arc::new(info()), addr.port(), rx));
+        let c = identity::challenge();
+        let get = |req: String| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let out = get(format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}: {c}\r\nConnection: close\r\n\r\n",
+            identity::CHALLENGE_HEADER
+        ))
+        .await;
+        let proof = id.prove(identity::Kind::Http, "default/pod-1", &c);
+        assert!(out.contains(&format!("x-podlab-proof: {proof}")), "{out}");
+        assert!(
+            out.ends_with(&format!("path: /\nproof: {proof}\n")),
+            "{out}"
+        );
+        // What a learner's curl sends: the answer of old, no proof.
+        let plain = get("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".into()).await;
+        assert!(!plain.contains("proof"), "{plain}");
+        assert!(plain.ends_with("method: GET\npath: /\n"), "{plain}");
+        // Not a challenge: nothing signed.
+        let junk = get(format!(
+            "GET / HTTP/1.1\r\nHost: a\r\n{}: sign this\r\nConnection: close\r\n\r\n",
+            identity::CHALLENGE_HEADER
+        ))
+        .await;
+        assert!(!junk.contains("proof"), "{junk}");
+        let r = udp_reply(
+            &info(),
+            client(),
+            format!("{}{c}", identity::UDP_PREFIX).as_bytes(),
+        );
+        let udp = id.prove(identity::Kind::Udp, "default/pod-1", &c);
+        assert!(r.contains(&format!(" proof={udp} data=")), "{r}");
+        assert_eq!(
+            with_proof("{\"pod\":\"p\"}\n", "ab"),
+            "{\"pod\":\"p\",\"proof\":\"ab\"}\n"
         );
     }
 

@@ -192,6 +192,15 @@ async fn daemon(
     if handle_signals {
         watch_signals(stop.clone())?;
     }
+    // Before any server: every answer to a grader's challenge is signed.
+    let id =
+        crate::probe::identity::Identity::load_or_create(state_dir, &plan.lab).map_err(|e| {
+            Error::Io {
+                what: "make the lab's identity key".into(),
+                source: std::io::Error::other(e),
+            }
+        })?;
+    crate::probe::identity::install(id);
     let shared = Shared::new(&plan);
     let logs = state_dir.join(LOG_DIR);
     std::fs::create_dir_all(&logs).map_err(|source| Error::Io {
@@ -229,6 +238,7 @@ async fn daemon(
         },
     ));
     servers.spawn(limits::housekeeping(limits, shutdown.clone()));
+    start_api(state_dir, &plan.lab, &shared, &shutdown, &mut servers).await;
     // The daemon's stop reaches every pod, whenever it was started.
     {
         let pods = pods.clone();
@@ -316,6 +326,28 @@ async fn daemon(
     }
     tracing::info!("stopped");
     setup
+}
+
+/// The lab's Kubernetes API (`crate::api`), kubeconfig written before the
+/// lab reports ready. A lab without it still works: the failure is
+/// logged, and `podlab kubeconfig` says there is none.
+async fn start_api(
+    state_dir: &Path,
+    lab: &str,
+    shared: &Shared,
+    shutdown: &watch::Receiver<bool>,
+    servers: &mut JoinSet<()>,
+) {
+    let table = shared.clone();
+    let status: crate::api::StatusFn =
+        std::sync::Arc::new(move || table.snapshot(std::process::id(), control::rss_bytes()));
+    match crate::api::bind(state_dir, lab, status).await {
+        Ok(api) => {
+            tracing::info!(port = api.port(), "Kubernetes API on 127.0.0.1");
+            servers.spawn(api.serve(shutdown.clone()));
+        }
+        Err(e) => tracing::warn!("the lab's Kubernetes API did not start: {e}"),
+    }
 }
 
 /// The view the nodes' rules were last loaded from, by `resync` or

@@ -1,0 +1,482 @@
+//! `meta.k8s.io/v1` Table responses: the server-side printing kubectl asks
+//! for (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), with the
+//! columns of Kubernetes' own printers (`pkg/printers/internalversion`).
+//!
+//! Every cell is computed from the object the API would return, so the
+//! table and `-o json` cannot disagree.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Map, Value};
+
+use super::objects::Resource;
+
+/// A column: name, type, priority (1: only with `-o wide`), description.
+type Column = (&'static str, &'static str, u8, &'static str);
+
+/// The columns of each resource's printer, in Kubernetes' order.
+const COLUMNS: &[(&str, &[Column])] = &[
+    (
+        "pods",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+            ("Status", "string", 0, "The aggregate status of the containers in this pod."),
+            ("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            ("Age", "string", 0, AGE_DOC),
+            ("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
+            ("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
+            ("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
+            ("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+        ],
+    ),
+    (
+        "nodes",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Status", "string", 0, "The status of the node"),
+            ("Roles", "string", 0, "The roles of the node"),
+            ("Age", "string", 0, AGE_DOC),
+            ("Version", "string", 0, "Kubelet Version reported by the node."),
+            ("Internal-IP", "string", 1, "List of addresses reachable to the node."),
+            ("External-IP", "string", 1, "List of addresses reachable to the node."),
+            ("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
+            ("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
+            ("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+        ],
+    ),
+    (
+        "namespaces",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Status", "string", 0, "The status of the namespace"),
+            ("Age", "string", 0, AGE_DOC),
+        ],
+    ),
+    (
+        "services",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Type", "string", 0, "type determines how the Service is exposed."),
+            ("Cluster-IP", "string", 0, "clusterIP is the IP address of the service and is usually assigned randomly."),
+            ("External-IP", "string", 0, "List of IP addresses for which nodes in the cluster will also accept traffic for this service."),
+            ("Port(s)", "string", 0, "The list of ports that are exposed by this service."),
+            ("Age", "string", 0, AGE_DOC),
+            ("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
+        ],
+    ),
+    (
+        "endpoints",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Endpoints", "string", 0, "Endpoints of the service"),
+            ("Age", "string", 0, AGE_DOC),
+        ],
+    ),
+    (
+        "endpointslices",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
+            ("Ports", "string", 0, "ports specifies the list of network ports exposed by each endpoint in this slice."),
+            ("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
+            ("Age", "string", 0, AGE_DOC),
+        ],
+    ),
+];
+
+const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+
+pub fn columns(r: &Resource) -> &'static [Column] {
+    COLUMNS
+        .iter()
+        .find(|(p, _)| *p == r.plural)
+        .map_or(&[], |(_, c)| c)
+}
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    None,
+    /// The default: `PartialObjectMetadata`, which is where kubectl reads
+    /// the NAMESPACE column of `-A` and `--show-labels` from.
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn parse(v: Option<&str>) -> Result<Include, String> {
+        match v {
+            None | Some("") | Some("Metadata") => Ok(Include::Metadata),
+            Some("None") => Ok(Include::None),
+            Some("Object") => Ok(Include::Object),
+            Some(other) => Err(format!(
+                "includeObject: unsupported value \"{other}\": supported values: \"None\", \"Metadata\", \"Object\""
+            )),
+        }
+    }
+}
+
+/// The Table of `objects` (all of `r`'s kind), at `now`.
+pub fn table(r: &Resource, objects: &[Value], include: Include, now: SystemTime) -> Value {
+    let defs: Vec<Value> = columns(r)
+        .iter()
+        .map(|(name, kind, priority, doc)| {
+            let format = if *name == "Name" { "name" } else { "" };
+            json!({"name": name, "type": kind, "format": format, "description": doc, "priority": priority})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut row = Map::new();
+            row.insert("cells".into(), Value::Array(cells(r, o, now)));
+            match include {
+                Include::None => {}
+                Include::Metadata => {
+                    row.insert(
+                        "object".into(),
+                        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
+                    );
+                }
+                Include::Object => {
+                    row.insert("object".into(), o.clone());
+                }
+            }
+            Value::Object(row)
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": super::objects::content_version(&Value::Array(objects.to_vec()))},
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}
+
+fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
+    let name = s(o, &["metadata", "name"]).to_string();
+    let age = age_of(o, now);
+    let cells: Vec<String> = match r.plural {
+        "pods" => pod_cells(o, name, age),
+        "nodes" => node_cells(o, name, age),
+        "namespaces" => vec![name, or_none(s(o, &["status", "phase"])), age],
+        "services" => service_cells(o, name, age),
+        "endpoints" => vec![name, endpoints_cell(o), age],
+        "endpointslices" => slice_cells(o, name, age),
+        _ => vec![name, age],
+    };
+    cells.into_iter().map(Value::String).collect()
+}
+
+fn at<'a>(o: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(o, |v, k| &v[*k])
+}
+
+fn s<'a>(o: &'a Value, path: &[&str]) -> &'a str {
+    at(o, path).as_str().unwrap_or("")
+}
+
+fn list<'a>(o: &'a Value, path: &[&str]) -> &'a [Value] {
+    at(o, path).as_array().map_or(&[], Vec::as_slice)
+}
+
+fn or_none(v: &str) -> String {
+    if v.is_empty() {
+        "<none>".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn age_of(o: &Value, now: SystemTime) -> String {
+    match parse_rfc3339(s(o, &["metadata", "creationTimestamp"])) {
+        Some(t) => match now.duration_since(t) {
+            Ok(d) => human_duration(d),
+            // A clock a second or two behind the object: "almost now".
+            Err(e) if e.duration() < Duration::from_secs(2) => "0s".into(),
+            Err(_) => "<invalid>".into(),
+        },
+        None => "<unknown>".into(),
+    }
+}
+
+/// kubectl's STATUS, READY and RESTARTS from a pod, as `printPod` derives
+/// them: a container's waiting or terminated reason wins over the phase.
+fn pod_cells(o: &Value, name: String, age: String) -> Vec<String> {
+    let statuses = list(o, &["status", "containerStatuses"]);
+    let total = list(o, &["spec", "containers"]).len();
+    let mut reason = s(o, &["status", "phase"]).to_string();
+    if let Some(r) = at(o, &["status", "reason"]).as_str() {
+        reason = r.to_string();
+    }
+    let mut restarts = 0u64;
+    let mut ready = 0usize;
+    let mut running = false;
+    for c in statuses.iter().rev() {
+        restarts += c["restartCount"].as_u64().unwrap_or(0);
+        let state = &c["state"];
+        if let Some(w) = state["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason = w.to_string();
+        } else if let Some(t) = state["terminated"].as_object() {
+            reason = match t.get("reason").and_then(Value::as_str) {
+                Some(r) if !r.is_empty() => r.to_string(),
+                _ => format!(
+                    "ExitCode:{}",
+                    t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                ),
+            };
+        } else if c["ready"].as_bool() == Some(true) && state.get("running").is_some() {
+            running = true;
+            ready += 1;
+        }
+    }
+    if reason == "Completed" && running {
+        let ready_cond = list(o, &["status", "conditions"])
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        reason = if ready_cond { "Running" } else { "NotReady" }.into();
+    }
+    vec![
+        name,
+        format!("{ready}/{total}"),
+        reason,
+        restarts.to_string(),
+        age,
+        or_none(s(o, &["status", "podIP"])),
+        or_none(s(o, &["spec", "nodeName"])),
+        or_none(s(o, &["status", "nominatedNodeName"])),
+        "<none>".into(),
+    ]
+}
+
+fn node_cells(o: &Value, name: String, age: String) -> Vec<String> {
+    let ready = list(o, &["status", "conditions"])
+        .iter()
+        .find(|c| c["type"] == "Ready");
+    let status = match ready.map(|c| c["status"].as_str().unwrap_or("")) {
+        Some("True") => "Ready",
+        Some(_) => "NotReady",
+        None => "Unknown",
+    };
+    let mut roles: Vec<&str> = at(o, &["metadata", "labels"])
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    let address = |kind: &str| {
+        list(o, &["status", "addresses"])
+            .iter()
+            .find(|a| a["type"] == kind)
+            .and_then(|a| a["address"].as_str())
+            .map_or("<none>".to_string(), str::to_string)
+    };
+    let info = |k: &str| or_none(s(o, &["status", "nodeInfo", k]));
+    vec![
+        name,
+        status.into(),
+        if roles.is_empty() {
+            "<none>".into()
+        } else {
+            roles.join(",")
+        },
+        age,
+        s(o, &["status", "nodeInfo", "kubeletVersion"]).to_string(),
+        address("InternalIP"),
+        address("ExternalIP"),
+        info("osImage"),
+        info("kernelVersion"),
+        info("containerRuntimeVersion"),
+    ]
+}
+
+fn service_cells(o: &Value, name: String, age: String) -> Vec<String> {
+    let kind = s(o, &["spec", "type"]);
+    let external = match kind {
+        "LoadBalancer" => {
+            let ips: Vec<&str> = list(o, &["status", "loadBalancer", "ingress"])
+                .iter()
+                .filter_map(|i| i["ip"].as_str())
+                .collect();
+            if ips.is_empty() {
+                "<pending>".to_string()
+            } else {
+                ips.join(",")
+            }
+        }
+        "ExternalName" => s(o, &["spec", "externalName"]).to_string(),
+        _ => "<none>".to_string(),
+    };
+    let ports: Vec<String> = list(o, &["spec", "ports"])
+        .iter()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_u64() {
+                Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                None => format!("{}/{proto}", p["port"]),
+            }
+        })
+        .collect();
+    let selector = at(o, &["spec", "selector"])
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    vec![
+        name,
+        kind.to_string(),
+        or_none(s(o, &["spec", "clusterIP"])),
+        external,
+        if ports.is_empty() {
+            "<none>".into()
+        } else {
+            ports.join(",")
+        },
+        age,
+        or_none(&selector),
+    ]
+}
+
+/// `formatEndpoints`: up to three `ip:port` of ready addresses, then
+/// ` + N more...`.
+pub fn endpoints_cell(o: &Value) -> String {
+    let subsets = list(o, &["subsets"]);
+    if subsets.is_empty() {
+        return "<none>".into();
+    }
+    const MAX: usize = 3;
+    let mut shown: Vec<String> = Vec::new();
+    let mut count = 0usize;
+    for ss in subsets {
+        let addrs = ss["addresses"].as_array().map_or(&[][..], Vec::as_slice);
+        let ports = ss["ports"].as_array().map_or(&[][..], Vec::as_slice);
+        let ips = addrs.iter().filter_map(|a| a["ip"].as_str());
+        if ports.is_empty() {
+            count += addrs.len();
+            shown.extend(ips.map(str::to_string));
+            continue;
+        }
+        for p in ports {
+            count += addrs.len();
+            for ip in ips.clone() {
+                shown.push(format!("{ip}:{}", p["port"]));
+            }
+        }
+    }
+    if count > MAX {
+        shown.truncate(MAX);
+        format!("{} + {} more...", shown.join(","), count - MAX)
+    } else {
+        shown.join(",")
+    }
+}
+
+fn slice_cells(o: &Value, name: String, age: String) -> Vec<String> {
+    let ports: Vec<String> = list(o, &["ports"])
+        .iter()
+        .filter_map(|p| p["port"].as_u64().map(|n| n.to_string()))
+        .collect();
+    let addrs: Vec<&str> = list(o, &["endpoints"])
+        .iter()
+        .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let endpoints = match addrs.len() {
+        0 => "<unset>".to_string(),
+        n if n <= 3 => addrs.join(","),
+        n => format!("{} + {} more...", addrs[..3].join(","), n - 3),
+    };
+    vec![
+        name,
+        s(o, &["addressType"]).to_string(),
+        if ports.is_empty() {
+            "<unset>".into()
+        } else {
+            ports.join(",")
+        },
+        endpoints,
+        age,
+    ]
+}
+
+/// apimachinery's `duration.HumanDuration`, which kubectl's AGE shows.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let minutes = secs / 60;
+    if minutes < 10 {
+        return match secs % 60 {
+            0 => format!("{minutes}m"),
+            s => format!("{minutes}m{s}s"),
+        };
+    }
+    if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
+    let hours = minutes / 60;
+    if hours < 8 {
+        return match minutes % 60 {
+            0 => format!("{hours}h"),
+            m => format!("{hours}h{m}m"),
+        };
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        return match hours % 24 {
+            0 => format!("{}d", hours / 24),
+            h => format!("{}d{h}h", hours / 24),
+        };
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        return match (hours / 24) % 365 {
+            0 => format!("{}y", hours / 24 / 365),
+            dy => format!("{}y{dy}d", hours / 24 / 365),
+        };
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// `2026-11-26T01:02:03Z` (the only form this API writes) back to a time.
+pub fn parse_rfc3339(t: &str) -> Option<SystemTime> {
+    let b = t.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // days_from_civil (H. Hinnant), the inverse of what rfc3339 uses.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
