@@ -678,6 +678,11 @@ pub struct Reset {
     pub findings: Vec<Finding>,
     /// What whole-lab diagnose would say besides: the daemon not answering.
     pub down: Vec<String>,
+    /// What an exercise's own undo left behind, which `fault clear`'s diff
+    /// then repaired: the lab is healthy, but the undo is wrong, and
+    /// `verify` says so to the author.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undo_left: Vec<String>,
 }
 
 impl Reset {
@@ -695,7 +700,15 @@ pub fn reset(lab: &str) -> Result<Reset, Error> {
     let record = faults_run::load(lab)?;
     let mut cleared = Vec::new();
     let mut ids = Vec::new();
+    let mut custom = Vec::new();
     for f in record.faults.iter().filter(|f| p.fault_ids.contains(&f.id)) {
+        if f.plan
+            .undo
+            .iter()
+            .any(|s| matches!(s, faults::Step::Exec { .. }))
+        {
+            custom.push(f.id);
+        }
         // An exercise's own undo command must succeed, whether or not the
         // learner fixed the lab first (`fault clear` takes a failing one
         // as already undone): one that fails leaves its fault in place.
@@ -721,6 +734,15 @@ pub fn reset(lab: &str) -> Result<Reset, Error> {
         }
     }
     cleared.extend(faults_run::clear(lab, &ids)?);
+    let undo_left: Vec<String> = cleared
+        .iter()
+        .filter(|c| custom.contains(&c.id))
+        .flat_map(|c| {
+            c.repaired
+                .iter()
+                .map(move |r| format!("the undo of {} left {r} (the diff repaired it)", c.fault))
+        })
+        .collect();
     let (findings, down) = healthy_now(lab)?;
     let ended = cleared.iter().all(|c| c.errors.is_empty());
     p.journal(
@@ -751,6 +773,7 @@ pub fn reset(lab: &str) -> Result<Reset, Error> {
         cleared,
         findings,
         down,
+        undo_left,
     })
 }
 
@@ -1024,15 +1047,17 @@ fn verify_in(
         return Ok(phases);
     }
     let r = reset(&lab)?;
+    let undone = r.healthy() && r.undo_left.is_empty();
     let ok = phase(
         "reset",
-        r.healthy(),
-        if r.healthy() {
+        undone,
+        if undone {
             "every fault undone; the lab is exactly as planned".into()
         } else {
             r.findings
                 .iter()
                 .map(|f| f.to_string())
+                .chain(r.undo_left.iter().cloned())
                 .chain(r.down.iter().cloned())
                 .chain(r.cleared.iter().flat_map(|c| {
                     c.errors
