@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-const LAB: &str = "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gr-base}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n";
+const LAB: &str = "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gb-base}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n";
 
 const EXERCISE: &str = r#"apiVersion: podlab/v1alpha1
 kind: Exercise
@@ -139,7 +139,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
     if !root_or_skip("grading cheats") {
         return;
     }
-    const LAB: &str = "gr-cheat";
+    const LAB: &str = "gb-cheat";
     let _ = run(&["down", LAB]);
     let files = Files::new(EXERCISE);
     files.start(LAB);
@@ -156,7 +156,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}:\n{}", text(&o));
         assert!(
-            text(&o).contains("not allowed on lab gr-cheat while exercise grade runs"),
+            text(&o).contains("not allowed on lab gb-cheat while exercise grade runs"),
             "{}",
             text(&o)
         );
@@ -307,7 +307,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
 
 /// The test's lab file, named `name`.
 fn super_lab(name: &str) -> String {
-    LAB.replace("gr-base", name)
+    LAB.replace("gb-base", name)
 }
 
 fn sha256sum(text: &str) -> String {
@@ -319,8 +319,8 @@ fn two_instances_of_one_exercise_are_graded_apart() {
     if !root_or_skip("two instances") {
         return;
     }
-    const A: &str = "gr-twin-a";
-    const B: &str = "gr-twin-b";
+    const A: &str = "gb-twin-a";
+    const B: &str = "gb-twin-b";
     let _ = run(&["down", A]);
     let _ = run(&["down", B]);
     let files = Files::new(EXERCISE);
@@ -378,10 +378,10 @@ fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
             "verify",
             &files.exercise.display().to_string(),
             "--as",
-            "gr-undo",
+            "gb-undo",
             "--json",
         ]);
-        assert_nothing_left("gr-undo");
+        assert_nothing_left("gb-undo");
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("verify --json: {e}\n{}", text(&o)));
         (o.status.code(), v)
