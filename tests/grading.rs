@@ -357,7 +357,7 @@ fn two_instances_of_one_exercise_are_graded_apart() {
 }
 
 #[test]
-fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
+fn an_undo_that_fails_fails_verify_and_a_fault_left_is_settled_by_reset() {
     if !root_or_skip("broken undo") {
         return;
     }
@@ -401,10 +401,31 @@ fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
             .contains("exit"),
         "{v}"
     );
-    // An undo that "succeeds" but leaves the table: the diff sees it.
+    // An undo that "succeeds" but leaves the table: reset settles what
+    // the fault touched (node-2) back to the plan, so the lab it calls
+    // healthy has no table left.
     let files = Files::new(&broken.replace("undo: \"exit 3\"", "undo: \"true\""));
-    let (code, v) = verify(&files);
-    assert_eq!(code, Some(1), "{v}");
+    let _ = run(&["down", "gb-undo"]);
+    files.start("gb-undo");
+    let down = Down("gb-undo");
+    let o = run(&["exercise", "reset", "--lab", "gb-undo", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("reset --json");
+    assert_eq!(r["healthy"], true, "{r}");
+    let o = run(&[
+        "exec",
+        "--lab",
+        "gb-undo",
+        "node/node-2",
+        "--",
+        "nft",
+        "list",
+        "table",
+        "inet",
+        "grfw",
+    ]);
+    assert!(!o.status.success(), "the table is gone:\n{}", text(&o));
+    drop(down);
     // A real undo: verified, with the seed in the JSON.
     let files =
         Files::new(&broken.replace("undo: \"exit 3\"", "undo: \"nft delete table inet grfw\""));
