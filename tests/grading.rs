@@ -182,6 +182,17 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
     )
     .expect("edit exercise");
     assert_eq!(check(LAB).0, Some(1), "checks edited after start");
+    let noted = std::fs::read_to_string(only_journal(&files.results()))
+        .expect("journal")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["event"] == "check")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(
+        noted.contains("\"fileChangedSinceStart\":true"),
+        "the journal notes the edit: {noted}"
+    );
 
     // The copy in the lab's state edited: not graded at all.
     let record_path = state.join("exercise.json");
