@@ -259,7 +259,7 @@ fn every_exercise_is_fixed_by_its_solution_and_reset_by_reset() {
         return;
     }
     let by_lab = exercises();
-    assert!(by_lab.values().map(Vec::len).sum::<usize>() >= 8);
+    assert!(by_lab.values().map(Vec::len).sum::<usize>() >= 14);
     let host = host_snapshot();
     std::thread::scope(|s| {
         let handles: Vec<_> = by_lab
@@ -277,6 +277,72 @@ fn every_exercise_is_fixed_by_its_solution_and_reset_by_reset() {
         }
     });
     assert_eq!(host, host_snapshot(), "the host's own network changed");
+}
+
+/// The catalogue's families (the "one exercise per family"),
+/// each with the faults that belong to it.
+const FAMILIES: &[(&str, &[&str])] = &[
+    (
+        "routes and links",
+        &[
+            "route-missing",
+            "node-link-down",
+            "pod-interface-down",
+            "bridge-down",
+        ],
+    ),
+    ("forwarding", &["forwarding-off"]),
+    ("kube-proxy", &["kube-proxy-flushed"]),
+    (
+        "endpoints",
+        &[
+            "stale-endpoints",
+            "service-selector-typo",
+            "wrong-target-port",
+        ],
+    ),
+    ("policy", &["deny-all-policy", "policy-label-typo"]),
+    (
+        "DNS",
+        &["wrong-nameserver", "dns-stopped", "coredns-scaled-to-zero"],
+    ),
+    (
+        "MTU, loss and shaping",
+        &["mtu-mismatch", "packet-loss", "rate-limit", "latency"],
+    ),
+];
+
+#[test]
+fn every_fault_family_has_an_exercise() {
+    let used: Vec<String> = exercises()
+        .values()
+        .flatten()
+        .flat_map(|f| {
+            podlab::exercise::run::load(f)
+                .unwrap_or_err_panic(f)
+                .exercise
+                .faults
+        })
+        .filter_map(|spec| match spec {
+            podlab::lab::exercise::FaultSpec::Catalogue { fault, .. } => Some(fault),
+            podlab::lab::exercise::FaultSpec::Custom { .. } => None,
+        })
+        .collect();
+    for (family, faults) in FAMILIES {
+        assert!(
+            faults.iter().any(|f| used.iter().any(|u| u == f)),
+            "no exercise of labs/exercises/ breaks {family} ({faults:?}); used: {used:?}"
+        );
+    }
+    // Every family named is the catalogue's, so a renamed fault shows.
+    let o = run(&["fault", "list", "--json"]);
+    let catalogue = stdout(&o);
+    for f in FAMILIES.iter().flat_map(|(_, f)| f.iter()) {
+        assert!(
+            catalogue.contains(&format!("\"{f}\"")),
+            "{f} is not in `fault list`"
+        );
+    }
 }
 
 #[test]
