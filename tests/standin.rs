@@ -578,3 +578,35 @@ fn an_undo_that_fails_fails_reset_and_verify() {
         text(&o)
     );
 }
+
+#[test]
+fn a_policy_flushed_by_hand_is_not_deleted() {
+    if !root_or_skip("policy rules flushed") {
+        return;
+    }
+    // 12: a deny-all NetworkPolicy. Flushing the nodes' policy rules lets
+    // every packet through, with the policy still in the API.
+    let ex = Started::new("12-deny-all-policy.yaml", "gb-sp");
+    for node in ["node/node-1", "node/node-2"] {
+        ex.must(node, &["nft", "flush", "table", "ip", "network-policy"]);
+    }
+    let (code, checks) = ex.check();
+    assert_eq!(code, Some(1), "{checks:#?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["kind"] == "matrix" && c["passed"] == true),
+        "the traffic passes: {checks:#?}"
+    );
+    let f = failing(&checks);
+    assert!(
+        f.len() == 2 && f.iter().all(|l| l.contains("network-policy")),
+        "both nodes' kernel checks fail on the policy table: {f:#?}"
+    );
+    assert!(!ex.solved());
+    // Deleting the policy writes the rules as the plan now has them.
+    let o = run(&["delete", "--lab", ex.lab, "networkpolicy", "deny-all"]);
+    assert!(o.status.success(), "{}", text(&o));
+    ex.passes();
+    assert!(ex.solved());
+}
