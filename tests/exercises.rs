@@ -110,6 +110,13 @@ fn apply(lab: &str, step: &serde_json::Value) {
                 .output()
                 .expect("bash")
         }
+        // `podlab apply` of the running lab's own file, as the learner of
+        // an instance (`start --as`) types it: the lab file names another
+        // lab. Refused unless the exercise allows it.
+        "apply" => podlab()
+            .args(["apply", "--lab", lab])
+            .output()
+            .expect("podlab apply"),
         other => panic!("a solution step this test does not know: {other}"),
     };
     assert!(o.status.success(), "solution step {step}:\n{}", text(&o));
@@ -252,14 +259,14 @@ fn every_exercise_is_fixed_by_its_solution_and_reset_by_reset() {
         return;
     }
     let by_lab = exercises();
-    assert!(by_lab.values().map(Vec::len).sum::<usize>() >= 8);
+    assert!(by_lab.values().map(Vec::len).sum::<usize>() >= 14);
     let host = host_snapshot();
     std::thread::scope(|s| {
         let handles: Vec<_> = by_lab
             .iter()
             .enumerate()
             .map(|(i, (lab, files))| {
-                s.spawn(move || run_lab(&format!("gr-{lab}"), files, 3 + i as u64))
+                s.spawn(move || run_lab(&format!("gb-{lab}"), files, 3 + i as u64))
             })
             .collect();
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
@@ -270,6 +277,72 @@ fn every_exercise_is_fixed_by_its_solution_and_reset_by_reset() {
         }
     });
     assert_eq!(host, host_snapshot(), "the host's own network changed");
+}
+
+/// The catalogue's families (the issue's "one exercise per family"),
+/// each with the faults that belong to it.
+const FAMILIES: &[(&str, &[&str])] = &[
+    (
+        "routes and links",
+        &[
+            "route-missing",
+            "node-link-down",
+            "pod-interface-down",
+            "bridge-down",
+        ],
+    ),
+    ("forwarding", &["forwarding-off"]),
+    ("kube-proxy", &["kube-proxy-flushed"]),
+    (
+        "endpoints",
+        &[
+            "stale-endpoints",
+            "service-selector-typo",
+            "wrong-target-port",
+        ],
+    ),
+    ("policy", &["deny-all-policy", "policy-label-typo"]),
+    (
+        "DNS",
+        &["wrong-nameserver", "dns-stopped", "coredns-scaled-to-zero"],
+    ),
+    (
+        "MTU, loss and shaping",
+        &["mtu-mismatch", "packet-loss", "rate-limit", "latency"],
+    ),
+];
+
+#[test]
+fn every_fault_family_has_an_exercise() {
+    let used: Vec<String> = exercises()
+        .values()
+        .flatten()
+        .flat_map(|f| {
+            podlab::exercise::run::load(f)
+                .unwrap_or_err_panic(f)
+                .exercise
+                .faults
+        })
+        .filter_map(|spec| match spec {
+            podlab::lab::exercise::FaultSpec::Catalogue { fault, .. } => Some(fault),
+            podlab::lab::exercise::FaultSpec::Custom { .. } => None,
+        })
+        .collect();
+    for (family, faults) in FAMILIES {
+        assert!(
+            faults.iter().any(|f| used.iter().any(|u| u == f)),
+            "no exercise of labs/exercises/ breaks {family} ({faults:?}); used: {used:?}"
+        );
+    }
+    // Every family named is the catalogue's, so a renamed fault shows.
+    let o = run(&["fault", "list", "--json"]);
+    let catalogue = stdout(&o);
+    for f in FAMILIES.iter().flat_map(|(_, f)| f.iter()) {
+        assert!(
+            catalogue.contains(&format!("\"{f}\"")),
+            "{f} is not in `fault list`"
+        );
+    }
 }
 
 #[test]
@@ -292,7 +365,7 @@ fn verify_proves_an_exercise_and_leaves_nothing() {
     let lab = dir.path().join("lab.yaml");
     std::fs::write(
         &lab,
-        "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gr-exv}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n",
+        "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gb-exv}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n",
     )
     .expect("lab");
     let ex = dir.path().join("ex.yaml");
@@ -320,14 +393,14 @@ spec:
         v["phases"].as_array().expect("phases").len(),
         podlab::exercise::run::VERIFY_PHASES.len()
     );
-    assert_nothing_left("gr-exv");
+    assert_nothing_left("gb-exv");
 
     // A plan-level fault, fixed the other way a learner can: `podlab
     // apply` of the (unchanged) lab file.
     let svc_lab = dir.path().join("svc.yaml");
     std::fs::write(
         &svc_lab,
-        std::fs::read_to_string(&lab).expect("lab").replace("gr-exv", "gr-exa")
+        std::fs::read_to_string(&lab).expect("lab").replace("gb-exv", "gb-exa")
             .replace("metadata: {name: b}", "metadata: {name: b, labels: {app: b}}")
             + "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {selector: {app: b}, ports: [{port: 80}]}\n",
     )
@@ -344,19 +417,20 @@ spec:
             .replace(
                 r#"[{in: node/node-2, run: "echo 1 > /proc/sys/net/ipv4/ip_forward"}]"#,
                 "[{apply: true}]",
-            ),
+            )
+            .replace("  faults:", "  allow: [apply]\n  faults:"),
     )
     .expect("exercise");
     let o = run(&["exercise", "verify", &applied.display().to_string()]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_nothing_left("gr-exa");
+    assert_nothing_left("gb-exa");
 
     // A solution that fixes nothing is caught.
     std::fs::write(&ex, good.replace("echo 1 >", "echo 0 >")).expect("exercise");
     let o = run(&["exercise", "verify", &ex.display().to_string()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(stdout(&o).contains("✘ fixed"), "{}", text(&o));
-    assert_nothing_left("gr-exv");
+    assert_nothing_left("gb-exv");
 }
 
 #[test]
@@ -372,7 +446,7 @@ fn start_refuses_a_running_lab_that_differs_from_its_plan() {
         .plan
         .lab;
     // The exercise's lab under a name of the test's own (`start --as`).
-    let lab = "gr-drift".to_string();
+    let lab = "gb-drift".to_string();
     let file = lab_file(
         &std::fs::read_to_string(&lab_path)
             .expect("the exercise's lab")

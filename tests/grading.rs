@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-const LAB: &str = "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gr-base}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n";
+const LAB: &str = "apiVersion: podlab/v1alpha1\nkind: Lab\nmetadata: {name: gb-base}\nspec: {nodes: 2}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {nodeName: node-1, containers: [{name: a, ports: [{containerPort: 80}]}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec: {nodeName: node-2, containers: [{name: b, ports: [{containerPort: 80}]}]}\n";
 
 const EXERCISE: &str = r#"apiVersion: podlab/v1alpha1
 kind: Exercise
@@ -139,7 +139,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
     if !root_or_skip("grading cheats") {
         return;
     }
-    const LAB: &str = "gr-cheat";
+    const LAB: &str = "gb-cheat";
     let _ = run(&["down", LAB]);
     let files = Files::new(EXERCISE);
     files.start(LAB);
@@ -156,7 +156,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}:\n{}", text(&o));
         assert!(
-            text(&o).contains("not allowed on lab gr-cheat while exercise grade runs"),
+            text(&o).contains("not allowed on lab gb-cheat while exercise grade runs"),
             "{}",
             text(&o)
         );
@@ -182,6 +182,17 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
     )
     .expect("edit exercise");
     assert_eq!(check(LAB).0, Some(1), "checks edited after start");
+    let noted = std::fs::read_to_string(only_journal(&files.results()))
+        .expect("journal")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["event"] == "check")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    assert!(
+        noted.contains("\"fileChangedSinceStart\":true"),
+        "the journal notes the edit: {noted}"
+    );
 
     // The copy in the lab's state edited: not graded at all.
     let record_path = state.join("exercise.json");
@@ -307,7 +318,7 @@ fn every_cheat_is_refused_or_journaled_and_never_graded_as_solved() {
 
 /// The test's lab file, named `name`.
 fn super_lab(name: &str) -> String {
-    LAB.replace("gr-base", name)
+    LAB.replace("gb-base", name)
 }
 
 fn sha256sum(text: &str) -> String {
@@ -319,8 +330,8 @@ fn two_instances_of_one_exercise_are_graded_apart() {
     if !root_or_skip("two instances") {
         return;
     }
-    const A: &str = "gr-twin-a";
-    const B: &str = "gr-twin-b";
+    const A: &str = "gb-twin-a";
+    const B: &str = "gb-twin-b";
     let _ = run(&["down", A]);
     let _ = run(&["down", B]);
     let files = Files::new(EXERCISE);
@@ -357,7 +368,7 @@ fn two_instances_of_one_exercise_are_graded_apart() {
 }
 
 #[test]
-fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
+fn an_undo_that_fails_fails_verify_and_a_fault_left_is_settled_by_reset() {
     if !root_or_skip("broken undo") {
         return;
     }
@@ -378,10 +389,10 @@ fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
             "verify",
             &files.exercise.display().to_string(),
             "--as",
-            "gr-undo",
+            "gb-undo",
             "--json",
         ]);
-        assert_nothing_left("gr-undo");
+        assert_nothing_left("gb-undo");
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("verify --json: {e}\n{}", text(&o)));
         (o.status.code(), v)
@@ -401,10 +412,31 @@ fn an_undo_that_fails_or_leaves_the_fault_fails_verify() {
             .contains("exit"),
         "{v}"
     );
-    // An undo that "succeeds" but leaves the table: the diff sees it.
+    // An undo that "succeeds" but leaves the table: reset settles what
+    // the fault touched (node-2) back to the plan, so the lab it calls
+    // healthy has no table left.
     let files = Files::new(&broken.replace("undo: \"exit 3\"", "undo: \"true\""));
-    let (code, v) = verify(&files);
-    assert_eq!(code, Some(1), "{v}");
+    let _ = run(&["down", "gb-undo"]);
+    files.start("gb-undo");
+    let down = Down("gb-undo");
+    let o = run(&["exercise", "reset", "--lab", "gb-undo", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("reset --json");
+    assert_eq!(r["healthy"], true, "{r}");
+    let o = run(&[
+        "exec",
+        "--lab",
+        "gb-undo",
+        "node/node-2",
+        "--",
+        "nft",
+        "list",
+        "table",
+        "inet",
+        "grfw",
+    ]);
+    assert!(!o.status.success(), "the table is gone:\n{}", text(&o));
+    drop(down);
     // A real undo: verified, with the seed in the JSON.
     let files =
         Files::new(&broken.replace("undo: \"exit 3\"", "undo: \"nft delete table inet grfw\""));

@@ -98,6 +98,36 @@ pub fn problem(ex: &Exercise, plan: &Plan, command: &str) -> Option<String> {
     }
 }
 
+/// The governed tool a solution step uses that the exercise's rules
+/// refuse, if any: the learner could not type the step while it runs.
+/// A host command line is split at its pipes and lists (`|`, `&&`,
+/// `||`, `;`, newlines) and each `podlab ...` in it classified.
+pub fn refused_step(ex: &Exercise, fix: &super::Fix) -> Option<String> {
+    let refused = |t: &str| {
+        (!rules::allowed(ex.allow.as_deref(), t)).then(|| {
+            format!(
+                "the step uses {t}, which the exercise's rules refuse while it runs: the learner could not type it (add `{t}` to spec.allow)"
+            )
+        })
+    };
+    let command = match fix {
+        super::Fix::Apply => return refused("apply"),
+        super::Fix::Host { command } => command,
+        _ => return None,
+    };
+    command
+        .split(['|', '&', ';', '\n'])
+        .filter_map(|part| {
+            let w = words(part.trim());
+            (w.first().map(String::as_str) == Some("podlab")).then_some(w)
+        })
+        .find_map(|w| {
+            let m = crate::cli::Cli::command().try_get_matches_from(&w).ok()?;
+            let (u, _, _) = rules::classify(&m, w)?;
+            refused(u.tool?)
+        })
+}
+
 /// Every hint command's problem, as `spec.hints[i]: ...`.
 pub fn check(ex: &Exercise, plan: &Plan, hints: &[String]) -> Vec<(usize, String)> {
     let mut out = Vec::new();

@@ -419,6 +419,23 @@ pub fn validate(ex: &Exercise, file: &LabFile, plan: &Plan) -> Vec<String> {
                 }
             }
         }
+        if let Ok(inst) = &inst {
+            for (i, fix) in inst.fixes.iter().enumerate() {
+                let Some(message) = hints::refused_step(ex, fix) else {
+                    continue;
+                };
+                let field = format!("spec.solution.steps[{i}]");
+                let pos = ex.field_pos(&field);
+                let line = crate::lab::escape(&format!(
+                    "{}:{}:{}: {field}: {message}",
+                    ex.source, pos.line, pos.col
+                ))
+                .into_owned();
+                if !problems.contains(&line) {
+                    problems.push(line);
+                }
+            }
+        }
         if let Err(e) = inst {
             let with = if vars.is_empty() {
                 String::new()

@@ -247,3 +247,37 @@ fn checks_with_variables_are_filled_in_per_choice() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn solution_steps_a_learner_would_be_refused_are_problems() {
+    let (_, file, plan) = fixture();
+    let with_step = |step: &str, allow: &str| {
+        let text = EX
+            .replace(
+                "    - run: podlab exec --lab ${lab} node/${node} -- ip route\n",
+                &format!("    - {step}\n"),
+            )
+            .replace("  faults:\n", &format!("{allow}  faults:\n"));
+        let ex = exercise::parse("ex.yaml", &text).expect("exercise");
+        validate(&ex, &file, &plan)
+    };
+    let p = with_step("{apply: true}", "");
+    assert!(
+        p.iter()
+            .any(|p| p.contains("spec.solution.steps[2]") && p.contains("uses apply")),
+        "{p:#?}"
+    );
+    assert_eq!(
+        with_step("{apply: true}", "  allow: [apply]\n"),
+        Vec::<String>::new()
+    );
+    let p = with_step(
+        "run: podlab get pods --lab ex && podlab fault clear --lab ex",
+        "",
+    );
+    assert!(p.iter().any(|p| p.contains("uses fault-clear")), "{p:#?}");
+    assert_eq!(
+        with_step("run: podlab delete --lab ex networkpolicy x | cat", ""),
+        Vec::<String>::new()
+    );
+}

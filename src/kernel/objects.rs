@@ -17,7 +17,9 @@ use ipnet::Ipv4Net;
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol,
+};
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::IpVersion;
@@ -207,7 +209,14 @@ pub(super) async fn read_with(
     let rules = rule_messages(nl, netns).await?;
     let neighbours = neighbour_messages(nl, netns).await?;
     Ok(Objects {
-        routes: routes.iter().map(|m| route_entry(m, &names)).collect(),
+        // A cached exception (RTM_F_CLONED: a path MTU learnt from
+        // "fragmentation needed", a redirect) is the kernel's cache, not a
+        // route anyone configured: `ip route` hides it too.
+        routes: routes
+            .iter()
+            .filter(|m| !m.header.flags.contains(RouteFlags::Cloned))
+            .map(|m| route_entry(m, &names))
+            .collect(),
         rules: rules.iter().map(rule_entry).collect(),
         neighbours: neighbours
             .iter()
