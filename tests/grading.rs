@@ -437,6 +437,21 @@ fn an_undo_that_fails_fails_verify_and_a_fault_left_is_settled_by_reset() {
     ]);
     assert!(!o.status.success(), "the table is gone:\n{}", text(&o));
     drop(down);
+    // ... but the author is told: verify fails on the undo that left it.
+    let (code, v) = verify(&files);
+    assert_eq!(code, Some(1), "{v}");
+    let reset = v["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["phase"] == "reset"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reset["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the undo of"),
+        "{v}"
+    );
     // A real undo: verified, with the seed in the JSON.
     let files =
         Files::new(&broken.replace("undo: \"exit 3\"", "undo: \"nft delete table inet grfw\""));

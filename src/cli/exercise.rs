@@ -670,7 +670,7 @@ fn validate(file: &std::path::Path) -> Result<u8> {
             loaded.plan.lab,
             ex.faults.len(),
             ex.hints.len(),
-            ex.checks.len()
+            crate::lab::exercise::check_count(ex)
         );
         Ok(exit::OK)
     } else {

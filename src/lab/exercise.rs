@@ -591,6 +591,18 @@ fn placeholders(n: &Node) -> Node {
     map_scalars(n, &mut f).unwrap_or_else(|_| n.clone())
 }
 
+/// How many checks the exercise has, templated ones (whose `checks` are
+/// only decoded per choice of variables) included.
+pub fn check_count(ex: &Exercise) -> usize {
+    match &ex.checks_template {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items.len(),
+        _ => ex.checks.len(),
+    }
+}
+
 /// The checks for one choice of variables: `spec.checks` with `subst`
 /// applied to every string, decoded. Diagnostics point into the file.
 pub fn checks_with(
