@@ -284,6 +284,39 @@ pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
     })
 }
 
+/// Delete the learnt neighbour entries of `netns` for `ips` (a static one
+/// is left: it is an extra, and `apply` names it). A pod made anew has a
+/// new MAC for an address its node and the pods beside it may still hold
+/// the old MAC for; its gratuitous ARP (`arp_notify`) is lost when it goes
+/// out before the bridge port forwards, which under load it does, and the
+/// stale entry then sends packets to nobody until the kernel probes it
+/// again (seconds). Forgotten, the next packet asks anew.
+pub fn forget_neighbours(netns: &str, ips: &[Ipv4Addr]) -> Result<usize, Error> {
+    let ips = ips.to_vec();
+    inspect::in_netns(netns, |nl| async move {
+        let stale: Vec<_> = nl
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_filter(|m| {
+                let ours = m.attributes.iter().any(|a| {
+                    matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if ips.contains(ip))
+                });
+                futures::future::ready(ours && m.header.state != NeighbourState::Permanent)
+            })
+            .try_collect()
+            .await
+            .map_err(inspect::fail(netns, "list neighbours"))?;
+        let n = stale.len();
+        for m in stale {
+            // Gone already is as good as deleted.
+            let _ = nl.neighbours().del(m).execute().await;
+        }
+        Ok(n)
+    })
+}
+
 async fn neighbours(nl: &rtnetlink::Handle, netns: &str) -> Result<Vec<Neighbour>, Error> {
     nl.neighbours()
         .get()
