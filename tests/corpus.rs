@@ -452,6 +452,26 @@ fn cases() -> Vec<Case> {
             ..case("a port nobody listens on", Nothing)
         },
         Case {
+            // A bare name is what `curl web` reaches: Service web (its
+            // targetPort broken), not pod web on port 80.
+            to: "web:80",
+            url: "http://web",
+            probe: Got::Refused,
+            diagnose: ("refused", "pod default/web listens on 8081/tcp"),
+            trace: ("refused", "pod default/web", "nothing listens"),
+            ..case(
+                "a bare name is the Service curl reaches",
+                Fault("wrong-target-port", Some("web"), &[]),
+            )
+        },
+        Case {
+            // No port given: the pod's first containerPort (8080), said
+            // in a note; never an assumed 80 (refused there).
+            to: "pod/web",
+            repair: Repair::Nothing,
+            ..case("no port given", Nothing)
+        },
+        Case {
             // api may not reach web by the plan; with the policy tables
             // flushed the kernel lets it through, and the tools follow
             // the kernel.
