@@ -163,6 +163,10 @@ struct Case {
     /// trace's verdict kind, words of the hop it names, and of why.
     trace: (&'static str, &'static str, &'static str),
     repair: Repair,
+    /// Whether whole-lab `diagnose` must find the breakage (a plan fault
+    /// changed the plan it holds the lab to; a learner's own process is
+    /// no object of the plan's kinds).
+    drift: bool,
 }
 
 const fn case(name: &'static str, brk: Break) -> Case {
@@ -177,6 +181,7 @@ const fn case(name: &'static str, brk: Break) -> Case {
         diagnose: ("delivered", ""),
         trace: ("delivered", "pod default/web", "answered"),
         repair: Repair::Apply,
+        drift: true,
     }
 }
 
@@ -669,6 +674,26 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            // A pod that does not announce its address when it comes up:
+            // nothing breaks now, and the path's drift names it.
+            diagnose: ("delivered", "arp_notify"),
+            ..case(
+                "arp_notify off in a pod",
+                Exec(&[(
+                    "default/client",
+                    &["sysctl", "-qw", "net.ipv4.conf.all.arp_notify=0"],
+                )]),
+            )
+        },
+        Case {
+            // The balancer off the path: the path holds, and the repair
+            // (whole-lab diagnose empty after apply) puts it back.
+            ..case(
+                "the lb namespace does not forward",
+                Exec(&[("lb", &["sysctl", "-qw", "net.ipv4.ip_forward=0"])]),
+            )
+        },
+        Case {
             // A learner's own server on a port the pod does not declare:
             // the kernel accepts the connection, and the truthful tool
             // says so and whose listener it is.
@@ -687,6 +712,7 @@ fn cases() -> Vec<Case> {
                 "pod default/web",
                 "the connection was accepted",
             ),
+            drift: false,
             repair: Repair::Exec(&[(
                 "default/web",
                 &["pkill", "-f", "http.server 8081 --bind 10.244.2.2"],
@@ -948,7 +974,30 @@ fn break_lab(c: &Case) -> Result<(), String> {
     }
 }
 
-fn one(c: &Case) -> Row {
+/// Before the repair, whole-lab `diagnose` has found the breakage, where
+/// it is one of the kinds the plan describes.
+fn drift_seen(c: &Case, plan_faults: &HashSet<String>) -> Result<(), String> {
+    let expected = c.drift
+        && match c.brk {
+            Break::Nothing | Break::Refused(..) => false,
+            Break::Fault(name, ..) => !plan_faults.contains(name),
+            Break::Exec(_) | Break::Custom(_) => true,
+        };
+    if !expected {
+        return Ok(());
+    }
+    let (code, v, t) = json(&["diagnose", "--lab", LAB, "--json"]);
+    let found = v["findings"].as_array().is_some_and(|f| !f.is_empty());
+    if code == Some(1) && found {
+        Ok(())
+    } else {
+        Err(format!(
+            "whole-lab diagnose did not find the breakage (exit {code:?}): {t}"
+        ))
+    }
+}
+
+fn one(c: &Case, plan_faults: &HashSet<String>) -> Row {
     let mut cols: [Result<String, String>; 4] = std::array::from_fn(|_| Ok(String::new()));
     if let Err(e) = break_lab(c) {
         cols[0] = Err(format!("could not break the lab: {e}"));
@@ -986,7 +1035,8 @@ fn one(c: &Case) -> Row {
             format!("{}, `{}`: `{}`", c.trace.0, c.trace.1, c.trace.2),
         );
     }
-    cols[3] = repair(c);
+    let seen = drift_seen(c, plan_faults);
+    cols[3] = repair(c).and_then(|r| seen.map(|()| r));
     Row { name: c.name, cols }
 }
 
@@ -1080,7 +1130,15 @@ fn every_breakage_gets_the_kernels_answer() {
     let left = findings();
     assert!(left.is_empty(), "not healthy after up: {left:?}");
 
-    let rows: Vec<Row> = cases.iter().map(one).collect();
+    let plan_faults: HashSet<String> = catalogue
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|f| f["level"] == "plan")
+        .filter_map(|f| f["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(!plan_faults.is_empty(), "fault list --json names levels");
+    let rows: Vec<Row> = cases.iter().map(|c| one(c, &plan_faults)).collect();
 
     eprintln!(
         "\n{:<40} {:<9} {:<9} {:<9} {:<9}",
