@@ -236,11 +236,16 @@ fn drift_checks(d: &Walk, from: &PodPlan, steps: &mut Vec<Step>) {
         }
     }
     let findings = crate::observe::compare_with(d.plan, d.status);
+    // What the checklists check (links, addresses, routes, MTU, pods,
+    // files) is theirs to name: once one of their steps failed, the same
+    // drift is not named twice in other words.
+    let named = steps.iter().any(|s| !s.ok);
     let mut clean = Vec::new();
     for ns in namespaces {
         let here: Vec<String> = findings
             .iter()
             .filter(|f| f.location().is_some_and(|(n, _)| n == ns))
+            .filter(|f| !(named && checklist_kind(f)))
             .map(|f| {
                 let s = f.to_string();
                 s.strip_prefix(&format!("{ns}: ")).unwrap_or(&s).to_string()
@@ -275,6 +280,24 @@ fn drift_checks(d: &Walk, from: &PodPlan, steps: &mut Vec<Step>) {
             "podlab diagnose".into(),
         );
     }
+}
+
+/// A finding of a kind the path's checklists have a step for.
+fn checklist_kind(f: &crate::observe::Finding) -> bool {
+    use crate::observe::Finding as F;
+    matches!(
+        f,
+        F::MissingNamespace { .. }
+            | F::MissingLink { .. }
+            | F::LinkDown { .. }
+            | F::WrongAddress { .. }
+            | F::MissingRoute { .. }
+            | F::WrongMtu { .. }
+            | F::NotOnBridge { .. }
+            | F::PodDown { .. }
+            | F::DnsUnhealthy { .. }
+            | F::File { .. }
+    )
 }
 
 /// The port to diagnose: the one given, else the pod's first declared
