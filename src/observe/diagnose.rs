@@ -235,7 +235,7 @@ fn drift_checks(d: &Walk, from: &PodPlan, steps: &mut Vec<Step>) {
             }
         }
     }
-    let findings = crate::observe::compare_with(d.plan, d.status);
+    let findings = crate::observe::compare_in(d.plan, d.status, &namespaces);
     // What the checklists check (links, addresses, routes, MTU, pods,
     // files) is theirs to name: once one of their steps failed, the same
     // drift is not named twice in other words.
