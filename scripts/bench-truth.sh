@@ -7,6 +7,9 @@
 #
 #   sudo scripts/bench-truth.sh          # 1000 pods on 5 nodes
 #   sudo scripts/bench-truth.sh 200      # smaller
+#
+# Its labs are bt-big and bt-seed (brought down at the end, even on a
+# failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-truth.sh: needs root" >&2; exit 2; }
@@ -16,8 +19,8 @@ cargo build --release --locked -q
 bin=$PWD/target/release/podlab
 work=$(mktemp -d)
 cleanup() {
-  $bin down bench-truth >/dev/null 2>&1 || true
-  $bin down bench-seed >/dev/null 2>&1 || true
+  $bin down bt-big >/dev/null 2>&1 || true
+  $bin down bt-seed >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -26,7 +29,7 @@ trap cleanup EXIT
   cat <<YAML
 apiVersion: podlab/v1alpha1
 kind: Lab
-metadata: {name: bench-truth}
+metadata: {name: bt-big}
 spec: {nodes: 5}
 ---
 apiVersion: apps/v1
@@ -45,8 +48,8 @@ metadata: {name: web}
 spec: {selector: {app: web}, ports: [{port: 80}]}
 YAML
 } >"$work/big.yaml"
-sed 's/^  name: demo$/  name: bench-seed/' src/lab/demo.yaml >"$work/seed.yaml"
-grep -q 'name: bench-seed' "$work/seed.yaml" || {
+sed 's/^  name: demo$/  name: bt-seed/' src/lab/demo.yaml >"$work/seed.yaml"
+grep -q 'name: bt-seed' "$work/seed.yaml" || {
   echo "bench-truth.sh: cannot rename the demo lab" >&2
   exit 2
 }
@@ -77,9 +80,9 @@ echo "bringing up $pods pods on 5 nodes..."
 $bin up -q "$work/big.yaml"
 $bin up -q "$work/seed.yaml"
 echo
-ms=$(median_ms $bin diagnose --lab bench-truth)
+ms=$(median_ms $bin diagnose --lab bt-big)
 report "whole-lab diagnose, $pods pods" "$ms" 1000
-ms=$(median_ms $bin apply --lab bench-truth)
+ms=$(median_ms $bin apply --lab bt-big)
 report "apply with nothing to change, $pods pods" "$ms" 500
-ms=$(median_ms $bin diagnose --lab bench-seed pod-2 pod-1:80)
+ms=$(median_ms $bin diagnose --lab bt-seed pod-2 pod-1:80)
 report "path diagnose pod-2 -> pod-1:80 (seed lab)" "$ms" 300

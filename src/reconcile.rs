@@ -395,6 +395,33 @@ fn rank(c: &Change) -> u8 {
     }
 }
 
+/// The node of each pod made, and the pods already beside it, forget
+/// what they learnt for its address: it may be another MAC's (a pod that
+/// had the address before).
+fn forget_old_macs(plan: &Plan, made: &[&PodPlan]) {
+    let made_keys: BTreeSet<String> = made.iter().map(|p| p.key()).collect();
+    for n in &plan.nodes {
+        let ips: Vec<std::net::Ipv4Addr> = made
+            .iter()
+            .filter(|p| p.node == n.name)
+            .map(|p| p.ip)
+            .collect();
+        if ips.is_empty() {
+            continue;
+        }
+        let beside = plan
+            .pods
+            .iter()
+            .filter(|p| p.node == n.name && !made_keys.contains(&p.key()))
+            .map(|p| &p.netns);
+        for netns in std::iter::once(&n.netns).chain(beside) {
+            if let Err(e) = crate::kernel::route::forget_neighbours(netns, &ips) {
+                tracing::warn!("{netns}: {}", crate::error_chain(&e));
+            }
+        }
+    }
+}
+
 /// Decide the repairs for `findings` against `plan`. Pure.
 fn repairs(plan: &Plan, findings: &[Finding]) -> Repairs {
     let mut r = Repairs::default();
@@ -569,6 +596,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         })
         .collect();
     apply::add_pods(desired, &new_pods)?;
+    forget_old_macs(desired, &new_pods);
     for k in &fix.recreate {
         report
             .repaired

@@ -622,14 +622,14 @@ pub(super) fn plan(
             }
             let to = match params.get("to") {
                 Some(t) => {
-                    let t = t.strip_prefix("node/").unwrap_or(t);
+                    let t = named(t, Kind::Node);
                     *others
                         .iter()
                         .find(|o| o.name == t)
                         .ok_or_else(|| FaultError::BadParam {
                             fault: e.name.into(),
                             param: "to".into(),
-                            value: t.into(),
+                            value: t.clone(),
                             expected: format!(
                                 "another node of the lab: {}",
                                 others
@@ -1092,11 +1092,11 @@ fn stale_endpoints(
     )?;
     let n = match params.get("node") {
         Some(t) => {
-            let t = t.strip_prefix("node/").unwrap_or(t);
-            plan.node(t).ok_or_else(|| FaultError::BadParam {
+            let t = named(t, Kind::Node);
+            plan.node(&t).ok_or_else(|| FaultError::BadParam {
                 fault: e.name.into(),
                 param: "node".into(),
-                value: t.into(),
+                value: t.clone(),
                 expected: format!(
                     "a node of the lab: {}",
                     plan.nodes

@@ -40,23 +40,21 @@ pub enum Key {
     Pod(String),
 }
 
-/// The namespace a `podlab exec` target names, where the plan has it.
+/// The namespace a `podlab exec` target names (`-n NS WORD` or a word of
+/// the one target grammar), where the plan has it.
 fn netns_of_at(plan: &Plan, at: &str) -> Option<String> {
+    use crate::target::Found;
     let at = at.trim();
-    if let Some(node) = at.strip_prefix("node/") {
-        return plan.node(node).map(|n| n.netns.clone());
-    }
-    if let Some(c) = plan.clients.iter().find(|c| c.name == at) {
-        return Some(c.netns.clone());
-    }
-    let (ns, name) = match at.strip_prefix("-n ") {
+    let (ns, word) = match at.strip_prefix("-n ") {
         Some(rest) => rest.trim().split_once(' ')?,
-        None => {
-            let bare = at.strip_prefix("pod/").unwrap_or(at);
-            bare.split_once('/').unwrap_or(("default", bare))
-        }
+        None => ("default", at),
     };
-    plan.pod(ns.trim(), name.trim()).map(|p| p.netns.clone())
+    match crate::target::source(plan, word.trim(), ns.trim()).ok()? {
+        Found::Pod(p) => Some(p.netns.clone()),
+        Found::Node(n) => Some(n.netns.clone()),
+        Found::Client(c) => Some(c.netns.clone()),
+        Found::Service(_) | Found::LoadBalancer(_) | Found::Address(_) => None,
+    }
 }
 
 /// The pod whose `/etc/netns` file `path` is.

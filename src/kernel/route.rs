@@ -182,25 +182,40 @@ async fn lookup(nl: &rtnetlink::Handle, netns: &str, dst: Ipv4Addr) -> Result<Lo
             .execute()
             .try_collect()
             .await;
-        match r {
-            Ok(v) => Ok(v.into_iter().next()),
-            // "No route to host" is an answer, not a failure.
-            Err(rtnetlink::Error::NetlinkError(e))
-                if e.code.is_some_and(|c| {
-                    let errno = Errno::from_raw(-c.get());
-                    matches!(errno, Errno::ENETUNREACH | Errno::EHOSTUNREACH)
-                }) =>
-            {
-                Ok(None)
+        // "No route to host" is an answer, not a failure; so are a
+        // blackhole (EINVAL) and a prohibit (EACCES) route or rule: the
+        // kernel names no route for them, only the errno.
+        let refused = |e: &rtnetlink::Error| match e {
+            rtnetlink::Error::NetlinkError(m) => {
+                m.code.and_then(|c| match Errno::from_raw(-c.get()) {
+                    Errno::ENETUNREACH | Errno::EHOSTUNREACH => Some(RouteKind::Unreachable),
+                    Errno::EINVAL => Some(RouteKind::Blackhole),
+                    Errno::EACCES => Some(RouteKind::Prohibit),
+                    _ => None,
+                })
             }
-            Err(e) => Err(inspect::fail(netns, &format!("route get {dst}"))(e)),
+            _ => None,
+        };
+        match r {
+            Ok(v) => Ok(Ok(v.into_iter().next())),
+            Err(e) => match refused(&e) {
+                Some(kind) => Ok(Err(kind)),
+                None => Err(inspect::fail(netns, &format!("route get {dst}"))(e)),
+            },
         }
     };
-    let Some(resolved) = get(RouteFlags::empty()).await? else {
-        return Ok(unreachable);
+    let resolved = match get(RouteFlags::empty()).await? {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(unreachable),
+        Err(kind) => {
+            return Ok(Lookup {
+                kind,
+                ..unreachable
+            })
+        }
     };
     let mut l = from_message(&resolved, dst);
-    if let Some(matched) = get(RouteFlags::FibMatch).await? {
+    if let Ok(Some(matched)) = get(RouteFlags::FibMatch).await? {
         let m = from_message(&matched, Ipv4Addr::UNSPECIFIED);
         l.dst = m.dst;
         l.prefix = m.prefix;
@@ -263,6 +278,39 @@ pub fn forget_failed_neighbours(netns: &str) -> Result<usize, Error> {
         let n = failed.len();
         for m in failed {
             // Gone already (resolved, or expired) is as good as deleted.
+            let _ = nl.neighbours().del(m).execute().await;
+        }
+        Ok(n)
+    })
+}
+
+/// Delete the learnt neighbour entries of `netns` for `ips` (a static one
+/// is left: it is an extra, and `apply` names it). A pod made anew has a
+/// new MAC for an address its node and the pods beside it may still hold
+/// the old MAC for; its gratuitous ARP (`arp_notify`) is lost when it goes
+/// out before the bridge port forwards, which under load it does, and the
+/// stale entry then sends packets to nobody until the kernel probes it
+/// again (seconds). Forgotten, the next packet asks anew.
+pub fn forget_neighbours(netns: &str, ips: &[Ipv4Addr]) -> Result<usize, Error> {
+    let ips = ips.to_vec();
+    inspect::in_netns(netns, |nl| async move {
+        let stale: Vec<_> = nl
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute()
+            .try_filter(|m| {
+                let ours = m.attributes.iter().any(|a| {
+                    matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if ips.contains(ip))
+                });
+                futures::future::ready(ours && m.header.state != NeighbourState::Permanent)
+            })
+            .try_collect()
+            .await
+            .map_err(inspect::fail(netns, "list neighbours"))?;
+        let n = stale.len();
+        for m in stale {
+            // Gone already is as good as deleted.
             let _ = nl.neighbours().del(m).execute().await;
         }
         Ok(n)

@@ -195,20 +195,109 @@ pub fn diagnose(
     match to {
         To::Pod(dst, _) => {
             pod_checks(&mut d, dst, &mut r.steps);
-            serves(dst, port, PODS, &mut r.steps);
+            serves(&plan.lab, dst, port, PODS, &mut r.steps);
             path_checks(&mut d, from, dst, &mut r.steps);
             policy_checks(&mut d, from, dst, port, PODS, &mut r.steps);
         }
         To::Service(svc, _) => service_checks(&mut d, from, svc, port, &mut r.steps),
         To::Address(ip, _) => {
             // A NodePort or LoadBalancer address leads to its Service.
-            if let Some((svc, sp)) = service_behind(plan, ip, port) {
-                service_checks(&mut d, from, svc, sp, &mut r.steps);
+            match trace::service_port_at(plan, ip, Some(port), None) {
+                Some((svc, sp)) => service_checks(&mut d, from, svc, sp.port, &mut r.steps),
+                None => address_checks(plan, ip, port, &mut r.steps),
             }
         }
         To::Name(_) => {}
     }
+    drift_checks(&d, from, &mut r.steps);
     Ok(r)
+}
+
+/// Last, what the checklist does not name: every namespace the probe went
+/// through (its trace's hops, the reply's too) against the plan, as
+/// whole-lab `diagnose` compares them: an extra route or rule, a static
+/// neighbour, a qdisc, a sysctl, rules that differ from the plan's. A
+/// finding the steps above already named is not repeated.
+fn drift_checks(d: &Walk, from: &PodPlan, steps: &mut Vec<Step>) {
+    let mut namespaces: Vec<&str> = Vec::new();
+    match &d.trace {
+        Some(t) => {
+            for h in t.hops.iter().chain(&t.reply) {
+                if !namespaces.contains(&h.netns.as_str()) {
+                    namespaces.push(&h.netns);
+                }
+            }
+        }
+        None => {
+            namespaces.push(&from.netns);
+            if let Some(n) = d.plan.node(&from.node) {
+                namespaces.push(&n.netns);
+            }
+        }
+    }
+    let findings = crate::observe::compare_in(d.plan, d.status, &namespaces);
+    // What the checklists check (links, addresses, routes, MTU, pods,
+    // files) is theirs to name: once one of their steps failed, the same
+    // drift is not named twice in other words.
+    let named = steps.iter().any(|s| !s.ok);
+    let mut clean = Vec::new();
+    for ns in namespaces {
+        let here: Vec<String> = findings
+            .iter()
+            .filter(|f| f.location().is_some_and(|(n, _)| n == ns))
+            .filter(|f| !(named && checklist_kind(f)))
+            .map(|f| {
+                let s = f.to_string();
+                s.strip_prefix(&format!("{ns}: ")).unwrap_or(&s).to_string()
+            })
+            .filter(|f| {
+                !steps
+                    .iter()
+                    .any(|s| !s.ok && s.evidence.contains(f.as_str()))
+            })
+            .collect();
+        let (_, what) = trace::describe(d.plan, ns);
+        if here.is_empty() {
+            clean.push(what);
+            continue;
+        }
+        step(
+            steps,
+            PODS,
+            format!("{what} has what the lab made, and nothing else"),
+            false,
+            here.join("; "),
+            "podlab diagnose".into(),
+        );
+    }
+    if !clean.is_empty() {
+        step(
+            steps,
+            PODS,
+            "every namespace on the path has what the lab made, and nothing else".into(),
+            true,
+            format!("as planned: {}", clean.join(", ")),
+            "podlab diagnose".into(),
+        );
+    }
+}
+
+/// A finding of a kind the path's checklists have a step for.
+fn checklist_kind(f: &crate::observe::Finding) -> bool {
+    use crate::observe::Finding as F;
+    matches!(
+        f,
+        F::MissingNamespace { .. }
+            | F::MissingLink { .. }
+            | F::LinkDown { .. }
+            | F::WrongAddress { .. }
+            | F::MissingRoute { .. }
+            | F::WrongMtu { .. }
+            | F::NotOnBridge { .. }
+            | F::PodDown { .. }
+            | F::DnsUnhealthy { .. }
+            | F::File { .. }
+    )
 }
 
 /// The port to diagnose: the one given, else the pod's first declared
@@ -250,48 +339,19 @@ fn pick_port(plan: &Plan, to: &To, notes: &mut Vec<String>) -> Result<u16, Error
             Ok(first.port)
         }
         To::Address(ip, None) => {
-            let port = service_at_address(plan, *ip).unwrap_or(80);
+            let port = trace::service_port_at(plan, *ip, None, None)
+                .map(|(_, p)| {
+                    p.node_port
+                        .filter(|_| plan.nodes.iter().any(|n| n.ip == *ip))
+                        .unwrap_or(p.port)
+                })
+                .unwrap_or(80);
             notes.push(format!("no port given: diagnosing port {port}"));
             Ok(port)
         }
         // Names are resolved to an address before a port is picked.
         To::Name(_) => Ok(80),
     }
-}
-
-/// The first NodePort of a node's address, or the first port of a
-/// LoadBalancer address.
-fn service_at_address(plan: &Plan, ip: Ipv4Addr) -> Option<u16> {
-    let node = plan.nodes.iter().any(|n| n.ip == ip);
-    plan.services.iter().find_map(|s| {
-        s.ports.iter().find_map(|p| {
-            if node {
-                p.node_port
-            } else if s.load_balancer_ip == Some(ip) {
-                Some(p.port)
-            } else {
-                None
-            }
-        })
-    })
-}
-
-/// The Service and its port behind a NodePort on a node's address or a
-/// LoadBalancer address.
-fn service_behind(plan: &Plan, ip: Ipv4Addr, port: u16) -> Option<(&ServicePlan, u16)> {
-    let node = plan.nodes.iter().any(|n| n.ip == ip);
-    plan.services.iter().find_map(|s| {
-        s.ports
-            .iter()
-            .find(|p| {
-                if node {
-                    p.node_port == Some(port)
-                } else {
-                    s.load_balancer_ip == Some(ip) && p.port == port
-                }
-            })
-            .map(|p| (s, p.port))
-    })
 }
 
 fn probe_of(t: &Trace, from: &PodPlan, spec: &str) -> Probe {
@@ -643,15 +703,39 @@ fn updown(v: Option<bool>) -> &'static str {
 
 /// Whether anything in the pod's namespace listens on `port`, from the
 /// kernel's socket table (podlab's echo, a process of the pod's, or
-/// anyone's), for the protocol the pod declares on that port (else TCP).
-fn serves(pod: &PodPlan, port: u16, section: &'static str, steps: &mut Vec<Step>) {
+/// anyone's), for the protocol the pod declares on that port (else TCP);
+/// then whose the listener is.
+fn serves(lab: &str, pod: &PodPlan, port: u16, section: &'static str, steps: &mut Vec<Step>) {
     let udp = pod
         .ports
         .iter()
         .find(|p| p.port == port)
         .is_some_and(|p| p.protocol == Protocol::Udp);
+    let label = format!("pod {}", pod.key());
+    let declared = format!("; the pod declares {}", ports_of(pod));
+    let show = exec(&pod_target(pod), "ss -ltnup");
+    if listens(
+        &pod.netns, &label, port, udp, &declared, section, &show, steps,
+    ) {
+        owner_check(lab, &pod.netns, &label, port, udp, section, &show, steps);
+    }
+}
+
+/// `LABEL listens on PORT/PROTO`, from the namespace's socket table:
+/// whether it does.
+#[allow(clippy::too_many_arguments)]
+fn listens(
+    netns: &str,
+    label: &str,
+    port: u16,
+    udp: bool,
+    more: &str,
+    section: &'static str,
+    show: &str,
+    steps: &mut Vec<Step>,
+) -> bool {
     let proto = if udp { "udp" } else { "tcp" };
-    let (ok, evidence) = match inspect::listening(&pod.netns) {
+    let (ok, evidence) = match inspect::listening(netns) {
         Err(e) => (false, crate::error_chain(&e)),
         Ok(l) => {
             let all: Vec<String> = l
@@ -669,10 +753,7 @@ fn serves(pod: &PodPlan, port: u16, section: &'static str, steps: &mut Vec<Step>
             } else {
                 (
                     false,
-                    format!(
-                        "nothing listens on {port}/{proto} (listening: {listed}; the pod declares {})",
-                        ports_of(pod)
-                    ),
+                    format!("nothing listens on {port}/{proto} (listening: {listed}{more})"),
                 )
             }
         }
@@ -680,11 +761,166 @@ fn serves(pod: &PodPlan, port: u16, section: &'static str, steps: &mut Vec<Step>
     step(
         steps,
         section,
-        format!("pod {} listens on {port}/{proto}", pod.key()),
+        format!("{label} listens on {port}/{proto}"),
         ok,
         evidence,
-        exec(&pod_target(pod), "ss -ltnu"),
+        show.to_string(),
     );
+    ok
+}
+
+/// An address that is no pod's and no Service's: a node's, a client's
+/// (`external`, `lb`), or one outside the lab. What listens there is
+/// read from its namespace, as for a pod.
+fn address_checks(plan: &Plan, ip: Ipv4Addr, port: u16, steps: &mut Vec<Step>) {
+    let node = plan.nodes.iter().find(|n| n.ip == ip).map(|n| {
+        (
+            n.netns.as_str(),
+            format!("node {}", n.name),
+            format!("node/{}", n.name),
+        )
+    });
+    let client = plan
+        .clients
+        .iter()
+        .find(|c| c.ip == ip)
+        .map(|c| (c.netns.as_str(), c.name.clone(), c.name.clone()));
+    match node.or(client) {
+        Some((netns, label, target)) => {
+            let show = exec(&target, "ss -ltnu");
+            listens(netns, &label, port, false, "", PODS, &show, steps);
+        }
+        None => step(
+            steps,
+            PODS,
+            format!("{ip} is an address of the lab"),
+            false,
+            format!("no pod, node, client or Service of the lab has {ip}: the probe went to wherever the routes send it"),
+            "podlab get pods,svc,nodes -A -o wide".into(),
+        ),
+    }
+}
+
+/// Whose listener takes `port`: the pod's when the process holding the
+/// socket is the lab's daemon or one it started; anyone else's (a
+/// learner's own server) answers in the pod's place, and the step says so.
+#[allow(clippy::too_many_arguments)]
+fn owner_check(
+    lab: &str,
+    netns: &str,
+    label: &str,
+    port: u16,
+    udp: bool,
+    section: &'static str,
+    show: &str,
+    steps: &mut Vec<Step>,
+) {
+    let proto = if udp { "udp" } else { "tcp" };
+    let inodes = match socket_inodes(netns, port, udp) {
+        Ok(i) if !i.is_empty() => i,
+        _ => return,
+    };
+    let owners = socket_owners(&inodes);
+    if owners.is_empty() {
+        return;
+    }
+    let foreign: Vec<String> = owners
+        .iter()
+        .filter(|(pid, _)| !started_by_lab(*pid, lab))
+        .map(|(pid, comm)| format!("{comm} (pid {pid})"))
+        .collect();
+    let evidence = if foreign.is_empty() {
+        format!("held by the lab's daemon (pid {})", owners[0].0)
+    } else {
+        format!(
+            "held by {}, which the lab did not start: it answers in the pod's place",
+            foreign.join(", ")
+        )
+    };
+    step(
+        steps,
+        section,
+        format!("the listener on {port}/{proto} is {label}'s own"),
+        foreign.is_empty(),
+        evidence,
+        show.to_string(),
+    );
+}
+
+/// The inodes of the listening sockets on `port` in a namespace, from its
+/// `/proc/net/tcp` (or udp): the tenth field of each line.
+fn socket_inodes(netns: &str, port: u16, udp: bool) -> Result<Vec<u64>, String> {
+    let file = if udp { "udp" } else { "tcp" };
+    let text = netns::run_in(netns, || {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+    })
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let state = if udp { "07" } else { "0A" };
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (_, p) = f.get(1)?.split_once(':')?;
+            (u16::from_str_radix(p, 16).ok()? == port && *f.get(3)? == state)
+                .then(|| f.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect())
+}
+
+/// The processes holding any of the sockets: pid and command name.
+fn socket_owners(inodes: &[u64]) -> Vec<(u32, String)> {
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in procs.filter_map(|e| e.ok()) {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.filter_map(|e| e.ok()).any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+        });
+        if holds {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is the lab's daemon (`podlab __daemon LAB`) or runs
+/// under it.
+fn started_by_lab(pid: u32, lab: &str) -> bool {
+    let mut pid = pid;
+    for _ in 0..64 {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args
+            .windows(2)
+            .any(|w| w[0] == b"__daemon" && w[1] == lab.as_bytes())
+        {
+            return true;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The parent is the second field after the command's closing paren.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        match parent {
+            Some(p) if p > 1 => pid = p,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn ports_of(pod: &PodPlan) -> String {
@@ -717,10 +953,29 @@ fn path_checks(d: &mut Walk, from: &PodPlan, to: &PodPlan, steps: &mut Vec<Step>
                     Some(r) if r.gateway == Some(nb.ip) => {
                         (true, format!("{} via {}", nb.pod_cidr, nb.ip))
                     }
-                    Some(r) => (
-                        false,
-                        format!("{} via {:?}, not {}", nb.pod_cidr, r.gateway, nb.ip),
-                    ),
+                    Some(r) => {
+                        // The route as `ip` writes it: its type says why
+                        // it has no gateway (a blackhole, a prohibit).
+                        let text = v
+                            .objects
+                            .routes
+                            .iter()
+                            .find(|o| {
+                                o.table == crate::kernel::objects::MAIN_TABLE
+                                    && o.dst == r.dst
+                                    && o.prefix == r.prefix
+                            })
+                            .map_or_else(
+                                || {
+                                    r.gateway
+                                        .map_or(format!("{} without a gateway", nb.pod_cidr), |g| {
+                                            format!("{} via {g}", nb.pod_cidr)
+                                        })
+                                },
+                                |o| o.text.clone(),
+                            );
+                        (false, format!("{text}, not via {}", nb.ip))
+                    }
                     None => (false, format!("no route to {}", nb.pod_cidr)),
                 }
             }
@@ -952,7 +1207,7 @@ fn service_checks(
         if let Some(dst) = plan.pod(&e.namespace, &e.pod) {
             let tp = e.ports.get(i).copied().flatten();
             if let Some(tp) = tp {
-                serves(dst, tp, SERVICES, steps);
+                serves(&plan.lab, dst, tp, SERVICES, steps);
             }
             pod_checks(d, dst, steps);
             path_checks(d, from, dst, steps);

@@ -365,9 +365,24 @@ fn check_mtu(view: &NetnsView, netns: &str, link: &str, want: u32, findings: &mu
 /// bridge ports), addresses, routes, forwarding, nftables, pod files, and,
 /// with the daemon's status, whether every pod runs.
 pub fn compare_with(plan: &Plan, status: Option<&DaemonStatus>) -> Vec<Finding> {
+    compare_names(plan, status, plan.netns_names())
+}
+
+/// `compare_with`, reading only the namespaces named in `only` (a path's):
+/// what is in the others is not looked at, their nftables and the pods'
+/// status aside (few reads, lab-wide).
+pub fn compare_in(plan: &Plan, status: Option<&DaemonStatus>, only: &[&str]) -> Vec<Finding> {
+    let names = plan
+        .netns_names()
+        .into_iter()
+        .filter(|n| only.contains(n))
+        .collect();
+    compare_names(plan, status, names)
+}
+
+fn compare_names(plan: &Plan, status: Option<&DaemonStatus>, names: Vec<&str>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let t = std::time::Instant::now();
-    let names = plan.netns_names();
     let mut views: std::collections::HashMap<String, NetnsView> = Default::default();
     let all = read_all(&names);
     tracing::debug!(

@@ -493,6 +493,13 @@ pub enum End {
         chain: String,
         service: Option<String>,
     },
+    /// The kernel drops the packet here for a reason the walk saw (no
+    /// neighbour answers, no bridge port has the MAC); `back` is 1 when
+    /// the hop before this one could not send it on.
+    Lost {
+        why: String,
+        back: usize,
+    },
     /// The path cannot be followed further; why.
     Stuck(String),
 }
@@ -503,6 +510,10 @@ pub struct Walked {
     pub end: End,
     /// The flow as the last hop saw it (after every NAT).
     pub flow: Tuple,
+    /// The first hop (0-based, never the source) whose conntrack has no
+    /// record of the flow: the packet never got through it, whatever the
+    /// routes say further on.
+    pub unconfirmed: Option<usize>,
 }
 
 impl Walked {
@@ -625,6 +636,8 @@ struct Walker<'a> {
     deltas: &'a Deltas,
     proto: &'static str,
     flow: Tuple,
+    unconfirmed: Option<usize>,
+    at: usize,
 }
 
 /// Follow the packet `flow` from `start`, asking `kernel` at every hop.
@@ -642,6 +655,8 @@ pub fn walk(
         deltas,
         proto: proto_word(protocol),
         flow,
+        unconfirmed: None,
+        at: 0,
     };
     let mut hops: Vec<Hop> = Vec::new();
     let mut netns = start.to_string();
@@ -664,6 +679,7 @@ pub fn walk(
             bridged: None,
             leaves_by: None,
         };
+        w.at = hops.len();
         let step = w.hop(&mut hop, arrival.take());
         hops.push(hop);
         match step {
@@ -681,6 +697,7 @@ pub fn walk(
         hops,
         end,
         flow: w.flow,
+        unconfirmed: w.unconfirmed,
     }
 }
 
@@ -696,6 +713,11 @@ impl Walker<'_> {
                 Ok(Some(e)) => {
                     hop.conntrack = e.state.clone();
                     hop.nat = self.nat(&e, by, table.as_ref());
+                }
+                // An entry is confirmed when the packet leaves the
+                // namespace: none means it did not get through.
+                Ok(None) if arrival.is_some() && self.unconfirmed.is_none() => {
+                    self.unconfirmed = Some(self.at);
                 }
                 Ok(None) => {}
                 Err(e) => return Step::End(End::Stuck(format!("conntrack in {netns}: {e}"))),
@@ -742,12 +764,15 @@ impl Walker<'_> {
         }
         if let (true, Some(b), Some(a)) = (switched, bridge, &arrival) {
             let Some(mac) = a.mac.clone() else {
-                return Step::End(End::Stuck(format!(
-                    "the previous hop has no neighbour entry for {}: the packet did not get here",
-                    a.next_hop
-                )));
+                return Step::End(End::Lost {
+                    why: format!(
+                        "it has no neighbour entry for {} on {}: nobody answers its ARP, so it cannot send the packet on",
+                        a.next_hop, a.left_by.name
+                    ),
+                    back: 1,
+                });
             };
-            return self.switch(hop, &facts, b, mac, a.next_hop);
+            return self.switch(hop, &facts, b, mac, a.next_hop, false);
         }
         // A packet that arrived to be routed out again needs forwarding on.
         let routed_on = facts
@@ -915,15 +940,24 @@ impl Walker<'_> {
         bridge: &Link,
         mac: String,
         next_hop: Ipv4Addr,
+        own_neighbour: bool,
     ) -> Step {
         let Some(port) = facts
             .fdb_port(bridge.index, &mac)
             .and_then(|i| facts.link(i))
         else {
-            return Step::End(End::Stuck(format!(
-                "bridge {} has no forwarding entry for {mac} ({next_hop})",
-                bridge.name
-            )));
+            let whose = if own_neighbour {
+                format!("its neighbour entry gives {next_hop} the MAC {mac}")
+            } else {
+                format!("the frame is for {mac} ({next_hop})")
+            };
+            return Step::End(End::Lost {
+                why: format!(
+                    "{whose}, and no port of bridge {} has that MAC: the frame is flooded and nobody takes it (bridge {} has no forwarding entry for {mac})",
+                    bridge.name, bridge.name
+                ),
+                back: 0,
+            });
         };
         hop.bridged = Some(Bridged {
             bridge: bridge.name.clone(),
@@ -966,12 +1000,15 @@ impl Walker<'_> {
         let mac = facts.neighbour(dev.index, next_hop).map(str::to_string);
         if is_bridge(dev) {
             let Some(mac) = mac else {
-                return Step::End(End::Stuck(format!(
-                    "{} has no neighbour entry for {next_hop} on {}: the packet did not leave here",
-                    hop.what, dev.name
-                )));
+                return Step::End(End::Lost {
+                    why: format!(
+                        "it has no neighbour entry for {next_hop} on {}: nobody answers its ARP (is the interface there down?), so the packet did not leave here",
+                        dev.name
+                    ),
+                    back: 0,
+                });
             };
-            return self.switch(hop, facts, dev, mac, next_hop);
+            return self.switch(hop, facts, dev, mac, next_hop, true);
         }
         self.leave(hop, facts, dev, mac, next_hop)
     }
@@ -1089,13 +1126,18 @@ pub fn verdict(walked: &Walked, seen: &Seen, timeout: Duration) -> Verdict {
                 walked.flow.dst
             ),
         ),
-        End::NoRoute(dst) => v(
-            VerdictKind::NoRoute,
-            format!(
-                "{what} ({}) has no route to {dst}",
-                at.map_or("", |h| h.netns.as_str())
-            ),
-        ),
+        End::NoRoute(dst) => v(VerdictKind::NoRoute, no_route(walked, *dst)),
+        End::Lost { why, back } => {
+            let at = hop.saturating_sub(*back).max(1);
+            let what = walked
+                .hops
+                .get(at - 1)
+                .map_or_else(String::new, |h| h.what.clone());
+            Verdict {
+                hop: Some(at),
+                ..v(VerdictKind::Dropped, format!("{what} drops the packet: {why}"))
+            }
+        }
         End::Dropped { detail, policies } => Verdict {
             policies: policies.clone(),
             ..v(VerdictKind::Dropped, format!("{detail}, on {what}"))
@@ -1119,6 +1161,33 @@ pub fn verdict(walked: &Walked, seen: &Seen, timeout: Duration) -> Verdict {
             format!("{why} (the probe: {})", describe_seen(seen, timeout)),
         ),
     }
+}
+
+/// Why the last hop has no route, in the kernel's words for the route
+/// type it found, and how the packet got there when a default route sent
+/// it (the hop before had no route of its own).
+fn no_route(walked: &Walked, dst: Ipv4Addr) -> String {
+    let n = walked.hops.len();
+    let at = walked.hops.last();
+    let what = at.map_or("", |h| h.what.as_str());
+    let netns = at.map_or("", |h| h.netns.as_str());
+    let mut d = match at.and_then(|h| h.route.as_ref()).map(|r| r.kind) {
+        Some(RouteKind::Blackhole) => format!(
+            "{what} ({netns}) has a blackhole route or rule for {dst}: the kernel discards the packet without a word"
+        ),
+        Some(RouteKind::Prohibit) => format!(
+            "{what} ({netns}) has a prohibit route or rule for {dst}: the kernel refuses the packet (ICMP administratively prohibited)"
+        ),
+        _ => format!("{what} ({netns}) has no route to {dst}"),
+    };
+    let before = n.checked_sub(2).and_then(|i| walked.hops.get(i));
+    if let Some(b) = before.filter(|b| b.route.as_ref().is_some_and(|r| r.dst == "default")) {
+        d.push_str(&format!(
+            "; {} sent it there by its default route: it has no route of its own to {dst}",
+            b.what
+        ));
+    }
+    d
 }
 
 impl Walked {
@@ -1258,17 +1327,17 @@ fn known_target(
     }
 }
 
-/// An address the plan has no pod or ClusterIP for: a node (a NodePort),
-/// a LoadBalancer IP, `external`, or anything else.
-pub fn address(
+/// The Service port behind a NodePort on a node's address or a
+/// LoadBalancer address (`port`: the NodePort or the LoadBalancer port;
+/// `None`: the first there is).
+pub fn service_port_at(
     plan: &Plan,
     ip: Ipv4Addr,
     port: Option<u16>,
     protocol: Option<Protocol>,
-) -> Destination {
+) -> Option<(&crate::plan::ServicePlan, &crate::plan::ServicePortPlan)> {
     let node = plan.nodes.iter().any(|n| n.ip == ip);
-    // A NodePort on a node, or a LoadBalancer's address: its port.
-    let svc_port = plan.services.iter().find_map(|s| {
+    plan.services.iter().find_map(|s| {
         s.ports
             .iter()
             .find(|p| {
@@ -1280,7 +1349,19 @@ pub fn address(
                     }
             })
             .map(|p| (s, p))
-    });
+    })
+}
+
+/// An address the plan has no pod or ClusterIP for: a node (a NodePort),
+/// a LoadBalancer IP, `external`, or anything else.
+pub fn address(
+    plan: &Plan,
+    ip: Ipv4Addr,
+    port: Option<u16>,
+    protocol: Option<Protocol>,
+) -> Destination {
+    let node = plan.nodes.iter().any(|n| n.ip == ip);
+    let svc_port = service_port_at(plan, ip, port, protocol);
     let (port, proto, what) = match svc_port {
         Some((s, p)) => (
             if node {
@@ -1460,8 +1541,12 @@ pub fn trace(
             reply = back.hops;
         }
     }
+    not_through(&walked, &mut verdict);
     if verdict.kind == VerdictKind::NoAnswer {
         suspect_foreign_tables(&walked, &mut verdict);
+    }
+    if verdict.kind == VerdictKind::NoRoute {
+        name_what_refuses(&walked, &mut verdict);
     }
     let server = match &seen {
         Seen::Connected(Some(s)) => Some(s),
@@ -1534,6 +1619,130 @@ fn why_kind(back: &Walked) -> VerdictKind {
         End::NoRoute(_) => VerdictKind::NoRoute,
         End::Dropped { .. } | End::NotForwarded => VerdictKind::Dropped,
         _ => VerdictKind::NoAnswer,
+    }
+}
+
+/// A packet that got no answer, or that the routes say went further than
+/// a hop whose conntrack never confirmed it: the kernel dropped it at that
+/// hop (or on the link into it). What there could drop it is named: a
+/// table the lab did not make, a queue on the way in, hairpin off on the
+/// port it came in by.
+fn not_through(walked: &Walked, verdict: &mut Verdict) {
+    let Some(i) = walked.unconfirmed else { return };
+    let later = verdict.hop.is_none_or(|h| h > i + 1);
+    let overrule = match verdict.kind {
+        VerdictKind::NoAnswer | VerdictKind::Unknown => true,
+        VerdictKind::NoRoute | VerdictKind::Dropped => later && verdict.policies.is_empty(),
+        _ => false,
+    };
+    let Some(hop) = walked.hops.get(i).filter(|_| overrule) else {
+        return;
+    };
+    let prev = i.checked_sub(1).and_then(|p| walked.hops.get(p));
+    let mut suspects = foreign_tables(&hop.netns);
+    for (h, link) in [
+        (prev, prev.and_then(|p| p.leaves_by.as_ref())),
+        (Some(hop), hop.arrived_on.as_ref()),
+    ] {
+        let (Some(h), Some(link)) = (h, link) else {
+            continue;
+        };
+        let Ok(view) = crate::kernel::inspect::view(&h.netns) else {
+            continue;
+        };
+        for q in view
+            .qdiscs
+            .iter()
+            .filter(|q| q.index == link.index && q.kind != "noqueue")
+        {
+            suspects.push(format!("a {} qdisc on {}'s {}", q.kind, h.what, link.name));
+        }
+        let port = view.link(&link.name).filter(|_| h.netns == hop.netns);
+        if port.and_then(|l| l.hairpin) == Some(false) {
+            suspects.push(format!(
+                "hairpin mode off on bridge port {}: a packet sent back to the pod it came from cannot leave by the port it came in by",
+                link.name
+            ));
+        }
+    }
+    let mut detail = format!(
+        "conntrack in {} ({}) has no record of the flow: the packet did not get through {}{}",
+        hop.what,
+        hop.netns,
+        hop.what,
+        prev.map_or(String::new(), |p| format!(
+            " (dropped there, or on its way from {})",
+            p.what
+        ))
+    );
+    if suspects.is_empty() {
+        detail.push_str("; nothing there the lab did not make names the cause");
+    } else {
+        detail.push_str(&format!(
+            "; there: {} (inferred: the kernel keeps no record of which rule dropped a packet)",
+            suspects.join(", ")
+        ));
+    }
+    verdict.kind = VerdictKind::Dropped;
+    verdict.detail = detail;
+    verdict.hop = Some(i + 1);
+    verdict.policies.clear();
+}
+
+/// The nftables tables of a namespace that the lab did not make.
+fn foreign_tables(netns: &str) -> Vec<String> {
+    let ours = [
+        kubeproxy::TABLE,
+        kubeproxy::CNI_TABLE,
+        kubeproxy::LB_TABLE,
+        netpol::TABLE,
+    ];
+    let Ok(listing) = nft::list_ruleset(netns) else {
+        return Vec::new();
+    };
+    crate::observe::rules::of_listing(&listing)
+        .into_keys()
+        .filter(|k| k.2 == "table" && !(k.0 == "ip" && ours.contains(&k.1.as_str())))
+        .map(|k| format!("nftables table {} {}, which the lab did not make", k.0, k.1))
+        .collect()
+}
+
+/// A blackhole or prohibit answer names no route: the routes and rules
+/// of that kind in the namespace are what refused it.
+fn name_what_refuses(walked: &Walked, verdict: &mut Verdict) {
+    let Some(hop) = walked.hops.last() else {
+        return;
+    };
+    let Some(kind) = hop.route.as_ref().map(|r| r.kind) else {
+        return;
+    };
+    if !matches!(kind, RouteKind::Blackhole | RouteKind::Prohibit) {
+        return;
+    }
+    let Ok(view) = crate::kernel::inspect::view(&hop.netns) else {
+        return;
+    };
+    let word = kind.word();
+    let dst = walked.flow.dst;
+    let mut found: Vec<String> = view
+        .objects
+        .rules
+        .iter()
+        .filter(|r| r.action == word)
+        .map(|r| format!("rule `{}`", r.text))
+        .collect();
+    found.extend(
+        view.objects
+            .routes
+            .iter()
+            .filter(|r| {
+                r.kind.to_string() == word
+                    && ipnet::Ipv4Net::new(r.dst, r.prefix).is_ok_and(|n| n.contains(&dst))
+            })
+            .map(|r| format!("route `{}`", r.text)),
+    );
+    if !found.is_empty() {
+        verdict.detail.push_str(&format!(" ({})", found.join(", ")));
     }
 }
 

@@ -659,6 +659,13 @@ fn a_missing_route_ends_where_the_kernel_has_none() {
         "{}",
         v.detail
     );
+    // Node-1 had no route of its own: its default route sent it on.
+    assert!(
+        v.detail
+            .contains("node node-1 sent it there by its default route"),
+        "{}",
+        v.detail
+    );
 }
 
 #[test]
@@ -682,13 +689,52 @@ fn a_missing_neighbour_or_a_moved_peer_stops_the_walk_with_the_reason() {
         flow(a.ip, b.ip, 8080),
         &Deltas::new(),
     );
-    let End::Stuck(why) = &w.end else {
+    // The node network is where the walk stops, but node-1 is where the
+    // packet stayed: it could not resolve node-2's address.
+    let End::Lost { why, back: 1 } = &w.end else {
         panic!("{w:#?}")
     };
     assert!(why.contains("no neighbour entry for 172.18.0.3"), "{why}");
-    assert_eq!(
-        verdict(&w, &Seen::Blocked(None), T).kind,
-        VerdictKind::Unknown
+    let v = verdict(&w, &Seen::Blocked(None), T);
+    assert_eq!(v.kind, VerdictKind::Dropped);
+    assert_eq!(v.hop, Some(2), "{v:#?}");
+    assert!(
+        v.detail.starts_with("node node-1 drops the packet"),
+        "{}",
+        v.detail
+    );
+
+    // A neighbour entry with a MAC no bridge port has: flooded, taken by
+    // nobody, and the entry is named.
+    let mut sim = Sim::from_plan(&plan);
+    let cni0 = sim.index("tt-node-2", crate::plan::POD_BRIDGE);
+    for n in &mut sim
+        .ns
+        .get_mut("tt-node-2")
+        .expect("node-2")
+        .facts
+        .neighbours
+    {
+        if n.ifindex == cni0 && n.ip == b.ip {
+            n.mac = "02:00:00:00:00:01".into();
+        }
+    }
+    let w = walk(
+        &plan,
+        &mut sim,
+        &a.netns,
+        Protocol::Tcp,
+        flow(a.ip, b.ip, 8080),
+        &Deltas::new(),
+    );
+    let v = verdict(&w, &Seen::Blocked(None), T);
+    assert_eq!(v.kind, VerdictKind::Dropped, "{w:#?}");
+    assert_eq!(names(&w).last().copied(), Some("tt-node-2"));
+    assert!(
+        v.detail
+            .contains("its neighbour entry gives 10.244.2.2 the MAC 02:00:00:00:00:01"),
+        "{}",
+        v.detail
     );
 
     // b's veth is not where the plan says: the kernel's peer is believed.

@@ -369,13 +369,25 @@ pub fn ask_from(
             records,
         }))
     };
+    // A read timeout is EAGAIN ("Resource temporarily unavailable"):
+    // said as what it is, a lookup that timed out.
+    let timed_out = |e: Error| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "the lookup timed out: no answer from {server} in {} ms",
+                timeout.as_millis()
+            ),
+        ),
+        _ => e,
+    };
     if !tcp {
         let sock = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
         sock.set_read_timeout(Some(timeout))?;
         sock.connect(addr)?;
         sock.send(&req)?;
         let mut buf = vec![0u8; 65_535];
-        let n = sock.recv(&mut buf)?;
+        let n = sock.recv(&mut buf).map_err(timed_out)?;
         if let Some(reply) = check(&buf[..n], Transport::Udp)? {
             return Ok(reply);
         }
@@ -387,9 +399,9 @@ pub fn ask_from(
     out.extend_from_slice(&req);
     s.write_all(&out)?;
     let mut len = [0u8; 2];
-    s.read_exact(&mut len)?;
+    s.read_exact(&mut len).map_err(timed_out)?;
     let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut msg)?;
+    s.read_exact(&mut msg).map_err(timed_out)?;
     check(&msg, Transport::Tcp)?.ok_or_else(|| bad("truncated over TCP"))
 }
 
