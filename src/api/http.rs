@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -25,38 +26,67 @@ use super::tables::{self, Include};
 use super::{discovery, tls, StatusFn};
 use crate::plan::Plan;
 
-pub type Body = Full<Bytes>;
+/// Boxed: most answers are one buffer, a watch or a log is a stream.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 pub struct Api {
     pub state_dir: PathBuf,
     token: String,
     pub port: u16,
     status: StatusFn,
+    changes: watch::Receiver<u64>,
     host: Host,
+    /// When the daemon came up: the lab's creation time, which no later
+    /// `apply` moves (the plan's mtime does).
+    started: SystemTime,
     /// The plan on disk, parsed once per change (`apply` rewrites it):
     /// a thousand pods' plan takes milliseconds to parse.
     plan: Mutex<Option<(FileStamp, Arc<Plan>)>>,
 }
 
-type FileStamp = (Option<SystemTime>, u64);
+pub type FileStamp = (Option<SystemTime>, u64);
 
 impl Api {
-    pub fn new(state_dir: PathBuf, token: String, port: u16, status: StatusFn) -> Api {
+    pub fn new(
+        state_dir: PathBuf,
+        token: String,
+        port: u16,
+        status: StatusFn,
+        changes: watch::Receiver<u64>,
+    ) -> Api {
         Api {
             state_dir,
             token,
             port,
             status,
+            changes,
             host: Host::probe(),
+            started: SystemTime::now(),
             plan: Mutex::new(None),
         }
     }
 
-    pub fn plan(&self) -> Result<Arc<Plan>, String> {
+    /// Changes whenever the daemon's table does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// When the plan on disk was last written, and its size.
+    pub fn plan_stamp(&self) -> Result<FileStamp, String> {
         let path = self.state_dir.join(crate::runtime::PLAN_FILE);
-        let stamp: FileStamp = std::fs::metadata(&path)
+        std::fs::metadata(&path)
             .map(|m| (m.modified().ok(), m.len()))
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
+            .map_err(|e| format!("read {}: {e}", path.display()))
+    }
+
+    /// The objects of one resource in the lab, by the plan on disk and the
+    /// daemon's table now. Errors are the message of a 500 InternalError.
+    pub fn objects(&self, r: &Resource) -> Result<Vec<Value>, String> {
+        objects_now(self, r)
+    }
+
+    pub fn plan(&self) -> Result<Arc<Plan>, String> {
+        let stamp = self.plan_stamp()?;
         let mut cache = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((s, plan)) = cache.as_ref() {
             if *s == stamp {
@@ -302,16 +332,34 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
             return super::exec::serve(api.clone(), req, &ns, &name, &query).await;
         }
     }
+    if let Target::Object {
+        resource,
+        namespace: Some(ns),
+        name,
+        sub: Some("log"),
+    } = target
+    {
+        if resource.plural == "pods" && *req.method() == Method::GET {
+            return super::logs::serve(api.clone(), ns, name, &query);
+        }
+    }
     if req.method() != Method::GET {
         return read_only(req.method());
     }
     if query.flag("watch") {
-        return status_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "watch is not served by podlab's API yet: poll with `kubectl get` instead",
-            None,
-        );
+        return match target {
+            Target::Collection {
+                resource,
+                namespace,
+            } => watch(api, resource, namespace, None, &query, &accept),
+            Target::Object {
+                resource,
+                namespace,
+                name,
+                sub: None,
+            } => watch(api, resource, namespace, Some(name), &query, &accept),
+            _ => not_found_path(),
+        };
     }
     match target {
         Target::Version => json_ok(&discovery::version()),
@@ -348,6 +396,46 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `?watch=1` on a collection, or on one object (the old form
+/// `/pods/NAME?watch=1`, a field selector on its name).
+fn watch(
+    api: &Arc<Api>,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    q: &Query,
+    accept: &str,
+) -> Response<Body> {
+    let (labels, mut fields) = match selectors(resource, q) {
+        Ok(s) => s,
+        Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+    };
+    if let Some(n) = name {
+        match FieldSelector::parse(&format!("metadata.name={n}"), resource.plural) {
+            Ok(f) => fields = fields.and(f),
+            Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+        }
+    }
+    let include = match Include::parse(q.get("includeObject")) {
+        Ok(i) => i,
+        Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+    };
+    let spec = super::watches::Spec {
+        resource,
+        namespace: namespace.map(str::to_string),
+        labels,
+        fields,
+        table: table_version(accept),
+        include,
+        initial: matches!(q.get("resourceVersion"), None | Some("" | "0")),
+        timeout: super::watches::Spec::timeout_from(q.get("timeoutSeconds")),
+    };
+    match super::watches::serve(api.clone(), spec) {
+        Ok(r) => r,
+        Err(e) => internal(&e),
+    }
+}
+
 fn read_only(method: &Method) -> Response<Body> {
     status_error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -364,7 +452,7 @@ fn read_only(method: &Method) -> Response<Body> {
 /// Errors are the message of a 500 InternalError.
 fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
     let plan = api.plan()?;
-    let status = if r.plural == "pods" || r.plural == "endpoints" || r.plural == "endpointslices" {
+    let status = if ["pods", "endpoints", "endpointslices", "events"].contains(&r.plural) {
         Some((api.status)())
     } else {
         None
@@ -375,7 +463,7 @@ fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
         .filter(|n| crate::kernel::netns::Netns::exists(&n.netns))
         .map(|n| n.netns.clone())
         .collect();
-    let created = crate::state::created(&plan.lab);
+    let created = Some(api.started);
     let view = View {
         plan: &plan,
         status: status.as_ref(),
@@ -504,7 +592,7 @@ fn not_found_path() -> Response<Body> {
     )
 }
 
-fn internal(msg: &str) -> Response<Body> {
+pub fn internal(msg: &str) -> Response<Body> {
     status_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "InternalError",
@@ -557,7 +645,7 @@ fn json_ok(v: &Value) -> Response<Body> {
 
 fn respond(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *r.status_mut() = code;
     if let Ok(ct) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(CONTENT_TYPE, ct);

@@ -83,6 +83,21 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Age", "string", 0, AGE_DOC),
         ],
     ),
+    (
+        "events",
+        &[
+            ("Last Seen", "string", 0, "Time of the last occurrence of the event."),
+            ("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
+            ("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            ("Object", "string", 0, "The object that this event is about."),
+            ("Subobject", "string", 1, "The part of the object that this event is about."),
+            ("Source", "string", 1, "The component reporting this event."),
+            ("Message", "string", 0, "A human-readable description of the status of this operation."),
+            ("First Seen", "string", 1, "The time at which the event was first recorded."),
+            ("Count", "string", 1, "The number of times this event has occurred."),
+            ("Name", "string", 1, NAME_DOC),
+        ],
+    ),
 ];
 
 const NAME_DOC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
@@ -167,6 +182,7 @@ fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
         "services" => service_cells(o, name, age),
         "endpoints" => vec![name, endpoints_cell(o), age],
         "endpointslices" => slice_cells(o, name, age),
+        "events" => event_cells(o, name, now),
         _ => vec![name, age],
     };
     cells.into_iter().map(Value::String).collect()
@@ -202,6 +218,40 @@ fn age_of(o: &Value, now: SystemTime) -> String {
         },
         None => "<unknown>".into(),
     }
+}
+
+/// printEvent's cells, from a `v1` or an `events.k8s.io/v1` Event.
+fn event_cells(o: &Value, name: String, now: SystemTime) -> Vec<String> {
+    let either = |a: &str, b: &str| if o[a].is_null() { &o[b] } else { &o[a] };
+    let since = |t: &Value| match t.as_str().and_then(parse_rfc3339) {
+        Some(t) => human_duration(now.duration_since(t).unwrap_or_default()),
+        None => "<unknown>".into(),
+    };
+    let involved = either("involvedObject", "regarding");
+    let source = either("source", "deprecatedSource");
+    let mut from = source["component"].as_str().unwrap_or("").to_string();
+    if let Some(h) = source["host"].as_str().filter(|h| !h.is_empty()) {
+        from = format!("{from}, {h}");
+    }
+    vec![
+        since(either("lastTimestamp", "deprecatedLastTimestamp")),
+        s(o, &["type"]).to_string(),
+        s(o, &["reason"]).to_string(),
+        format!(
+            "{}/{}",
+            involved["kind"].as_str().unwrap_or("").to_lowercase(),
+            involved["name"].as_str().unwrap_or("")
+        ),
+        involved["fieldPath"].as_str().unwrap_or("").to_string(),
+        from,
+        either("message", "note").as_str().unwrap_or("").to_string(),
+        since(either("firstTimestamp", "deprecatedFirstTimestamp")),
+        either("count", "deprecatedCount")
+            .as_u64()
+            .unwrap_or(1)
+            .to_string(),
+        name,
+    ]
 }
 
 /// kubectl's STATUS, READY and RESTARTS from a pod, as `printPod` derives
