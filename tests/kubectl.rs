@@ -4,8 +4,12 @@
 //! learner's habits reach for, with the newest kubectl on the machine and
 //! 1.30 (the oldest that speaks WebSocket exec) when it is there.
 //!
-//! Nothing is installed: without kubectl the test fails under CI=true
-//! (saying so) and is skipped otherwise.
+//! Then each verb a learner reaches for next: `logs` (the echo's access
+//! log of the seed's curl), `describe pod|svc|node` with events, `get
+//! events`, and `get -w` seeing a deleted pod's DELETED line.
+//!
+//! scripts/provision.sh installs a kubectl when none is found; without
+//! one the test fails under CI=true (saying so) and is skipped otherwise.
 
 mod common;
 
