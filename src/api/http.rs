@@ -522,7 +522,7 @@ fn list(
     if let Some(v) = table_version(accept) {
         return table_response(r, &items, q, v);
     }
-    let rv = objects::content_version(&Value::Array(items.clone()));
+    let rv = objects::list_version(&items);
     json_ok(&json!({
         "kind": r.list_kind(),
         "apiVersion": r.api_version(),

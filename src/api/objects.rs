@@ -868,6 +868,23 @@ fn stamp_version(mut v: Value) -> Value {
     v
 }
 
+/// A list's resourceVersion: a digest of its items' names and versions,
+/// which changes exactly when an item does, without serializing them
+/// all again.
+pub fn list_version(items: &[Value]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for o in items {
+        let m = &o["metadata"];
+        (
+            m["namespace"].as_str(),
+            m["name"].as_str(),
+            m["resourceVersion"].as_str(),
+        )
+            .hash(&mut h);
+    }
+    (h.finish() % 1_000_000_000_000_000).to_string()
+}
+
 pub fn content_version(v: &Value) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.to_string().hash(&mut h);

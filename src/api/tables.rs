@@ -184,7 +184,7 @@ pub fn table(r: &Resource, objects: &[Value], include: Include, now: SystemTime)
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": super::objects::content_version(&Value::Array(objects.to_vec()))},
+        "metadata": {"resourceVersion": super::objects::list_version(objects)},
         "columnDefinitions": defs,
         "rows": rows,
     })
