@@ -123,6 +123,17 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
     },
     Resource {
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        group: "networking.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: &[],
+        subresources: &[],
+    },
+    Resource {
         plural: "events",
         singular: "event",
         kind: "Event",
@@ -262,6 +273,12 @@ impl View<'_> {
                 .iter()
                 .filter(|s| s.kind != ServiceType::ExternalName)
                 .map(|s| self.endpoint_slice(s))
+                .collect(),
+            "networkpolicies" => self
+                .plan
+                .policies
+                .iter()
+                .map(|p| self.network_policy(p))
                 .collect(),
             "events" => {
                 let events = super::events::from_pods(&self.objects(&PODS));
@@ -445,6 +462,18 @@ impl View<'_> {
             },
         }));
         finish("v1", "Node", meta, vec![("spec", spec), ("status", status)])
+    }
+
+    /// A NetworkPolicy: its manifest's spec, as the plan kept it.
+    pub fn network_policy(&self, p: &crate::plan::netpol::PolicyPlan) -> Value {
+        let meta = self.metadata("NetworkPolicy", Some(&p.namespace), &p.name);
+        let spec = p.spec.as_object().cloned().unwrap_or_default();
+        finish(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            meta,
+            vec![("spec", spec)],
+        )
     }
 
     pub fn namespace(&self, name: &str) -> Value {

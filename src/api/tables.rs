@@ -101,6 +101,15 @@ const PRINTERS: &[(&str, &[Column], Cells)] = &[
         slice_cells,
     ),
     (
+        "networkpolicies",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Pod-Selector", "string", 0, "Select which pods this network policy applies to."),
+            ("Age", "string", 0, AGE_DOC),
+        ],
+        policy_cells,
+    ),
+    (
         "events",
         &[
             ("Last Seen", "string", 0, "Time of the last occurrence of the event."),
@@ -202,6 +211,45 @@ fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
         None => vec![common.name, common.age],
     };
     cells.into_iter().map(Value::String).collect()
+}
+
+fn policy_cells(o: &Value, c: Common) -> Vec<String> {
+    vec![
+        c.name,
+        label_selector(at(o, &["spec", "podSelector"])),
+        c.age,
+    ]
+}
+
+/// `metav1.FormatLabelSelector`: `k=v,k in (a,b),!k`, `<none>` if empty.
+pub fn label_selector(sel: &Value) -> String {
+    let mut parts: Vec<String> = sel["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other} ({})", values.join(",")),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 fn namespace_cells(o: &Value, c: Common) -> Vec<String> {
@@ -558,4 +606,25 @@ pub fn parse_rfc3339(t: &str) -> Option<SystemTime> {
     u64::try_from(secs)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::label_selector;
+    use serde_json::json;
+
+    #[test]
+    fn selectors_print_as_kubectl_prints_them() {
+        assert_eq!(label_selector(&json!({})), "<none>");
+        assert_eq!(
+            label_selector(&json!({"matchLabels": {"app": "web", "tier": "db"}})),
+            "app=web,tier=db"
+        );
+        let e = json!({"matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["a", "b"]},
+            {"key": "x", "operator": "DoesNotExist"},
+            {"key": "y", "operator": "Exists"},
+        ]});
+        assert_eq!(label_selector(&e), "env in (a,b),!x,y");
+    }
 }
