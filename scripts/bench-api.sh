@@ -47,6 +47,10 @@ echo "bringing up $pods pods..."
 $bin down $lab >/dev/null 2>&1 || true
 $bin up -q "$work/lab.yaml"
 state=/run/podlab/$lab
+export PODLAB_LAB=$lab
+pid=$(cat "$state/ready")
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/"$pid"/status; }
+echo "daemon RSS before any API request: $(rss)"
 config=$state/kubeconfig
 port=$(cat "$state/api-port")
 token=$(awk '/token:/ {print $2}' "$config")
@@ -79,9 +83,8 @@ rows=$("$kubectl" get pods -o wide | wc -l)
 echo "kubectl get pods -o wide: $((rows - 1)) rows, $((($(date +%s%N) - start) / 1000000)) ms wall (client included)"
 "$kubectl" get pods -o wide -v=8 2>&1 >/dev/null | grep -i 'x-podlab-server-time' | head -1 | sed 's/^.*\] */  as kubectl -v=8 shows it: /'
 
-pid=$(cat "$state/ready")
 for _ in $(seq 5); do get "/api/v1/pods" "$table" >/dev/null; done
-echo "daemon RSS after serving $pods pods: $(awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/"$pid"/status)" \
+echo "daemon RSS after serving $pods pods: $(rss)" \
   "(peak $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/"$pid"/status))"
 
 # Watch latency: the DELETED line's arrival after the delete began.
@@ -93,7 +96,7 @@ for i in 1 2 3; do
   : >"$work/events"
   curl -sN --max-time 4 --cacert "$work/ca.crt" -H "Authorization: Bearer $token" \
     "$api/api/v1/namespaces/default/pods?watch=1&resourceVersion=$rv" |
-    while IFS= read -r line; do echo "$(date +%s%N) ${line:0:200}" >>"$work/events"; done &
+    while IFS= read -r line; do echo "$(date +%s%N) ${line:0:40}" >>"$work/events"; done &
   watcher=$!
   sleep 0.5
   t0=$(date +%s%N)

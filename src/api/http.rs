@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -135,6 +135,19 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     } else {
         route(&api, req).await
     };
+    // A big answer's objects are freed by now; without giving their pages
+    // back, the allocator keeps the daemon at its largest answer's size.
+    if resp
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > TRIM_AFTER)
+    {
+        // SAFETY: malloc_trim only releases free memory of the heap.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
     let took = started.elapsed();
     // The server's own time, so a benchmark can tell it from the client's.
     if let Ok(v) = HeaderValue::from_str(&format!("{:.3}ms", took.as_secs_f64() * 1000.0)) {
@@ -143,6 +156,9 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     tracing::debug!(%method, %uri, status = resp.status().as_u16(), took_us = took.as_micros() as u64, "API request");
     resp
 }
+
+/// Answers larger than this give the allocator's free memory back.
+const TRIM_AFTER: u64 = 256 * 1024;
 
 /// A parsed query string: every `key=value`, decoded, in order.
 pub struct Query(Vec<(String, String)>);
@@ -451,6 +467,20 @@ fn read_only(method: &Method) -> Response<Body> {
 /// daemon's table now.
 /// Errors are the message of a 500 InternalError.
 fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
+    with_view(api, r, |view| view.objects(r))
+}
+
+/// The one object `ns/name` of `r`, built alone where it can be (a pod).
+fn object_now(
+    api: &Api,
+    r: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, String> {
+    with_view(api, r, |view| view.object(r, ns, name))
+}
+
+fn with_view<T>(api: &Api, r: &Resource, f: impl FnOnce(&View) -> T) -> Result<T, String> {
     let plan = api.plan()?;
     let status = if ["pods", "endpoints", "endpointslices", "events"].contains(&r.plural) {
         Some((api.status)())
@@ -463,15 +493,14 @@ fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
         .filter(|n| crate::kernel::netns::Netns::exists(&n.netns))
         .map(|n| n.netns.clone())
         .collect();
-    let created = Some(api.started);
     let view = View {
         plan: &plan,
         status: status.as_ref(),
-        created,
+        created: Some(api.started),
         host: &api.host,
         nodes_up: &nodes_up,
     };
-    Ok(view.objects(r))
+    Ok(f(&view))
 }
 
 fn in_namespace(o: &Value, ns: Option<&str>) -> bool {
@@ -553,13 +582,10 @@ fn get(
     q: &Query,
     accept: &str,
 ) -> Response<Body> {
-    let all = match objects_now(api, r) {
+    let found = match object_now(api, r, ns, name) {
         Ok(o) => o,
         Err(e) => return internal(&e),
     };
-    let found = all
-        .into_iter()
-        .find(|o| in_namespace(o, ns) && o["metadata"]["name"] == name);
     match found {
         Some(o) => match table_version(accept) {
             Some(v) => table_response(r, std::slice::from_ref(&o), q, v),

@@ -292,6 +292,23 @@ impl View<'_> {
         }
     }
 
+    /// The object `ns/name` of `r`: a pod is built alone, the rest from
+    /// the whole list (they are few).
+    pub fn object(&self, r: &Resource, ns: Option<&str>, name: &str) -> Option<Value> {
+        let here = |n: Option<&str>| ns.is_none_or(|want| n == Some(want));
+        if r.plural == "pods" {
+            return self
+                .plan
+                .pods
+                .iter()
+                .find(|p| p.name == name && here(Some(&p.namespace)))
+                .map(|p| self.pod(p));
+        }
+        self.objects(r)
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name && here(o["metadata"]["namespace"].as_str()))
+    }
+
     /// The namespaces of the lab: those its objects live in, and the ones
     /// every cluster has.
     pub fn namespaces(&self) -> Vec<String> {

@@ -84,10 +84,10 @@ impl Spec {
             }
             None => o.clone(),
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        // `type` first, as the API server writes it (a JSON map here is
+        // sorted), so that a reader of the raw stream sees it at once.
+        let object = serde_json::to_string(&object).unwrap_or_default();
+        Bytes::from(format!("{{\"type\":\"{kind}\",\"object\":{object}}}\n"))
     }
 }
 
