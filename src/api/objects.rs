@@ -988,3 +988,23 @@ pub fn unix(secs: u64) -> SystemTime {
 pub fn rfc3339(t: SystemTime) -> String {
     crate::cli::table::rfc3339(t)
 }
+
+#[cfg(test)]
+mod version_tests {
+    use super::content_version;
+    use serde_json::json;
+
+    #[test]
+    fn the_version_follows_the_content() {
+        let a = json!({"metadata": {"name": "a"}, "spec": {"n": 1, "l": ["x"]}});
+        assert_eq!(content_version(&a), content_version(&a.clone()));
+        for changed in [
+            json!({"metadata": {"name": "b"}, "spec": {"n": 1, "l": ["x"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": 2, "l": ["x"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": 1, "l": ["x", "y"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": "1", "l": ["x"]}}),
+        ] {
+            assert_ne!(content_version(&a), content_version(&changed), "{changed}");
+        }
+    }
+}
