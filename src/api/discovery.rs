@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::objects::{groups, Resource, RESOURCES, VERSION};
 
-pub const VERBS: &[&str] = &["get", "list"];
+pub const VERBS: &[&str] = &["get", "list", "watch"];
 
 /// The aggregated form the client accepts, if any: `v2` or `v2beta1`.
 pub fn aggregated_version(accept: &str) -> Option<&'static str> {

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,38 +26,67 @@ use super::tables::{self, Include};
 use super::{discovery, tls, StatusFn};
 use crate::plan::Plan;
 
-pub type Body = Full<Bytes>;
+/// Boxed: most answers are one buffer, a watch or a log is a stream.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 pub struct Api {
     pub state_dir: PathBuf,
     token: String,
     pub port: u16,
     status: StatusFn,
+    changes: watch::Receiver<u64>,
     host: Host,
+    /// When the daemon came up: the lab's creation time, which no later
+    /// `apply` moves (the plan's mtime does).
+    started: SystemTime,
     /// The plan on disk, parsed once per change (`apply` rewrites it):
     /// a thousand pods' plan takes milliseconds to parse.
     plan: Mutex<Option<(FileStamp, Arc<Plan>)>>,
 }
 
-type FileStamp = (Option<SystemTime>, u64);
+pub type FileStamp = (Option<SystemTime>, u64);
 
 impl Api {
-    pub fn new(state_dir: PathBuf, token: String, port: u16, status: StatusFn) -> Api {
+    pub fn new(
+        state_dir: PathBuf,
+        token: String,
+        port: u16,
+        status: StatusFn,
+        changes: watch::Receiver<u64>,
+    ) -> Api {
         Api {
             state_dir,
             token,
             port,
             status,
+            changes,
             host: Host::probe(),
+            started: SystemTime::now(),
             plan: Mutex::new(None),
         }
     }
 
-    pub fn plan(&self) -> Result<Arc<Plan>, String> {
+    /// Changes whenever the daemon's table does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// When the plan on disk was last written, and its size.
+    pub fn plan_stamp(&self) -> Result<FileStamp, String> {
         let path = self.state_dir.join(crate::runtime::PLAN_FILE);
-        let stamp: FileStamp = std::fs::metadata(&path)
+        std::fs::metadata(&path)
             .map(|m| (m.modified().ok(), m.len()))
-            .map_err(|e| format!("read {}: {e}", path.display()))?;
+            .map_err(|e| format!("read {}: {e}", path.display()))
+    }
+
+    /// The objects of one resource in the lab, by the plan on disk and the
+    /// daemon's table now. Errors are the message of a 500 InternalError.
+    pub fn objects(&self, r: &Resource) -> Result<Vec<Value>, String> {
+        objects_now(self, r)
+    }
+
+    pub fn plan(&self) -> Result<Arc<Plan>, String> {
+        let stamp = self.plan_stamp()?;
         let mut cache = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((s, plan)) = cache.as_ref() {
             if *s == stamp {
@@ -105,6 +135,19 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     } else {
         route(&api, req).await
     };
+    // A big answer's objects are freed by now; without giving their pages
+    // back, the allocator keeps the daemon at its largest answer's size.
+    if resp
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n > TRIM_AFTER)
+    {
+        // SAFETY: malloc_trim only releases free memory of the heap.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
     let took = started.elapsed();
     // The server's own time, so a benchmark can tell it from the client's.
     if let Ok(v) = HeaderValue::from_str(&format!("{:.3}ms", took.as_secs_f64() * 1000.0)) {
@@ -113,6 +156,9 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     tracing::debug!(%method, %uri, status = resp.status().as_u16(), took_us = took.as_micros() as u64, "API request");
     resp
 }
+
+/// Answers larger than this give the allocator's free memory back.
+const TRIM_AFTER: u64 = 256 * 1024;
 
 /// A parsed query string: every `key=value`, decoded, in order.
 pub struct Query(Vec<(String, String)>);
@@ -302,16 +348,34 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
             return super::exec::serve(api.clone(), req, &ns, &name, &query).await;
         }
     }
+    if let Target::Object {
+        resource,
+        namespace: Some(ns),
+        name,
+        sub: Some("log"),
+    } = target
+    {
+        if resource.plural == "pods" && *req.method() == Method::GET {
+            return super::logs::serve(api.clone(), ns, name, &query);
+        }
+    }
     if req.method() != Method::GET {
         return read_only(req.method());
     }
     if query.flag("watch") {
-        return status_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "watch is not served by podlab's API yet: poll with `kubectl get` instead",
-            None,
-        );
+        return match target {
+            Target::Collection {
+                resource,
+                namespace,
+            } => watch(api, resource, namespace, None, &query, &accept),
+            Target::Object {
+                resource,
+                namespace,
+                name,
+                sub: None,
+            } => watch(api, resource, namespace, Some(name), &query, &accept),
+            _ => not_found_path(),
+        };
     }
     match target {
         Target::Version => json_ok(&discovery::version()),
@@ -348,6 +412,46 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `?watch=1` on a collection, or on one object (the old form
+/// `/pods/NAME?watch=1`, a field selector on its name).
+fn watch(
+    api: &Arc<Api>,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    q: &Query,
+    accept: &str,
+) -> Response<Body> {
+    let (labels, mut fields) = match selectors(resource, q) {
+        Ok(s) => s,
+        Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+    };
+    if let Some(n) = name {
+        match FieldSelector::parse(&format!("metadata.name={n}"), resource.plural) {
+            Ok(f) => fields = fields.and(f),
+            Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+        }
+    }
+    let include = match Include::parse(q.get("includeObject")) {
+        Ok(i) => i,
+        Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
+    };
+    let spec = super::watches::Spec {
+        resource,
+        namespace: namespace.map(str::to_string),
+        labels,
+        fields,
+        table: table_version(accept),
+        include,
+        initial: matches!(q.get("resourceVersion"), None | Some("" | "0")),
+        timeout: super::watches::Spec::timeout_from(q.get("timeoutSeconds")),
+    };
+    match super::watches::serve(api.clone(), spec) {
+        Ok(r) => r,
+        Err(e) => internal(&e),
+    }
+}
+
 fn read_only(method: &Method) -> Response<Body> {
     status_error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -363,8 +467,22 @@ fn read_only(method: &Method) -> Response<Body> {
 /// daemon's table now.
 /// Errors are the message of a 500 InternalError.
 fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
+    with_view(api, r, |view| view.objects(r))
+}
+
+/// The one object `ns/name` of `r`, built alone where it can be (a pod).
+fn object_now(
+    api: &Api,
+    r: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, String> {
+    with_view(api, r, |view| view.object(r, ns, name))
+}
+
+fn with_view<T>(api: &Api, r: &Resource, f: impl FnOnce(&View) -> T) -> Result<T, String> {
     let plan = api.plan()?;
-    let status = if r.plural == "pods" || r.plural == "endpoints" || r.plural == "endpointslices" {
+    let status = if ["pods", "endpoints", "endpointslices", "events"].contains(&r.plural) {
         Some((api.status)())
     } else {
         None
@@ -375,15 +493,14 @@ fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
         .filter(|n| crate::kernel::netns::Netns::exists(&n.netns))
         .map(|n| n.netns.clone())
         .collect();
-    let created = crate::state::created(&plan.lab);
     let view = View {
         plan: &plan,
         status: status.as_ref(),
-        created,
+        created: Some(api.started),
         host: &api.host,
         nodes_up: &nodes_up,
     };
-    Ok(view.objects(r))
+    Ok(f(&view))
 }
 
 fn in_namespace(o: &Value, ns: Option<&str>) -> bool {
@@ -434,7 +551,7 @@ fn list(
     if let Some(v) = table_version(accept) {
         return table_response(r, &items, q, v);
     }
-    let rv = objects::content_version(&Value::Array(items.clone()));
+    let rv = objects::list_version(&items);
     json_ok(&json!({
         "kind": r.list_kind(),
         "apiVersion": r.api_version(),
@@ -465,13 +582,10 @@ fn get(
     q: &Query,
     accept: &str,
 ) -> Response<Body> {
-    let all = match objects_now(api, r) {
+    let found = match object_now(api, r, ns, name) {
         Ok(o) => o,
         Err(e) => return internal(&e),
     };
-    let found = all
-        .into_iter()
-        .find(|o| in_namespace(o, ns) && o["metadata"]["name"] == name);
     match found {
         Some(o) => match table_version(accept) {
             Some(v) => table_response(r, std::slice::from_ref(&o), q, v),
@@ -504,7 +618,7 @@ fn not_found_path() -> Response<Body> {
     )
 }
 
-fn internal(msg: &str) -> Response<Body> {
+pub fn internal(msg: &str) -> Response<Body> {
     status_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "InternalError",
@@ -557,7 +671,7 @@ fn json_ok(v: &Value) -> Response<Body> {
 
 fn respond(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *r.status_mut() = code;
     if let Ok(ct) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(CONTENT_TYPE, ct);

@@ -12,12 +12,15 @@
 //! `api-port` into the state directory before it reports ready.
 
 pub mod discovery;
+mod events;
 pub(crate) mod exec;
 mod http;
+pub mod logs;
 pub mod objects;
 pub mod select;
 pub mod tables;
 pub mod tls;
+mod watches;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -58,7 +61,12 @@ pub struct Bound {
 /// Make the credentials, bind 127.0.0.1 on a free port and write the
 /// kubeconfig: everything before serving, so that `up` can print the
 /// `export KUBECONFIG=` line as soon as the lab is ready.
-pub async fn bind(state_dir: &Path, lab: &str, status: StatusFn) -> Result<Bound, String> {
+pub async fn bind(
+    state_dir: &Path,
+    lab: &str,
+    status: StatusFn,
+    changes: watch::Receiver<u64>,
+) -> Result<Bound, String> {
     let creds = tls::make(lab)?;
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
@@ -75,6 +83,7 @@ pub async fn bind(state_dir: &Path, lab: &str, status: StatusFn) -> Result<Bound
         creds.token,
         port,
         status,
+        changes,
     ));
     Ok(Bound {
         listener,

@@ -35,7 +35,7 @@ pub struct Resource {
     pub short_names: &'static [&'static str],
     /// `all` puts a resource in `kubectl get all`.
     pub categories: &'static [&'static str],
-    /// Subresources served: only `exec` for now.
+    /// Subresources served, with the kind each answers.
     pub subresources: &'static [(&'static str, &'static str)],
 }
 
@@ -62,7 +62,7 @@ pub const PODS: Resource = Resource {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[("exec", "PodExecOptions")],
+    subresources: &[("exec", "PodExecOptions"), ("log", "Pod")],
 };
 
 pub const RESOURCES: &[Resource] = &[
@@ -122,6 +122,39 @@ pub const RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
     },
+    Resource {
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        group: "networking.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: &[],
+        subresources: &[],
+    },
+    Resource {
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        group: "",
+        version: "v1",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+    },
+    Resource {
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        group: "events.k8s.io",
+        version: "v1",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+    },
 ];
 
 /// The resource at `group`/`version`/`plural`, if served.
@@ -147,6 +180,9 @@ pub fn groups() -> Vec<&'static str> {
 pub struct Host {
     pub os_image: String,
     pub kernel: String,
+    pub cpus: usize,
+    /// `MemTotal` of /proc/meminfo, in KiB.
+    pub memory_kib: u64,
 }
 
 impl Host {
@@ -163,7 +199,30 @@ impl Host {
         let kernel = nix::sys::utsname::uname()
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
-        Host { os_image, kernel }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0);
+        Host {
+            os_image,
+            kernel,
+            cpus,
+            memory_kib,
+        }
+    }
+
+    /// A node's `capacity`, as kubelet reports it (110 pods is its default).
+    pub fn capacity(&self) -> Value {
+        json!({
+            "cpu": self.cpus.to_string(),
+            "memory": format!("{}Ki", self.memory_kib),
+            "pods": "110",
+        })
     }
 }
 
@@ -215,8 +274,39 @@ impl View<'_> {
                 .filter(|s| s.kind != ServiceType::ExternalName)
                 .map(|s| self.endpoint_slice(s))
                 .collect(),
+            "networkpolicies" => self
+                .plan
+                .policies
+                .iter()
+                .map(|p| self.network_policy(p))
+                .collect(),
+            "events" => {
+                let events = super::events::from_pods(&self.objects(&PODS));
+                if r.group.is_empty() {
+                    events
+                } else {
+                    events.iter().map(super::events::to_events_v1).collect()
+                }
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// The object `ns/name` of `r`: a pod is built alone, the rest from
+    /// the whole list (they are few).
+    pub fn object(&self, r: &Resource, ns: Option<&str>, name: &str) -> Option<Value> {
+        let here = |n: Option<&str>| ns.is_none_or(|want| n == Some(want));
+        if r.plural == "pods" {
+            return self
+                .plan
+                .pods
+                .iter()
+                .find(|p| p.name == name && here(Some(&p.namespace)))
+                .map(|p| self.pod(p));
+        }
+        self.objects(r)
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name && here(o["metadata"]["namespace"].as_str()))
     }
 
     /// The namespaces of the lab: those its objects live in, and the ones
@@ -374,6 +464,10 @@ impl View<'_> {
                 {"type": "Hostname", "address": n.name},
             ],
             "conditions": [Value::Object(cond)],
+            // The nodes share the host: each reports the host's (what
+            // `describe node` computes its percentages from).
+            "capacity": self.host.capacity(),
+            "allocatable": self.host.capacity(),
             "nodeInfo": {
                 "kubeletVersion": VERSION,
                 "kubeProxyVersion": VERSION,
@@ -385,6 +479,18 @@ impl View<'_> {
             },
         }));
         finish("v1", "Node", meta, vec![("spec", spec), ("status", status)])
+    }
+
+    /// A NetworkPolicy: its manifest's spec, as the plan kept it.
+    pub fn network_policy(&self, p: &crate::plan::netpol::PolicyPlan) -> Value {
+        let meta = self.metadata("NetworkPolicy", Some(&p.namespace), &p.name);
+        let spec = p.spec.as_object().cloned().unwrap_or_default();
+        finish(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            meta,
+            vec![("spec", spec)],
+        )
     }
 
     pub fn namespace(&self, name: &str) -> Value {
@@ -602,9 +708,9 @@ impl View<'_> {
             .filter_map(|(i, sp)| {
                 let tp = first.as_ref()?.get(i).copied().flatten()?;
                 let mut p = Map::new();
-                if let Some(n) = &sp.name {
-                    p.insert("name".into(), json!(n));
-                }
+                // The controller writes "" for an unnamed port, and
+                // `kubectl describe svc` reads the name without a check.
+                p.insert("name".into(), json!(sp.name.as_deref().unwrap_or("")));
                 p.insert("port".into(), json!(tp));
                 p.insert("protocol".into(), json!(sp.protocol.to_string()));
                 Some(Value::Object(p))
@@ -628,10 +734,8 @@ impl View<'_> {
     }
 }
 
-/// The containers of a pod spec: the plan knows them by their ports and
-/// processes. Images are not run (the host's binaries are), so none is
-/// claimed.
-fn containers(p: &PodPlan) -> Vec<Value> {
+/// The names of a pod's containers, in the order the spec lists them.
+pub fn container_names(p: &PodPlan) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for c in p
         .ports
@@ -644,6 +748,13 @@ fn containers(p: &PodPlan) -> Vec<Value> {
         }
     }
     names
+}
+
+/// The containers of a pod spec: the plan knows them by their ports and
+/// processes. Images are not run (the host's binaries are), so none is
+/// claimed.
+fn containers(p: &PodPlan) -> Vec<Value> {
+    container_names(p)
         .into_iter()
         .map(|c| {
             let mut m = Map::new();
@@ -803,6 +914,23 @@ fn stamp_version(mut v: Value) -> Value {
     v
 }
 
+/// A list's resourceVersion: a digest of its items' names and versions,
+/// which changes exactly when an item does, without serializing them
+/// all again.
+pub fn list_version(items: &[Value]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for o in items {
+        let m = &o["metadata"];
+        (
+            m["namespace"].as_str(),
+            m["name"].as_str(),
+            m["resourceVersion"].as_str(),
+        )
+            .hash(&mut h);
+    }
+    (h.finish() % 1_000_000_000_000_000).to_string()
+}
+
 pub fn content_version(v: &Value) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     v.to_string().hash(&mut h);
@@ -859,4 +987,24 @@ pub fn unix(secs: u64) -> SystemTime {
 /// RFC 3339 in UTC, as Kubernetes writes timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
     crate::cli::table::rfc3339(t)
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::content_version;
+    use serde_json::json;
+
+    #[test]
+    fn the_version_follows_the_content() {
+        let a = json!({"metadata": {"name": "a"}, "spec": {"n": 1, "l": ["x"]}});
+        assert_eq!(content_version(&a), content_version(&a.clone()));
+        for changed in [
+            json!({"metadata": {"name": "b"}, "spec": {"n": 1, "l": ["x"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": 2, "l": ["x"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": 1, "l": ["x", "y"]}}),
+            json!({"metadata": {"name": "a"}, "spec": {"n": "1", "l": ["x"]}}),
+        ] {
+            assert_ne!(content_version(&a), content_version(&changed), "{changed}");
+        }
+    }
 }

@@ -167,6 +167,27 @@ fn fields_of(plural: &str) -> &'static [&'static str] {
             "spec.clusterIP",
             "spec.type",
         ],
+        // What the API server indexes events by (kubectl describe asks
+        // for the involvedObject's fields).
+        "events" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.name",
+            "regarding.namespace",
+            "regarding.uid",
+        ],
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
@@ -195,6 +216,12 @@ impl FieldSelector {
             reqs.push((path, negate, value.trim().to_string()));
         }
         Ok(FieldSelector(reqs))
+    }
+
+    /// Both selectors at once.
+    pub fn and(mut self, other: FieldSelector) -> FieldSelector {
+        self.0.extend(other.0);
+        self
     }
 
     pub fn matches(&self, o: &Value) -> bool {

@@ -14,8 +14,19 @@ use super::objects::Resource;
 /// A column: name, type, priority (1: only with `-o wide`), description.
 type Column = (&'static str, &'static str, u8, &'static str);
 
-/// The columns of each resource's printer, in Kubernetes' order.
-const COLUMNS: &[(&str, &[Column])] = &[
+/// What every row's cells start from.
+struct Common {
+    name: String,
+    age: String,
+    now: SystemTime,
+}
+
+/// A printer's cells for one object, in its columns' order.
+type Cells = fn(&Value, Common) -> Vec<String>;
+
+/// Each resource's printer: its columns, in Kubernetes' order, and how
+/// its cells are made.
+const PRINTERS: &[(&str, &[Column], Cells)] = &[
     (
         "pods",
         &[
@@ -29,6 +40,7 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
             ("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
         ],
+        pod_cells,
     ),
     (
         "nodes",
@@ -44,6 +56,7 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Kernel-Version", "string", 1, "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
             ("Container-Runtime", "string", 1, "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
         ],
+        node_cells,
     ),
     (
         "namespaces",
@@ -52,6 +65,7 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Status", "string", 0, "The status of the namespace"),
             ("Age", "string", 0, AGE_DOC),
         ],
+        namespace_cells,
     ),
     (
         "services",
@@ -64,6 +78,7 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Age", "string", 0, AGE_DOC),
             ("Selector", "string", 1, "Route service traffic to pods with label keys and values matching this selector."),
         ],
+        service_cells,
     ),
     (
         "endpoints",
@@ -72,6 +87,7 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Endpoints", "string", 0, "Endpoints of the service"),
             ("Age", "string", 0, AGE_DOC),
         ],
+        endpoints_cells,
     ),
     (
         "endpointslices",
@@ -82,6 +98,32 @@ const COLUMNS: &[(&str, &[Column])] = &[
             ("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
             ("Age", "string", 0, AGE_DOC),
         ],
+        slice_cells,
+    ),
+    (
+        "networkpolicies",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Pod-Selector", "string", 0, "Select which pods this network policy applies to."),
+            ("Age", "string", 0, AGE_DOC),
+        ],
+        policy_cells,
+    ),
+    (
+        "events",
+        &[
+            ("Last Seen", "string", 0, "Time of the last occurrence of the event."),
+            ("Type", "string", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
+            ("Reason", "string", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            ("Object", "string", 0, "The object that this event is about."),
+            ("Subobject", "string", 1, "The part of the object that this event is about."),
+            ("Source", "string", 1, "The component reporting this event."),
+            ("Message", "string", 0, "A human-readable description of the status of this operation."),
+            ("First Seen", "string", 1, "The time at which the event was first recorded."),
+            ("Count", "string", 1, "The number of times this event has occurred."),
+            ("Name", "string", 1, NAME_DOC),
+        ],
+        event_cells,
     ),
 ];
 
@@ -89,10 +131,10 @@ const NAME_DOC: &str = "Name must be unique within a namespace. Is required when
 const AGE_DOC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 pub fn columns(r: &Resource) -> &'static [Column] {
-    COLUMNS
+    PRINTERS
         .iter()
-        .find(|(p, _)| *p == r.plural)
-        .map_or(&[], |(_, c)| c)
+        .find(|(p, _, _)| *p == r.plural)
+        .map_or(&[], |(_, c, _)| c)
 }
 
 /// What each row carries besides its cells (`includeObject`).
@@ -151,25 +193,71 @@ pub fn table(r: &Resource, objects: &[Value], include: Include, now: SystemTime)
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": super::objects::content_version(&Value::Array(objects.to_vec()))},
+        "metadata": {"resourceVersion": super::objects::list_version(objects)},
         "columnDefinitions": defs,
         "rows": rows,
     })
 }
 
 fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
-    let name = s(o, &["metadata", "name"]).to_string();
-    let age = age_of(o, now);
-    let cells: Vec<String> = match r.plural {
-        "pods" => pod_cells(o, name, age),
-        "nodes" => node_cells(o, name, age),
-        "namespaces" => vec![name, or_none(s(o, &["status", "phase"])), age],
-        "services" => service_cells(o, name, age),
-        "endpoints" => vec![name, endpoints_cell(o), age],
-        "endpointslices" => slice_cells(o, name, age),
-        _ => vec![name, age],
+    let common = Common {
+        name: s(o, &["metadata", "name"]).to_string(),
+        age: age_of(o, now),
+        now,
+    };
+    let cells = match PRINTERS.iter().find(|(p, _, _)| *p == r.plural) {
+        Some((_, _, make)) => make(o, common),
+        // Not reached for a served resource: each has a printer.
+        None => vec![common.name, common.age],
     };
     cells.into_iter().map(Value::String).collect()
+}
+
+fn policy_cells(o: &Value, c: Common) -> Vec<String> {
+    vec![
+        c.name,
+        label_selector(at(o, &["spec", "podSelector"])),
+        c.age,
+    ]
+}
+
+/// `metav1.FormatLabelSelector`: `k=v,k in (a,b),!k`, `<none>` if empty.
+pub fn label_selector(sel: &Value) -> String {
+    let mut parts: Vec<String> = sel["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or("");
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str().unwrap_or("") {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            other => format!("{key} {other} ({})", values.join(",")),
+        });
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+fn namespace_cells(o: &Value, c: Common) -> Vec<String> {
+    vec![c.name, or_none(s(o, &["status", "phase"])), c.age]
+}
+
+fn endpoints_cells(o: &Value, c: Common) -> Vec<String> {
+    vec![c.name, endpoints_cell(o), c.age]
 }
 
 fn at<'a>(o: &'a Value, path: &[&str]) -> &'a Value {
@@ -204,9 +292,45 @@ fn age_of(o: &Value, now: SystemTime) -> String {
     }
 }
 
+/// printEvent's cells, from a `v1` or an `events.k8s.io/v1` Event.
+fn event_cells(o: &Value, c: Common) -> Vec<String> {
+    let Common { name, now, .. } = c;
+    let either = |a: &str, b: &str| if o[a].is_null() { &o[b] } else { &o[a] };
+    let since = |t: &Value| match t.as_str().and_then(parse_rfc3339) {
+        Some(t) => human_duration(now.duration_since(t).unwrap_or_default()),
+        None => "<unknown>".into(),
+    };
+    let involved = either("involvedObject", "regarding");
+    let source = either("source", "deprecatedSource");
+    let mut from = source["component"].as_str().unwrap_or("").to_string();
+    if let Some(h) = source["host"].as_str().filter(|h| !h.is_empty()) {
+        from = format!("{from}, {h}");
+    }
+    vec![
+        since(either("lastTimestamp", "deprecatedLastTimestamp")),
+        s(o, &["type"]).to_string(),
+        s(o, &["reason"]).to_string(),
+        format!(
+            "{}/{}",
+            involved["kind"].as_str().unwrap_or("").to_lowercase(),
+            involved["name"].as_str().unwrap_or("")
+        ),
+        involved["fieldPath"].as_str().unwrap_or("").to_string(),
+        from,
+        either("message", "note").as_str().unwrap_or("").to_string(),
+        since(either("firstTimestamp", "deprecatedFirstTimestamp")),
+        either("count", "deprecatedCount")
+            .as_u64()
+            .unwrap_or(1)
+            .to_string(),
+        name,
+    ]
+}
+
 /// kubectl's STATUS, READY and RESTARTS from a pod, as `printPod` derives
 /// them: a container's waiting or terminated reason wins over the phase.
-fn pod_cells(o: &Value, name: String, age: String) -> Vec<String> {
+fn pod_cells(o: &Value, c: Common) -> Vec<String> {
+    let Common { name, age, .. } = c;
     let statuses = list(o, &["status", "containerStatuses"]);
     let total = list(o, &["spec", "containers"]).len();
     let mut reason = s(o, &["status", "phase"]).to_string();
@@ -256,7 +380,8 @@ fn pod_cells(o: &Value, name: String, age: String) -> Vec<String> {
     ]
 }
 
-fn node_cells(o: &Value, name: String, age: String) -> Vec<String> {
+fn node_cells(o: &Value, c: Common) -> Vec<String> {
+    let Common { name, age, .. } = c;
     let ready = list(o, &["status", "conditions"])
         .iter()
         .find(|c| c["type"] == "Ready");
@@ -301,7 +426,8 @@ fn node_cells(o: &Value, name: String, age: String) -> Vec<String> {
     ]
 }
 
-fn service_cells(o: &Value, name: String, age: String) -> Vec<String> {
+fn service_cells(o: &Value, c: Common) -> Vec<String> {
+    let Common { name, age, .. } = c;
     let kind = s(o, &["spec", "type"]);
     let external = match kind {
         "LoadBalancer" => {
@@ -386,7 +512,8 @@ pub fn endpoints_cell(o: &Value) -> String {
     }
 }
 
-fn slice_cells(o: &Value, name: String, age: String) -> Vec<String> {
+fn slice_cells(o: &Value, c: Common) -> Vec<String> {
+    let Common { name, age, .. } = c;
     let ports: Vec<String> = list(o, &["ports"])
         .iter()
         .filter_map(|p| p["port"].as_u64().map(|n| n.to_string()))
@@ -479,4 +606,25 @@ pub fn parse_rfc3339(t: &str) -> Option<SystemTime> {
     u64::try_from(secs)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::label_selector;
+    use serde_json::json;
+
+    #[test]
+    fn selectors_print_as_kubectl_prints_them() {
+        assert_eq!(label_selector(&json!({})), "<none>");
+        assert_eq!(
+            label_selector(&json!({"matchLabels": {"app": "web", "tier": "db"}})),
+            "app=web,tier=db"
+        );
+        let e = json!({"matchExpressions": [
+            {"key": "env", "operator": "In", "values": ["a", "b"]},
+            {"key": "x", "operator": "DoesNotExist"},
+            {"key": "y", "operator": "Exists"},
+        ]});
+        assert_eq!(label_selector(&e), "env in (a,b),!x,y");
+    }
 }

@@ -20,6 +20,7 @@ mod habits;
 mod hints_tests;
 mod kubeconfig;
 mod kubectl;
+mod logs;
 mod ls;
 mod scale;
 pub(crate) mod table;
@@ -97,6 +98,9 @@ enum Command {
     /// Break-fix exercises: start one, get hints, check your fix.
     #[command(after_help = LAB_HELP)]
     Exercise(exercise::Args),
+    /// Print a container's output (its process's, or its echo's access log).
+    #[command(after_help = LAB_HELP)]
+    Logs(logs::Args),
     /// Print the kubeconfig of a lab's Kubernetes API (for the real kubectl).
     #[command(after_help = LAB_HELP)]
     Kubeconfig(kubeconfig::Args),
@@ -231,6 +235,7 @@ pub fn main() -> ExitCode {
         Command::Fault(a) => fault::run(a),
         Command::Exercise(a) => exercise::run(a),
         Command::Kubeconfig(a) => kubeconfig::run(a),
+        Command::Logs(a) => logs::run(a),
         Command::Kubectl(a) => kubectl::run(a),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => completion::man(a),

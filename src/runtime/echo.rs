@@ -356,6 +356,7 @@ async fn serve_http(
     };
     let svc = service_fn(move |req: Request<Incoming>| {
         let resp = respond(&info, peer, &req);
+        access_log(&info, port, peer, &req, &resp);
         async move { Ok::<_, Infallible>(resp) }
     });
     // The header deadline runs from the connection's start and again from
@@ -386,6 +387,35 @@ async fn serve_http(
             _ = tokio::time::sleep(caps.idle_timeout - quiet) => {}
         }
     }
+}
+
+/// The request in the access log of the container behind the port
+/// (`super::access`).
+fn access_log(
+    info: &EchoInfo,
+    port: u16,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    resp: &Response<Full<Bytes>>,
+) {
+    use hyper::body::Body as _;
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let request = format!("{} {target} {:?}", req.method(), req.version());
+    let agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let bytes = resp.body().size_hint().exact().unwrap_or(0);
+    let line = super::access::line(
+        peer,
+        std::time::SystemTime::now(),
+        &request,
+        resp.status().as_u16(),
+        bytes,
+        agent,
+    );
+    super::access::record(&info.key(), port, &line);
 }
 
 /// A stream that notes when a byte last moved, for the idle timeout.

@@ -8,6 +8,7 @@
 //! process, then writes `state_dir/ready` (or `state_dir/failed`), which the
 //! CLI polls for.
 
+pub mod access;
 pub mod control;
 pub mod dns;
 pub mod echo;
@@ -341,7 +342,7 @@ async fn start_api(
     let table = shared.clone();
     let status: crate::api::StatusFn =
         std::sync::Arc::new(move || table.snapshot(std::process::id(), control::rss_bytes()));
-    match crate::api::bind(state_dir, lab, status).await {
+    match crate::api::bind(state_dir, lab, status, shared.epoch()).await {
         Ok(api) => {
             tracing::info!(port = api.port(), "Kubernetes API on 127.0.0.1");
             servers.spawn(api.serve(shutdown.clone()));

@@ -165,7 +165,13 @@ impl Pods {
                     Some(zone) => {
                         tokio::spawn(dns::serve_tcp(l, zone.clone(), pod.key(), stop.clone()))
                     }
-                    None => tokio::spawn(echo::serve_tcp(l, info.clone(), port, stop.clone())),
+                    None => {
+                        if let Some(c) = pod.ports.iter().find(|x| x.port == port) {
+                            let log = process::log_path(&self.logs, pod, &c.container);
+                            super::access::register(pod.key(), port, log);
+                        }
+                        tokio::spawn(echo::serve_tcp(l, info.clone(), port, stop.clone()))
+                    }
                 };
             }
             for (port, s) in b.udp {

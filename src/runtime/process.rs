@@ -356,6 +356,11 @@ pub(crate) fn log_path(logs: &Path, pod: &PodPlan, container: &str) -> PathBuf {
     logs.join(format!("{}_{}_{}.log", pod.namespace, pod.name, container))
 }
 
+/// The log of a container's previous run: `X.log` → `X.previous.log`.
+pub(crate) fn previous_log(log: &Path) -> PathBuf {
+    log.with_extension("previous.log")
+}
+
 /// Record a start (or a failure to start) in the table.
 pub(crate) fn record_start(shared: &Shared, c: &Container, started: &io::Result<Child>) {
     match started {
@@ -437,6 +442,9 @@ pub(crate) async fn supervise(
             _ = super::stopped(&mut shutdown) => return,
         }
         shared.update(c.slot, |s| s.restarts += 1);
+        // What the run that ended wrote is `logs --previous`, as kubelet
+        // keeps the last instance's log.
+        let _ = std::fs::rename(&c.log, previous_log(&c.log));
         current = c.spawn();
         record_start(&shared, &c, &current);
     }

@@ -46,7 +46,13 @@ pub(crate) struct Slot {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Shared(Arc<Mutex<Table>>, Arc<tokio::sync::Notify>);
+pub(crate) struct Shared(
+    Arc<Mutex<Table>>,
+    Arc<tokio::sync::Notify>,
+    /// Bumped on every change of the table, for any number of watchers
+    /// (the API's watches); the `Notify` wakes one.
+    Arc<tokio::sync::watch::Sender<u64>>,
+);
 
 impl Shared {
     pub fn new(plan: &Plan) -> Shared {
@@ -60,12 +66,22 @@ impl Shared {
                 generation: 0,
             })),
             Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::watch::channel(0).0),
         )
     }
 
     /// Woken whenever a container's readiness may have changed.
     pub fn changed(&self) -> Arc<tokio::sync::Notify> {
         self.1.clone()
+    }
+
+    /// Changes whenever the table does.
+    pub fn epoch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.2.subscribe()
+    }
+
+    fn bump(&self) {
+        self.2.send_modify(|n| *n += 1);
     }
 
     /// Keys (`ns/name`) and IPs of pods that are not ready: a container
@@ -95,6 +111,7 @@ impl Shared {
         t.generation += 1;
         drop(t);
         self.1.notify_one();
+        self.bump();
         Some(i)
     }
 
@@ -124,6 +141,7 @@ impl Shared {
         }
         drop(t);
         self.1.notify_one();
+        self.bump();
     }
 
     /// The echo servers of a pod are listening: its containers without a
@@ -137,6 +155,8 @@ impl Shared {
                 c.started = Some(unix_now());
             }
         }
+        drop(t);
+        self.bump();
     }
 
     pub fn pod_set_up(&self, pod: usize) {
@@ -145,6 +165,8 @@ impl Shared {
             p.set_up = true;
             p.started = Some(unix_now());
         }
+        drop(t);
+        self.bump();
     }
 
     /// A row for a pod started after the daemon: its index.
@@ -155,6 +177,7 @@ impl Shared {
         let slot = t.pods.len() - 1;
         drop(t);
         self.1.notify_one();
+        self.bump();
         slot
     }
 
@@ -173,6 +196,7 @@ impl Shared {
         t.generation += 1;
         drop(t);
         self.1.notify_one();
+        self.bump();
     }
 
     pub fn set_ready(&self) {
