@@ -1,5 +1,6 @@
 //! A packet socket (AF_PACKET, every protocol) opened inside a lab's
-//! namespace: made on a thread that entered the namespace, it keeps
+//! namespace, for `capture` (here because every syscall door of podlab is
+//! in kernel/): made on a thread that entered the namespace, it keeps
 //! receiving there after the thread has left (a socket belongs to the
 //! namespace it was made in), so the capture loop runs anywhere.
 
@@ -8,7 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kernel::netns;
+use super::netns;
 
 /// `sll_pkttype` of a frame this namespace sent.
 const PACKET_OUTGOING: u8 = 4;
@@ -32,7 +33,7 @@ pub struct Frame {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
-    Netns(#[from] crate::kernel::Error),
+    Netns(#[from] super::Error),
     #[error("no interface {name} in {netns} (it has: {have})")]
     NoInterface {
         name: String,
