@@ -134,6 +134,26 @@ impl PacketSocket {
         if rc < 0 {
             return Err(last_error(netns));
         }
+        // A queue of 16 MiB rides out the bursts of a 1 Gbit/s stream (the
+        // default 208 KiB drops packets while a line or a pcap record is
+        // written); FORCE passes rmem_max, which root may. Best effort: a
+        // smaller queue still captures, and counts its drops.
+        let queue: libc::c_int = 16 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: an int of its own size, on our socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&queue as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as u32,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         // Wake up every 100 ms to look at the clock, the count and Ctrl-C.
         let tv = libc::timeval {
             tv_sec: 0,
