@@ -7,6 +7,7 @@
 //! away end it, and every ending flushes what was written.
 
 pub mod filter;
+pub mod hops;
 pub mod packet;
 pub mod pcap;
 

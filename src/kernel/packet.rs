@@ -13,6 +13,8 @@ use super::netns;
 
 /// `sll_pkttype` of a frame this namespace sent.
 const PACKET_OUTGOING: u8 = 4;
+/// The time the last frame read was received (linux/sockios.h).
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
 
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -209,11 +211,22 @@ impl PacketSocket {
                 _ => Err(e),
             };
         }
-        // The kernel's receive time is a syscall away; the time of reading
-        // is within microseconds of it for a capture that keeps up.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        // The kernel's time of receipt (SIOCGSTAMP): captures in several
+        // namespaces read on several threads are put in order by it
+        // (`trace --capture`); the time of reading if it is not given.
+        // SAFETY: a timeval for the ioctl to fill, on our socket.
+        let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCGSTAMP, &mut tv) };
+        let now = if rc == 0 && tv.tv_sec > 0 {
+            Duration::new(
+                tv.tv_sec as u64,
+                (tv.tv_usec.clamp(0, 999_999) as u32) * 1000,
+            )
+        } else {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+        };
         Ok(Some(Frame {
             secs: now.as_secs(),
             micros: now.subsec_micros(),
