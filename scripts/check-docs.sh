@@ -60,7 +60,7 @@ sudo() { "$@"; }
 podlab() {
   local sub=${1:-}
   case $sub in
-    exec|get|dns|diagnose|trace|delete|scale)
+    exec|get|dns|diagnose|trace|delete|scale|graph|capture)
       shift; command podlab "$sub" --lab "$CHECK_DOCS_LAB" "$@" ;;
     apply)
       shift

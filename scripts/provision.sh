@@ -26,6 +26,14 @@ declare -A wanted=(
   [dot]=graphviz
 )
 
+# The page of `podlab ui` in a real headless browser (tests/ui.rs,
+# scripts/bench-ui.sh): a large download, so only for the test suite in CI
+# or when asked (`scripts/provision.sh --ui`).
+if [ "${CI:-}" = true ] || [ "${1:-}" = --ui ]; then
+  wanted[chromium]=chromium
+  wanted[chromedriver]=chromium-driver
+fi
+
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"

@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod state;
 pub mod target;
+pub mod ui;
 
 /// An error with its causes, as one line: `a: b: c` (a cause already in
 /// the message is not repeated). What every command prints.

@@ -1,5 +1,5 @@
 //! `podlab capture`: packets of one namespace of a lab, from a packet
-//! socket opened inside it (`socket`), as a pcap file (`pcap`) and/or one
+//! socket opened inside it (`kernel::packet`), as a pcap file (`pcap`) and/or one
 //! line per packet, picked by a small filter language (`filter`: not BPF;
 //! evaluated here, on the decoded packet, `packet`).
 //!
@@ -7,16 +7,16 @@
 //! away end it, and every ending flushes what was written.
 
 pub mod filter;
+pub mod hops;
 pub mod packet;
 pub mod pcap;
-mod socket;
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::kernel::packet::{Frame, OpenError, PacketSocket};
 pub use filter::Filter;
-pub use socket::{Frame, OpenError, PacketSocket};
 
 /// The most bytes kept of a packet (tcpdump's default and maximum).
 pub const MAX_SNAPLEN: usize = 262_144;
@@ -57,7 +57,7 @@ pub struct Sinks<'a> {
 
 /// One line for a packet: time (UTC), interface, direction, addresses and
 /// ports, protocol and TCP flags, length on the wire.
-pub fn line(frame: &socket::Frame, iface: &str, decoded: &packet::Decoded) -> String {
+pub fn line(frame: &Frame, iface: &str, decoded: &packet::Decoded) -> String {
     format!(
         "{} {iface} {} {} length {}",
         packet::clock(frame.secs, frame.micros),

@@ -26,6 +26,7 @@ mod scale;
 pub(crate) mod table;
 mod test;
 mod trace;
+mod ui;
 mod up;
 mod validate;
 
@@ -88,6 +89,9 @@ enum Command {
     /// Capture packets in a pod, node, `external`, `lb` or `net`, as pcap or lines.
     #[command(after_help = LAB_HELP)]
     Capture(capture::Args),
+    /// A live page of the lab on 127.0.0.1: picture, details, traces, captures.
+    #[command(after_help = LAB_HELP)]
+    Ui(ui::Args),
     /// Check a lab file without building it (no root needed).
     Validate(validate::Args),
     /// Run the lab's `expect` assertions (bringing it up and down if needed).
@@ -230,6 +234,7 @@ pub fn main() -> ExitCode {
         Command::Trace(a) => trace::run(a),
         Command::Graph(a) => graph::run(a),
         Command::Capture(a) => capture::run(a),
+        Command::Ui(a) => ui::run(a),
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test::run(a),
         Command::Fault(a) => fault::run(a),

@@ -32,6 +32,11 @@ pub struct Args {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Also capture in every namespace of the lab while the probe goes:
+    /// the packet at each hop, with the addresses it had there (DNAT and
+    /// masquerade seen as address changes).
+    #[arg(long)]
+    capture: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -51,11 +56,42 @@ pub fn run(args: Args) -> Result<u8> {
     let timeout = Duration::from_millis(args.timeout.clamp(50, 60_000));
     let dest = trace::destination(&plan, &from, &args.to, &args.namespace, protocol, timeout)
         .map_err(error)?;
+    let recorder = args.capture.then(|| {
+        let prefix = format!("{}-", plan.lab);
+        let spaces: Vec<(String, String)> = plan
+            .netns_names()
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    n.strip_prefix(&prefix).unwrap_or(n).to_string(),
+                )
+            })
+            .collect();
+        crate::capture::hops::start(&spaces, timeout + Duration::from_secs(2))
+    });
     let t = trace::trace(&plan, &from, &dest, timeout).map_err(error)?;
+    let seen = recorder.map(|r| {
+        let sport = t.flow.sport;
+        r.finish(|l| crate::capture::hops::of_flow(l, sport))
+    });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
+        let mut v = serde_json::to_value(&t).unwrap_or_default();
+        if let Some(lines) = &seen {
+            v["capture"] = serde_json::json!(lines);
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print(&t);
+        if let Some(lines) = &seen {
+            println!("\nthe packets of the flow, captured in every namespace (the kernel's time stamps: a frame that crossed a veth may keep an earlier one):");
+            for l in lines {
+                println!("  {l}");
+            }
+            if lines.is_empty() {
+                println!("  (none captured)");
+            }
+        }
     }
     Ok(if t.delivered() {
         exit::OK

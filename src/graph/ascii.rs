@@ -44,6 +44,14 @@ pub fn render(g: &Graph, all: bool) -> String {
         g.bridge.address.show(),
         bang(&g.bridge)
     );
+    // One name column for every node, so the nodes' pods line up.
+    let width = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.shown(all).0)
+        .map(|p| p.part.name.len())
+        .max()
+        .unwrap_or(0);
     for n in &g.nodes {
         let _ = writeln!(s, "     |");
         let _ = writeln!(
@@ -56,7 +64,6 @@ pub fn render(g: &Graph, all: bool) -> String {
             bang(&n.part)
         );
         let (shown, hidden) = n.shown(all);
-        let width = shown.iter().map(|p| p.part.name.len()).max().unwrap_or(0);
         for (i, p) in shown.iter().enumerate() {
             let last = i + 1 == shown.len() && hidden == 0;
             let branch = if last { "`--" } else { "|--" };

@@ -68,6 +68,18 @@ impl Svg {
         );
     }
 
+    /// Open a group for one part of the picture: `podlab ui` finds a part
+    /// by its `data-part` (`node/NAME`, `pod/NS/NAME`, `svc/NS/NAME`,
+    /// `netpol/NS/NAME`, `external`, `lb`, `net`) to show its details and
+    /// draw a trace through it.
+    fn open(&mut self, part: &str) {
+        let _ = writeln!(self.body, r#"<g class="part" data-part="{}">"#, esc(part));
+    }
+
+    fn close(&mut self) {
+        self.body.push_str("</g>\n");
+    }
+
     fn rect(&mut self, (x, y, w, h): (i64, i64, i64, i64), fill: &str, marked: bool, rx: u32) {
         let stroke = if marked {
             format!(r#"stroke="{RED}" stroke-width="2.5""#)
@@ -176,8 +188,10 @@ pub fn render(g: &Graph, all: bool) -> String {
         lines.extend(c.extra.iter().map(|a| format!("also {a}")));
         let h = 10 + lines.len() as i64 * LINE + marks_h(&c.part);
         client_h = client_h.max(h);
+        svg.open(&c.part.name);
         svg.rect((x, y, COL, h), "#f4f4f4", !c.part.marks.is_empty(), 4);
         svg.lines(x + 8, y + 16, &lines, Some(&c.part));
+        svg.close();
     }
     let bridge_y = y + client_h + 40;
     for i in 0..g.clients.len() as i64 {
@@ -186,6 +200,7 @@ pub fn render(g: &Graph, all: bool) -> String {
     }
     let b = &g.bridge;
     let bh = 24 + marks_h(b);
+    svg.open("net");
     svg.rect(
         (MARGIN, bridge_y, width - 2 * MARGIN, bh),
         "#dde8f5",
@@ -198,6 +213,7 @@ pub fn render(g: &Graph, all: bool) -> String {
         &[format!("{} {}  (node network)", b.name, b.address.show())],
         Some(b),
     );
+    svg.close();
     // Nodes and their pods; where each drawn pod is, for the lines.
     y = bridge_y + bh + 40;
     let mut at: HashMap<&str, (i64, i64)> = HashMap::new();
@@ -224,11 +240,13 @@ pub fn render(g: &Graph, all: bool) -> String {
             .sum::<i64>()
             + if hidden > 0 { POD_H } else { 0 };
         let h = head_h + pods_h + 8;
+        svg.open(&format!("node/{}", n.part.name));
         svg.rect((x, y, COL, h), "#eeeeee", !n.part.marks.is_empty(), 6);
         svg.lines(x + 8, y + 16, &head, Some(&n.part));
         let mut py = y + head_h;
         for p in shown {
             let ph = POD_H + marks_h(&p.part);
+            svg.open(&format!("pod/{}", p.part.name));
             svg.rect(
                 (x + 10, py, COL - 20, ph),
                 "#ffffff",
@@ -242,6 +260,7 @@ pub fn render(g: &Graph, all: bool) -> String {
             let first = format!("{}  {}", p.part.name, p.part.address.show());
             let second = format!("{}{status}", p.labels);
             svg.lines(x + 18, py + 13, &[first, second], Some(&p.part));
+            svg.close();
             at.insert(p.part.name.as_str(), (x + COL - 10, py + ph / 2));
             py += ph + 4;
         }
@@ -260,6 +279,7 @@ pub fn render(g: &Graph, all: bool) -> String {
                     .or_insert((x + COL - 10, py + POD_H / 2));
             }
         }
+        svg.close();
         bottom = bottom.max(y + h);
     }
     y = bottom + 50;
@@ -318,8 +338,10 @@ fn services(svg: &mut Svg, g: &Graph, y: i64, cols: i64, at: &HashMap<&str, (i64
         lines.extend(v.lines.iter().cloned());
         let h = 10 + lines.len() as i64 * LINE;
         row_h = row_h.max(h);
+        svg.open(&format!("svc/{}", v.key));
         svg.rect((x, top, COL, h), "#fff2cc", false, 12);
         svg.lines(x + 10, top + 16, &lines, None);
+        svg.close();
         let colour = PALETTE[i % PALETTE.len()];
         let mut drawn = std::collections::HashSet::new();
         for (ep, ready) in &v.endpoints {
@@ -351,8 +373,10 @@ fn policies(svg: &mut Svg, g: &Graph, y: i64, cols: i64, at: &HashMap<&str, (i64
         lines.extend(p.allows.iter().map(|a| format!("allows {a}")));
         let h = 10 + lines.len() as i64 * LINE;
         row_h = row_h.max(h);
+        svg.open(&format!("netpol/{}", p.key));
         svg.rect((x, top, COL, h), "#e2f0d9", false, 2);
         svg.lines(x + 10, top + 16, &lines, None);
+        svg.close();
         let mut drawn = std::collections::HashSet::new();
         for pod in &p.selects {
             if let Some(&(px, py)) = at.get(pod.as_str()) {

@@ -434,3 +434,25 @@ fn bench_graph_1000_pods() {
     );
     assert!(ms < 1000.0, "{ms} ms");
 }
+
+#[test]
+fn every_part_of_the_svg_is_a_group_the_page_can_click() {
+    let plan = plan_of(LAB);
+    let text = svg(&build(&plan, &healthy(&plan)), false);
+    let mut want = vec![
+        "net".to_string(),
+        "external".to_string(),
+        "lb".to_string(),
+        "svc/default/web".to_string(),
+        "netpol/default/web-from-client".to_string(),
+    ];
+    want.extend(plan.nodes.iter().map(|n| format!("node/{}", n.name)));
+    want.extend(plan.pods.iter().map(|p| format!("pod/{}", p.key())));
+    for part in &want {
+        assert!(
+            text.contains(&format!(r#"<g class="part" data-part="{part}">"#)),
+            "no group for {part}"
+        );
+    }
+    assert_eq!(text.matches("<g ").count(), text.matches("</g>").count());
+}

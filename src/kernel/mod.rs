@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod netns;
 pub mod nft;
 pub mod objects;
+pub mod packet;
 pub mod procs;
 pub mod route;
 pub mod rules;

@@ -1,5 +1,6 @@
 //! A packet socket (AF_PACKET, every protocol) opened inside a lab's
-//! namespace: made on a thread that entered the namespace, it keeps
+//! namespace, for `capture` (here because every syscall door of podlab is
+//! in kernel/): made on a thread that entered the namespace, it keeps
 //! receiving there after the thread has left (a socket belongs to the
 //! namespace it was made in), so the capture loop runs anywhere.
 
@@ -8,10 +9,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::kernel::netns;
+use super::netns;
 
 /// `sll_pkttype` of a frame this namespace sent.
 const PACKET_OUTGOING: u8 = 4;
+/// The time the last frame read was received (linux/sockios.h).
+const SIOCGSTAMP: libc::c_ulong = 0x8906;
 
 pub struct PacketSocket {
     fd: OwnedFd,
@@ -32,7 +35,7 @@ pub struct Frame {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("{0}")]
-    Netns(#[from] crate::kernel::Error),
+    Netns(#[from] super::Error),
     #[error("no interface {name} in {netns} (it has: {have})")]
     NoInterface {
         name: String,
@@ -133,6 +136,26 @@ impl PacketSocket {
         if rc < 0 {
             return Err(last_error(netns));
         }
+        // A queue of 16 MiB rides out the bursts of a 1 Gbit/s stream (the
+        // default 208 KiB drops packets while a line or a pcap record is
+        // written); FORCE passes rmem_max, which root may. Best effort: a
+        // smaller queue still captures, and counts its drops.
+        let queue: libc::c_int = 16 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: an int of its own size, on our socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&queue as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as u32,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         // Wake up every 100 ms to look at the clock, the count and Ctrl-C.
         let tv = libc::timeval {
             tv_sec: 0,
@@ -188,11 +211,22 @@ impl PacketSocket {
                 _ => Err(e),
             };
         }
-        // The kernel's receive time is a syscall away; the time of reading
-        // is within microseconds of it for a capture that keeps up.
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        // The kernel's time of receipt (SIOCGSTAMP): captures in several
+        // namespaces read on several threads are put in order by it
+        // (`trace --capture`); the time of reading if it is not given.
+        // SAFETY: a timeval for the ioctl to fill, on our socket.
+        let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCGSTAMP, &mut tv) };
+        let now = if rc == 0 && tv.tv_sec > 0 {
+            Duration::new(
+                tv.tv_sec as u64,
+                (tv.tv_usec.clamp(0, 999_999) as u32) * 1000,
+            )
+        } else {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+        };
         Ok(Some(Frame {
             secs: now.as_secs(),
             micros: now.subsec_micros(),
