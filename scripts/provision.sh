@@ -27,8 +27,8 @@ declare -A wanted=(
 )
 
 # The page of `podlab ui` in a real headless browser (tests/ui.rs,
-# scripts/bench-ui.sh): a large download, so only for the test suite in CI
-# or when asked (`scripts/provision.sh --ui`).
+# scripts/bench-ui.sh): a large download, so only for the test suite
+# (scripts/test.sh passes --ui), in CI, or when asked.
 if [ "${CI:-}" = true ] || [ "${1:-}" = --ui ]; then
   wanted[chromium]=chromium
   wanted[chromedriver]=chromium-driver
