@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Figures of issue 16's pictures and capture, on the seed lab (the built-in
-# demo lab, brought up as `uc-bench`, and down at the end):
+# demo lab, brought up as `ui-bench` or $BENCH_LAB, and down at the end):
 #   - `podlab ui`: the page's first paint and the time until the lab's
 #     picture is drawn, in headless chromium through chromedriver (target:
 #     first paint under 500 ms);
@@ -14,7 +14,7 @@
 #   sudo scripts/bench-ui.sh [BIN]      # BIN: the podlab binary (default: a debug build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAB=uc-bench
+LAB=${BENCH_LAB:-ui-bench}   # a lab of this name is brought up and down
 bin=${1:-}
 if [ -z "$bin" ]; then cargo build -q; bin=target/debug/podlab; fi
 need=()

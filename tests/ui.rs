@@ -3,7 +3,10 @@
 //! nothing else to install). The seed lab's page loads and draws every node
 //! and pod with its address, a click on a pod shows what its namespace
 //! holds, a trace draws its path on the picture; the server refuses a
-//! request without the token. Screenshots go to target/ui-screenshots/.
+//! request without the token. The page follows the lab while it is open (a
+//! link taken down is marked, the repair clears it, through server-sent
+//! events), and shows a running exercise's story, hints and checks.
+//! Screenshots go to target/ui-screenshots/.
 
 mod common;
 
@@ -16,7 +19,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-const LAB: &str = "uc-uit";
+const LAB: &str = "ue-uit";
+const LIVE_LAB: &str = "ue-uilive";
+const EXERCISE_LAB: &str = "ue-uiex";
 
 /// A child process killed (and reaped) however the test ends.
 struct Kill(Child);
@@ -222,6 +227,26 @@ impl Drop for Driver {
     }
 }
 
+/// The seed lab under another name.
+fn seed_lab(name: &str) -> LabFile {
+    lab_file(
+        &include_str!("../src/lab/demo.yaml")
+            .replace("  name: demo\n", &format!("  name: {name}\n")),
+    )
+}
+
+/// A browser on the page of `url`, once the picture is drawn.
+fn open_page(url: &str) -> Driver {
+    let d = Driver::start();
+    d.call("POST", "/url", Some(json!({ "url": url })));
+    d.wait(
+        "return document.body.dataset.drawn === '1'",
+        Duration::from_secs(15),
+        "the picture is drawn",
+    );
+    d
+}
+
 fn browser_or_skip() -> bool {
     let found = Command::new("chromedriver")
         .arg("--version")
@@ -239,9 +264,9 @@ fn browser_or_skip() -> bool {
 }
 
 /// `podlab ui`, and the URL it printed.
-fn start_ui() -> (Kill, String) {
+fn start_ui(lab: &str) -> (Kill, String) {
     let mut child = podlab()
-        .args(["ui", LAB])
+        .args(["ui", lab])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -263,11 +288,9 @@ fn the_page_draws_the_seed_lab_shows_details_and_a_trace() {
     if !root_or_skip("ui") || !browser_or_skip() {
         return;
     }
-    let seed =
-        include_str!("../src/lab/demo.yaml").replace("  name: demo\n", &format!("  name: {LAB}\n"));
-    let file = lab_file(&seed);
+    let file = seed_lab(LAB);
     let _up = Up::new(LAB, &file);
-    let (_ui, url) = start_ui();
+    let (_ui, url) = start_ui(LAB);
     let port: u16 = url["http://127.0.0.1:".len()..]
         .split('/')
         .next()
@@ -277,13 +300,7 @@ fn the_page_draws_the_seed_lab_shows_details_and_a_trace() {
     assert_eq!(http(port, "GET", "/api/state", None).0, 401);
     assert_eq!(http(port, "GET", "/api/state?token=0000", None).0, 403);
 
-    let d = Driver::start();
-    d.call("POST", "/url", Some(json!({ "url": url })));
-    d.wait(
-        "return document.body.dataset.drawn === '1'",
-        Duration::from_secs(15),
-        "the picture is drawn",
-    );
+    let d = open_page(&url);
     // Every node and pod of the seed lab, with its address.
     let shown = |part: &str| {
         d.script(&format!(
@@ -324,6 +341,15 @@ fn the_page_draws_the_seed_lab_shows_details_and_a_trace() {
     );
     d.screenshot("02-details.png");
 
+    // A click on the kube-dns Service: its chains whole, down to the DNAT
+    // to the coredns pod, not only the map line that leads there.
+    d.click("#pic [data-part=\"svc/kube-system/kube-dns\"]");
+    d.wait(
+        "const x = document.querySelector('#details-of'); return !!x && x.dataset.part === 'svc/kube-system/kube-dns' && /chain service-\\S+-kube-system\\/kube-dns\\/tcp\\/dns-tcp \\{/.test(x.textContent) && x.textContent.includes('dnat to 10.244.1.3:53')",
+        Duration::from_secs(10),
+        "the kube-dns Service's chains",
+    );
+
     // A trace from pod-2 to pod-1, drawn through both nodes and the bridge.
     d.type_in("#trace-from", "pod-2");
     d.type_in("#trace-to", "pod-1:80");
@@ -338,4 +364,101 @@ fn the_page_draws_the_seed_lab_shows_details_and_a_trace() {
     );
     assert_eq!(points, json!(5), "pod-2, node-2, br0, node-1, pod-1");
     d.screenshot("03-trace.png");
+}
+
+/// The page is opened once and never reloaded: what changes on it came as
+/// server-sent events (the page reads `/api/state` only when it loads).
+#[test]
+fn the_page_follows_the_lab_while_it_is_open() {
+    if !root_or_skip("ui") || !browser_or_skip() {
+        return;
+    }
+    let file = seed_lab(LIVE_LAB);
+    let up = Up::new(LIVE_LAB, &file);
+    let (_ui, url) = start_ui(LIVE_LAB);
+    let d = open_page(&url);
+    let pod_1 = "#pic [data-part=\"pod/default/pod-1\"]";
+    let marks_of_pod_1 = format!(
+        "const g = document.querySelector('{pod_1}'); return !!g && [...g.querySelectorAll('text')].some(t => t.textContent.includes('link eth0 is down'))"
+    );
+    assert_eq!(
+        d.script(&marks_of_pod_1),
+        json!(false),
+        "pod-1 is marked before anything broke"
+    );
+    let events_before = d.script("return window.podlabEvents || 0");
+
+    // pod-1's interface goes down behind the page's back.
+    let o = up.exec("pod-1", &["ip", "link", "set", "eth0", "down"]);
+    assert!(o.status.success(), "link down:\n{}", text(&o));
+    d.wait(
+        &format!("{marks_of_pod_1} && [...document.querySelectorAll('#marks li')].some(l => l.textContent.includes('link eth0 is down'))"),
+        Duration::from_secs(5),
+        "pod-1 marked with its link down, and listed",
+    );
+    let events_after = d.script("return window.podlabEvents || 0");
+    assert!(
+        events_after.as_u64() > events_before.as_u64(),
+        "the mark came without an event ({events_before} then {events_after})"
+    );
+    d.screenshot("04-live-link-down.png");
+
+    // The repair: the mark goes, the list says nothing differs.
+    let o = run(&["apply", "--lab", LIVE_LAB]);
+    assert!(o.status.success(), "apply:\n{}", text(&o));
+    d.wait(
+        &format!("const g = document.querySelector('{pod_1}'); return !!g && !g.textContent.includes('!') && document.querySelector('#marks').textContent.trim() === 'nothing'"),
+        Duration::from_secs(5),
+        "pod-1's mark gone after apply",
+    );
+    d.screenshot("05-live-repaired.png");
+}
+
+#[test]
+fn the_page_shows_a_running_exercise_with_hints_and_checks() {
+    if !root_or_skip("ui") || !browser_or_skip() {
+        return;
+    }
+    let results = tempfile::tempdir().expect("tempdir");
+    let _ = run(&["down", EXERCISE_LAB]);
+    // Brought down however the test ends (the exercise's own lab).
+    let _up = Up {
+        lab: EXERCISE_LAB.to_string(),
+    };
+    let o = run(&[
+        "exercise",
+        "start",
+        "labs/exercises/01-pod-interface-down.yaml",
+        "--as",
+        EXERCISE_LAB,
+        "--results",
+        results.path().to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "exercise start:\n{}", text(&o));
+    let (_ui, url) = start_ui(EXERCISE_LAB);
+    let d = open_page(&url);
+    d.wait(
+        "const x = document.querySelector('#exercise'); return !!x && !x.hidden && document.querySelector('#ex-body').textContent.length > 40",
+        Duration::from_secs(5),
+        "the exercise's story",
+    );
+    d.click("#ex-hint");
+    d.wait(
+        "return document.querySelector('#ex-result').textContent.startsWith('hint 1: ')",
+        Duration::from_secs(10),
+        "the first hint",
+    );
+    // The hint is counted as `exercise hint` counts it: the next state says so.
+    d.wait(
+        "return document.querySelector('#ex-body').textContent.includes('hint 1: ')",
+        Duration::from_secs(5),
+        "the hint in the exercise's view",
+    );
+    d.click("#ex-check");
+    d.wait(
+        "const r = document.querySelector('#ex-result'); return / passed, [1-9][0-9]* failed/.test(r.textContent) && r.textContent.includes('FAIL ')",
+        Duration::from_secs(20),
+        "the checks fail while the fault is in place",
+    );
+    d.screenshot("06-exercise.png");
 }

@@ -290,11 +290,7 @@ fn service_details(plan: &Plan, key: &str) -> Value {
         .and_then(|n| crate::kernel::nft::list_table(&n.netns, kubeproxy::TABLE).ok())
         .map(|text| {
             let ip = s.cluster_ip.map(|i| i.to_string());
-            text.lines()
-                .filter(|l| l.contains(&s.key()) || ip.as_deref().is_some_and(|ip| l.contains(ip)))
-                .map(str::trim)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
+            service_rules(&text, &s.key(), ip.as_deref())
         });
     json!({
         "part": format!("svc/{key}"),
@@ -313,6 +309,80 @@ fn service_details(plan: &Plan, key: &str) -> Value {
         })).collect::<Vec<_>>(),
         "kubeProxyRules": rules,
     })
+}
+
+/// One chain of `nft list table`: its name and its lines as printed.
+struct Chain<'a> {
+    name: &'a str,
+    lines: Vec<&'a str>,
+}
+
+fn chains(text: &str) -> Vec<Chain<'_>> {
+    let mut out: Vec<Chain> = Vec::new();
+    let mut open = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("chain ").and_then(|r| r.strip_suffix(" {")) {
+            out.push(Chain {
+                name: name.trim_matches('"'),
+                lines: vec![t],
+            });
+            open = true;
+        } else if open {
+            if let Some(c) = out.last_mut() {
+                c.lines.push(t);
+            }
+            open = t != "}";
+        }
+    }
+    out
+}
+
+/// What kube-proxy's table holds for one Service: the lines elsewhere that
+/// name it or its ClusterIP (the dispatch maps), then the whole of its own
+/// chains (named `...-NS/NAME/...`) and of every chain they jump or go to,
+/// so the endpoints' DNAT rules are shown, not only the map that leads there.
+fn service_rules(text: &str, key: &str, cluster_ip: Option<&str>) -> Vec<String> {
+    let all = chains(text);
+    let own = format!("-{key}/");
+    let mut wanted: Vec<&str> = all
+        .iter()
+        .filter(|c| c.name.contains(&own))
+        .map(|c| c.name)
+        .collect();
+    // Follow jumps and gotos; a chain is added once, so a loop ends.
+    let mut i = 0;
+    while i < wanted.len() {
+        let body = all.iter().find(|c| c.name == wanted[i]).map(|c| &c.lines);
+        for line in body.into_iter().flatten() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2) {
+                let target = pair[1].trim_end_matches(',').trim_matches('"');
+                if matches!(pair[0], "jump" | "goto") && !wanted.contains(&target) {
+                    wanted.push(target);
+                }
+            }
+        }
+        i += 1;
+    }
+    let mut body_lines = std::collections::BTreeSet::new();
+    for c in all.iter().filter(|c| wanted.contains(&c.name)) {
+        body_lines.extend(c.lines.iter().copied());
+    }
+    let names_it = |l: &str| l.contains(key) || cluster_ip.is_some_and(|ip| l.contains(ip));
+    let mut out: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| names_it(l) && !body_lines.contains(l))
+        .map(str::to_string)
+        .collect();
+    for name in &wanted {
+        if let Some(c) = all.iter().find(|c| c.name == *name) {
+            out.push(String::new());
+            out.extend(c.lines.iter().map(|l| l.to_string()));
+        }
+    }
+    out
 }
 
 fn policy_details(plan: &Plan, key: &str) -> Value {
@@ -466,5 +536,59 @@ pub fn check(lab: &LabName) -> Value {
     match exercise::check(lab, Duration::from_secs(2)) {
         Ok(g) => serde_json::to_value(&g).unwrap_or(Value::Null),
         Err(e) => error(crate::error_chain(&e), &e.hint().unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_rules;
+
+    const TABLE: &str = "table ip kube-proxy {
+\tmap service-ips {
+\t\ttype ipv4_addr . inet_proto . inet_service : verdict
+\t\telements = { 10.96.0.10 . tcp . 53 : goto service-25ENCBVQ-kube-system/kube-dns/tcp/dns-tcp,
+\t\t\t     10.96.0.20 . tcp . 80 : goto service-AAAAAAAA-default/web/tcp/http }
+\t}
+
+\tchain mark-for-masquerade {
+\t\tmeta mark set meta mark | 0x00004000
+\t}
+
+\tchain service-25ENCBVQ-kube-system/kube-dns/tcp/dns-tcp {
+\t\tip saddr 10.244.1.3 jump mark-for-masquerade
+\t\tmeta l4proto tcp dnat to 10.244.1.3:53 comment \"endpoint kube-system/coredns-x 10.244.1.3:53\"
+\t}
+
+\tchain service-AAAAAAAA-default/web/tcp/http {
+\t\tmeta l4proto tcp dnat to 10.244.2.2:80
+\t}
+}
+";
+
+    #[test]
+    fn a_service_gets_the_map_line_naming_it_and_its_chains_whole() {
+        let got = service_rules(TABLE, "kube-system/kube-dns", Some("10.96.0.10"));
+        assert_eq!(
+            got,
+            vec![
+                "elements = { 10.96.0.10 . tcp . 53 : goto service-25ENCBVQ-kube-system/kube-dns/tcp/dns-tcp,",
+                "",
+                "chain service-25ENCBVQ-kube-system/kube-dns/tcp/dns-tcp {",
+                "ip saddr 10.244.1.3 jump mark-for-masquerade",
+                "meta l4proto tcp dnat to 10.244.1.3:53 comment \"endpoint kube-system/coredns-x 10.244.1.3:53\"",
+                "}",
+                "",
+                "chain mark-for-masquerade {",
+                "meta mark set meta mark | 0x00004000",
+                "}",
+            ]
+        );
+        // Another Service's chain is not shown.
+        assert!(!got.iter().any(|l| l.contains("default/web")));
+    }
+
+    #[test]
+    fn a_service_without_rules_gets_nothing() {
+        assert!(service_rules(TABLE, "default/gone", None).is_empty());
     }
 }
