@@ -381,22 +381,51 @@ pub fn compare_in(plan: &Plan, status: Option<&DaemonStatus>, only: &[&str]) -> 
 }
 
 fn compare_names(plan: &Plan, status: Option<&DaemonStatus>, names: Vec<&str>) -> Vec<Finding> {
-    let mut findings = Vec::new();
     let t = std::time::Instant::now();
-    let mut views: std::collections::HashMap<String, NetnsView> = Default::default();
-    let all = read_all(&names);
+    let read = read_views(&names);
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "observe: namespaces read"
     );
-    for (name, v) in all {
+    compare_views(plan, status, &names, &read)
+}
+
+/// The namespaces `names` as the kernel has them now, read once (a few
+/// threads, one netlink dump each), for `compare_views` and for whoever
+/// also wants the views themselves (`graph`).
+pub struct Views {
+    pub views: std::collections::HashMap<String, NetnsView>,
+    /// A namespace that could not be read, as a finding.
+    pub unreadable: Vec<Finding>,
+}
+
+pub fn read_views(names: &[&str]) -> Views {
+    let mut out = Views {
+        views: Default::default(),
+        unreadable: Vec::new(),
+    };
+    for (name, v) in read_all(names) {
         match v {
             Ok(v) => {
-                views.insert(name, v);
+                out.views.insert(name, v);
             }
-            Err(f) => findings.push(*f),
+            Err(f) => out.unreadable.push(*f),
         }
     }
+    out
+}
+
+/// The diff of the plan against views already read (`read_views` of
+/// `names`): what is missing, different or extra.
+pub fn compare_views(
+    plan: &Plan,
+    status: Option<&DaemonStatus>,
+    names: &[&str],
+    read: &Views,
+) -> Vec<Finding> {
+    let t = std::time::Instant::now();
+    let views = &read.views;
+    let mut findings = read.unreadable.clone();
     let mtu = plan.mtu;
     if let Some(v) = views.get(&plan.net.netns) {
         let want = net(plan.net.gateway, plan.net.cidr.prefix_len());
@@ -534,9 +563,9 @@ fn compare_names(plan: &Plan, status: Option<&DaemonStatus>, names: Vec<&str>) -
         elapsed_ms = t.elapsed().as_millis() as u64,
         "observe: rules compared"
     );
-    findings.extend(compare_qdiscs(&names, &views));
-    findings.extend(compare_extras(plan, &views));
-    findings.extend(compare_sysctls(plan, &views));
+    findings.extend(compare_qdiscs(names, views));
+    findings.extend(compare_extras(plan, views));
+    findings.extend(compare_sysctls(plan, views));
     if let Some(st) = status {
         for p in &plan.pods {
             match st.pod(&p.namespace, &p.name) {
