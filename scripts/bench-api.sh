@@ -8,14 +8,19 @@
 #
 #   sudo scripts/bench-api.sh          # 1000 pods
 #   sudo scripts/bench-api.sh 200      # smaller
+#   sudo BENCH_LAB=x-api BENCH_BIN=/tmp/old/podlab scripts/bench-api.sh
+#                                      # another lab name, another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-api.sh: needs root" >&2; exit 2; }
 pods=${1:-1000}
-lab=bench-api
+lab=${BENCH_LAB:-bench-api}
 scripts/provision.sh
-cargo build --release --locked -q
-bin=$PWD/target/release/podlab
+bin=${BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --locked -q
+  bin=$PWD/target/release/podlab
+fi
 work=$(mktemp -d)
 watcher=""
 trap '[ -n "$watcher" ] && kill "$watcher" 2>/dev/null; $bin down $lab >/dev/null 2>&1 || true; rm -rf "$work"' EXIT

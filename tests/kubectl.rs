@@ -50,6 +50,18 @@ spec:
   containers: [{name: c, ports: [{containerPort: 80}]}]
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: gap-0}
+spec:
+  containers: [{name: c}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: gap-1}
+spec:
+  containers: [{name: c}]
+---
+apiVersion: v1
 kind: Service
 metadata: {name: backend}
 spec:
@@ -193,6 +205,7 @@ fn real_kubectl_reads_and_execs_in_a_lab() {
         logs(&k, &ip1);
         describe(&k, &ip2);
         watch_sees_a_deletion(&k, &format!("victim-{i}"));
+        watch_from_a_list_version(&k, &format!("gap-{i}"));
     }
     drop(up);
 }
@@ -437,4 +450,42 @@ fn watch_sees_a_deletion(k: &Kubectl, victim: &str) {
         "no DELETED line for {victim}:\n{}",
         seen.join("\n")
     );
+}
+
+/// A watch from a list's resourceVersion gets what changed between the
+/// list and the watch; one from a version the API no longer has gets an
+/// ERROR event with a 410 Expired Status (what makes a client relist).
+fn watch_from_a_list_version(k: &Kubectl, victim: &str) {
+    // The list as the API sends it: `-o jsonpath` prints kubectl's own
+    // List, whose resourceVersion 1.33 leaves empty.
+    let list: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "--raw", "/api/v1/namespaces/default/pods"]))
+            .expect("a list");
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!rv.is_empty(), "a list's resourceVersion: {list}");
+    let o = run(&["delete", "pod", victim, "--lab", "ku-it"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let path = |rv: &str| {
+        format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&timeoutSeconds=1")
+    };
+    let gap = k.ok(&["get", "--raw", &path(rv.trim())]);
+    let deleted: Vec<serde_json::Value> = gap
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["type"] == "DELETED")
+        .collect();
+    assert_eq!(deleted.len(), 1, "one DELETED since the list:\n{gap}");
+    assert_eq!(deleted[0]["object"]["metadata"]["name"], victim, "{gap}");
+    assert!(
+        !gap.contains("\"ADDED\""),
+        "no initial ADDED from a list's version:\n{gap}"
+    );
+    let old = k.ok(&["get", "--raw", &path("1")]);
+    let e: serde_json::Value = serde_json::from_str(old.trim()).expect("one event");
+    assert_eq!(e["type"], "ERROR", "{old}");
+    assert_eq!(e["object"]["code"], 410, "{old}");
+    assert_eq!(e["object"]["reason"], "Expired", "{old}");
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::objects::{self, Host, Resource, View};
 use super::select::{FieldSelector, LabelSelector};
+use super::store::Snapshot;
 use super::tables::{self, Include};
 use super::{discovery, tls, StatusFn};
 use crate::plan::Plan;
@@ -42,6 +43,8 @@ pub struct Api {
     /// The plan on disk, parsed once per change (`apply` rewrites it):
     /// a thousand pods' plan takes milliseconds to parse.
     plan: Mutex<Option<(FileStamp, Arc<Plan>)>>,
+    /// The last built objects per resource, with their history.
+    store: super::store::Store,
 }
 
 pub type FileStamp = (Option<SystemTime>, u64);
@@ -63,6 +66,7 @@ impl Api {
             host: Host::probe(),
             started: SystemTime::now(),
             plan: Mutex::new(None),
+            store: super::store::Store::new(),
         }
     }
 
@@ -85,6 +89,30 @@ impl Api {
         objects_now(self, r)
     }
 
+    /// The objects of `r` with their list resourceVersion, built again
+    /// only when the plan, the daemon's table or (for nodes) the node
+    /// namespaces changed since the last build.
+    pub fn snapshot(&self, r: &Resource) -> Result<(u64, Snapshot), String> {
+        let epoch = *self.changes.borrow();
+        let nodes = if r.plural == "nodes" {
+            self.plan()?
+                .nodes
+                .iter()
+                .filter(|n| crate::kernel::netns::Netns::exists(&n.netns))
+                .count() as u64
+        } else {
+            0
+        };
+        let inputs = (self.plan_stamp()?, epoch, nodes);
+        self.store
+            .current(&store_kind(r), inputs, || objects_now(self, r))
+    }
+
+    /// Where a watch from `rv` starts; after `snapshot`.
+    pub fn snapshot_at(&self, r: &Resource, rv: &str) -> super::store::From {
+        self.store.at(&store_kind(r), rv)
+    }
+
     pub fn plan(&self) -> Result<Arc<Plan>, String> {
         let stamp = self.plan_stamp()?;
         let mut cache = self.plan.lock().unwrap_or_else(|e| e.into_inner());
@@ -97,6 +125,10 @@ impl Api {
         *cache = Some((stamp, plan.clone()));
         Ok(plan)
     }
+}
+
+fn store_kind(r: &Resource) -> String {
+    format!("{}/{}", r.group, r.plural)
 }
 
 /// Serve one TLS connection: HTTP/1.1 with upgrades (exec).
@@ -443,7 +475,8 @@ fn watch(
         fields,
         table: table_version(accept),
         include,
-        initial: matches!(q.get("resourceVersion"), None | Some("" | "0")),
+        start: super::watches::Start::parse(q.get("resourceVersion")),
+        bookmarks: q.flag("allowWatchBookmarks"),
         timeout: super::watches::Spec::timeout_from(q.get("timeoutSeconds")),
     };
     match super::watches::serve(api.clone(), spec) {
@@ -538,20 +571,24 @@ fn list(
         Ok(s) => s,
         Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
     };
-    let all = match objects_now(api, r) {
-        Ok(o) => o,
+    // A list's resourceVersion is the store's, which a watch starts from.
+    let (rv, all) = match api.snapshot(r) {
+        Ok(s) => s,
         Err(e) => return internal(&e),
     };
-    let items: Vec<Value> = all
-        .into_iter()
+    // References: a copy of a thousand pods is tens of MiB at the peak.
+    let items: Vec<&Value> = all
+        .values()
+        .map(|o| &**o)
         .filter(|o| in_namespace(o, ns))
         .filter(|o| labels.matches(&o["metadata"]["labels"]))
         .filter(|o| fields.matches(o))
         .collect();
+    let rv = rv.to_string();
     if let Some(v) = table_version(accept) {
-        return table_response(r, &items, q, v);
+        let owned: Vec<Value> = items.into_iter().cloned().collect();
+        return table_response(r, &owned, q, v, Some(&rv));
     }
-    let rv = objects::list_version(&items);
     json_ok(&json!({
         "kind": r.list_kind(),
         "apiVersion": r.api_version(),
@@ -560,13 +597,22 @@ fn list(
     }))
 }
 
-fn table_response(r: &Resource, items: &[Value], q: &Query, version: &str) -> Response<Body> {
+fn table_response(
+    r: &Resource,
+    items: &[Value],
+    q: &Query,
+    version: &str,
+    list_rv: Option<&str>,
+) -> Response<Body> {
     let include = match Include::parse(q.get("includeObject")) {
         Ok(i) => i,
         Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e, None),
     };
     let mut t = tables::table(r, items, include, SystemTime::now());
     t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
+    if let Some(rv) = list_rv {
+        t["metadata"]["resourceVersion"] = json!(rv);
+    }
     respond(
         StatusCode::OK,
         &t,
@@ -588,7 +634,7 @@ fn get(
     };
     match found {
         Some(o) => match table_version(accept) {
-            Some(v) => table_response(r, std::slice::from_ref(&o), q, v),
+            Some(v) => table_response(r, std::slice::from_ref(&o), q, v, None),
             None => json_ok(&o),
         },
         None => not_found(r, name),

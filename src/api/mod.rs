@@ -18,6 +18,7 @@ mod http;
 pub mod logs;
 pub mod objects;
 pub mod select;
+mod store;
 pub mod tables;
 pub mod tls;
 mod watches;
