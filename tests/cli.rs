@@ -192,12 +192,11 @@ fn colour_follows_the_stream_it_is_printed_on() {
 fn kubectl_habits_are_answered_with_what_podlab_offers() {
     for (args, says) in [
         (&["get", "pods", "-w"][..], "watch -n1 podlab get pods"),
-        (&["get", "events"], "podlab get pods"),
+        (&["get", "events"], "podlab kubectl get events"),
         (&["get", "deploy"], "podlab get pods -o wide"),
         (&["get", "pods", "-o", "jsonpath={.items}"], "-o json | jq"),
         (&["get", "pods", "-l", "app=web"], "select(.metadata.labels"),
         (&["describe", "pod", "web"], "-o yaml"),
-        (&["logs", "web"], "/run/podlab/LAB/logs/"),
     ] {
         let o = run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));

@@ -27,7 +27,7 @@ const HABITS: &[Habit] = &[
         words: &["-w"],
         answer: Answer {
             message: "podlab get has no watch (-w)",
-            hint: "repeat it instead: `watch -n1 podlab get pods`",
+            hint: "repeat it instead: `watch -n1 podlab get pods`, or let the real kubectl watch: `podlab kubectl get pods -w`",
         },
     },
     Habit {
@@ -35,23 +35,23 @@ const HABITS: &[Habit] = &[
         words: &["--watch*"],
         answer: Answer {
             message: "podlab get has no watch (--watch)",
-            hint: "repeat it instead: `watch -n1 podlab get pods`",
+            hint: "repeat it instead: `watch -n1 podlab get pods`, or let the real kubectl watch: `podlab kubectl get pods -w`",
         },
     },
     Habit {
         command: "get",
         words: &["events"],
         answer: Answer {
-            message: "podlab keeps no events",
-            hint: "restarts show in `podlab get pods`; a pod's output is in /run/podlab/LAB/logs/",
+            message: "podlab get keeps no events",
+            hint: "the lab's API has them: `podlab kubectl get events`; restarts show in `podlab get pods`, a pod's output in `podlab logs POD`",
         },
     },
     Habit {
         command: "get",
         words: &["ev"],
         answer: Answer {
-            message: "podlab keeps no events",
-            hint: "restarts show in `podlab get pods`; a pod's output is in /run/podlab/LAB/logs/",
+            message: "podlab get keeps no events",
+            hint: "the lab's API has them: `podlab kubectl get events`; restarts show in `podlab get pods`, a pod's output in `podlab logs POD`",
         },
     },
     Habit {
@@ -155,15 +155,7 @@ const HABITS: &[Habit] = &[
         words: &[],
         answer: Answer {
             message: "podlab has no describe",
-            hint: "an object whole: `podlab get pod NAME -o yaml`; what is wrong with a path: `podlab diagnose POD TARGET`",
-        },
-    },
-    Habit {
-        command: "logs",
-        words: &[],
-        answer: Answer {
-            message: "podlab has no logs command",
-            hint: "a pod's output is in /run/podlab/LAB/logs/NAMESPACE_POD_CONTAINER.log (`sudo tail -f` it)",
+            hint: "the lab's API describes: `podlab kubectl describe pod NAME`; an object whole: `podlab get pod NAME -o yaml`; what is wrong with a path: `podlab diagnose POD TARGET`",
         },
     },
 ];
@@ -248,7 +240,6 @@ mod tests {
             ("get pods -l app=web", "label selector"),
             ("get pods --selector=app=web", "label selector"),
             ("describe pod web", "no describe"),
-            ("logs web", "no logs"),
         ] {
             let a = answer(&words(line)).unwrap_or_else(|| panic!("no answer for {line}"));
             assert!(a.message.contains(says), "{line}: {}", a.message);
