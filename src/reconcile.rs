@@ -21,7 +21,7 @@ use crate::kernel::change::{self, Change, RouteOp};
 use crate::kernel::objects::Object;
 use crate::kernel::{self, apply, nft, services, teardown};
 use crate::observe::{self, Finding};
-use crate::plan::{Plan, PodPlan, ETH0, POD_BRIDGE};
+use crate::plan::{Plan, PodPlan, ETH0};
 use crate::{runtime, state};
 
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +268,10 @@ pub fn repair_for(plan: &Plan, f: &Finding) -> Repair {
             link: link.clone(),
             spec: None,
         }),
+        Finding::ExtraLink { netns, link } => change(Change::DeleteLink {
+            netns: netns.clone(),
+            link: link.clone(),
+        }),
         Finding::HairpinOff { netns, link } => change(Change::Hairpin {
             netns: netns.clone(),
             link: link.clone(),
@@ -344,35 +348,13 @@ fn pod_of_veth<'a>(plan: &'a Plan, netns: &str, link: &str) -> Option<&'a PodPla
         .find(|p| p.node == node.name && p.host_veth == link)
 }
 
-/// The addresses a link should have, from the plan.
+/// The addresses a link should have, from the desired state; `None` for
+/// a link it gives none.
 fn wanted_addresses(plan: &Plan, netns: &str, link: &str) -> Option<Vec<Ipv4Net>> {
-    let net = |ip: Ipv4Addr, prefix: u8| Ipv4Net::new(ip, prefix).unwrap_or_else(|_| ip.into());
-    let node_prefix = plan.net.cidr.prefix_len();
-    if netns == plan.net.netns && link == plan.net.bridge {
-        return Some(vec![net(plan.net.gateway, node_prefix)]);
-    }
-    if let Some(n) = plan.nodes.iter().find(|n| n.netns == netns) {
-        return match link {
-            ETH0 => Some(vec![net(n.ip, node_prefix)]),
-            POD_BRIDGE => Some(vec![net(n.pod_gateway, n.pod_cidr.prefix_len())]),
-            _ => None,
-        };
-    }
-    if let Some(c) = plan.clients.iter().find(|c| c.netns == netns) {
-        let mut v = vec![net(c.ip, node_prefix)];
-        if c.name == "lb" {
-            v.extend(
-                plan.services
-                    .iter()
-                    .filter_map(|s| s.load_balancer_ip)
-                    .map(|ip| net(ip, 32)),
-            );
-        }
-        return (link == ETH0).then_some(v);
-    }
-    pod_of_netns(plan, netns)
-        .filter(|_| link == ETH0)
-        .map(|p| vec![net(p.ip, p.prefix)])
+    let want: Vec<Ipv4Net> = crate::plan::desired::namespace(plan, netns, "")?
+        .addresses_of(link)
+        .collect();
+    (!want.is_empty()).then_some(want)
 }
 
 /// Within a namespace: what the lab did not make goes first (a blackhole
@@ -647,7 +629,7 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
         .filter(|k| !recreate.contains(*k))
         .collect();
     for p in desired.pods.iter().filter(|p| rewrite.contains(&p.key())) {
-        apply::write_files(desired, p)?;
+        apply::write_pod_files(desired, p)?;
         if fix.files.contains(&p.key()) {
             report.repaired.push(format!(
                 "pod {}: /etc/hosts and resolv.conf rewritten",
@@ -712,11 +694,20 @@ pub fn apply(lab: &str, desired: &Plan) -> Result<Report, Error> {
     // only what the plan changed: those namespaces are checked again and
     // reloaded whole if they still differ. Without a daemon, every one.
     let status = runtime::query_status(&dir, Duration::from_secs(5)).ok();
-    let rule_findings = if !any_rules_drift && report.daemon.is_some() {
+    let mut rule_findings = if !any_rules_drift && report.daemon.is_some() {
         Vec::new()
     } else {
         observe::compare_rules(desired, status.as_ref())
     };
+    // A foreign table where podlab loads none (a pod's namespace) is not
+    // listed again by `compare_rules`, and no resync touches it.
+    for f in &findings {
+        let foreign = matches!(f, Finding::Rules { differences, .. }
+            if differences.iter().all(|d| d == observe::rules::FOREIGN_TABLE));
+        if foreign && !rule_findings.contains(f) {
+            rule_findings.push(f.clone());
+        }
+    }
     let (done, reloaded) = repair_rules(desired, &rule_findings, status.as_ref())?;
     report.repaired.extend(done.repaired);
     report.failed.extend(done.failed);
@@ -767,7 +758,7 @@ pub fn repair_in_place(
         }
     }
     for p in plan.pods.iter().filter(|p| r.files.contains(&p.key())) {
-        match apply::write_files(plan, p) {
+        match apply::write_pod_files(plan, p) {
             Ok(()) => out.repaired.push(format!(
                 "pod {}: /etc/hosts and resolv.conf rewritten",
                 p.key()

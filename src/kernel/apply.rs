@@ -1,13 +1,14 @@
-//! Build a lab's namespaces, links, addresses and routes from its plan.
+//! Build a lab's namespaces, links, addresses, routes and files from its
+//! desired state (`plan::desired`).
 //!
 //! Everything goes through netlink from this one process: a socket is opened
 //! inside each namespace (on a thread that is inside it) and requests are
 //! pipelined on it, so the cost per pod is the kernel's own, not a process
 //! start per object as with `ip`.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-use std::path::Path;
 use std::time::Instant;
 
 use futures::stream::{self, TryStreamExt};
@@ -19,16 +20,8 @@ use super::netns::{self, Netns};
 use super::{sysctl, Error};
 use nftables::schema::Nftables;
 
-use crate::plan::{kubeproxy, Plan, PodPlan, ETH0, ETH0_INDEX, POD_BRIDGE};
-
-// Set in every pod's namespace before its eth0 comes up: a gratuitous ARP
-// when it does (see `wire_pod`).
-use crate::plan::desired::POD_SYSCTLS;
-
-/// `cni0`'s interface index in each node namespace (lo is 1, eth0 is 2).
-const POD_BRIDGE_INDEX: u32 = 3;
-/// The node network bridge's index in the `net` namespace.
-const NODE_BRIDGE_INDEX: u32 = 2;
+use crate::plan::desired::{self, Link, LinkKind, Namespace};
+use crate::plan::{kubeproxy, Plan, PodPlan};
 /// Pods are made in batches so that open descriptors (a namespace and a
 /// netlink socket per pod) stay far below the process's limit.
 const POD_BATCH: usize = 256;
@@ -174,91 +167,40 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     netns::prepare_run_dir()?;
     progress(Progress::Step("node network"));
     let started = Instant::now();
+    // `dnsPolicy: Default` starts from the host's resolver, as on a node.
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let want = desired::namespaces(plan, &host_resolv);
+    let wanted = |name: &str| {
+        want.get(name).ok_or_else(|| Error::Io {
+            what: format!("namespace {name}"),
+            source: std::io::Error::other("not in the desired state"),
+        })
+    };
 
-    // The lab's own namespaces: the node network, the nodes, the clients.
-    let node_sysctls = crate::plan::desired::node_sysctls_at_creation();
-    let mut names = vec![(plan.net.netns.clone(), Vec::new())];
-    names.extend(
-        plan.nodes
-            .iter()
-            .map(|n| (n.netns.clone(), node_sysctls.clone())),
-    );
-    // The cloud load balancer forwards to the nodes.
-    names.extend(plan.clients.iter().map(|c| {
-        let forward = if c.name == "lb" {
-            crate::plan::desired::LB_SYSCTLS.to_vec()
-        } else {
-            Vec::new()
-        };
-        (c.netns.clone(), forward)
-    }));
-    let mut infra = create_many_async(names).await?.into_iter();
-    let net = infra.next().ok_or_else(|| Error::Io {
-        what: "node network namespace".into(),
-        source: std::io::Error::other("not created"),
-    })?;
-    let nodes: Vec<Ns> = infra.by_ref().take(plan.nodes.len()).collect();
-    let clients: Vec<Ns> = infra.collect();
-
-    let prefix = plan.net.cidr.prefix_len();
-    set_up(&net, 1, "lo").await?;
-    net.nl
-        .link()
-        .add(
-            LinkBridge::new(&plan.net.bridge)
-                .index(NODE_BRIDGE_INDEX)
-                .mtu(plan.mtu)
-                .up()
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(net.fail(format!("create bridge {}", plan.net.bridge)))?;
-    add_addr(&net, NODE_BRIDGE_INDEX, plan.net.gateway, prefix).await?;
-
-    // Uplinks: one veth per node and client, `eth0` inside, on br0 outside.
-    let uplinks = plan
-        .nodes
-        .iter()
-        .zip(&nodes)
-        .map(|(n, ns)| (n.uplink.as_str(), n.ip, ns))
-        .chain(
-            plan.clients
-                .iter()
-                .zip(&clients)
-                .map(|(c, ns)| (c.uplink.as_str(), c.ip, ns)),
-        );
-    for (uplink, ip, inner) in uplinks {
-        add_veth(&net, uplink, NODE_BRIDGE_INDEX, inner, plan.mtu).await?;
-        bring_up(inner).await?;
-        add_addr(inner, ETH0_INDEX, ip, prefix).await?;
+    // The lab's own namespaces: the node network, the nodes, the clients;
+    // their links first (bridges, then the veths made from the outer
+    // side), then addresses, links up, routes.
+    let mut infra_names = vec![plan.net.netns.as_str()];
+    infra_names.extend(plan.nodes.iter().map(|n| n.netns.as_str()));
+    infra_names.extend(plan.clients.iter().map(|c| c.netns.as_str()));
+    let mut names = Vec::with_capacity(infra_names.len());
+    for n in &infra_names {
+        names.push((n.to_string(), wanted(n)?.sysctls_at_creation()));
     }
-
-    progress(Progress::Step("pod bridges and routes"));
-    for (node, ns) in plan.nodes.iter().zip(&nodes) {
-        add_route(ns, Ipv4Addr::UNSPECIFIED, 0, plan.net.gateway).await?;
-        ns.nl
-            .link()
-            .add(
-                LinkBridge::new(POD_BRIDGE)
-                    .index(POD_BRIDGE_INDEX)
-                    .mtu(plan.mtu)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(ns.fail(format!("create bridge {POD_BRIDGE}")))?;
-        add_addr(
-            ns,
-            POD_BRIDGE_INDEX,
-            node.pod_gateway,
-            node.pod_cidr.prefix_len(),
-        )
-        .await?;
-        for r in &node.routes {
-            add_route(ns, r.dst.network(), r.dst.prefix_len(), r.via).await?;
+    let infra = create_many_async(names).await?;
+    let by_name = |name: &str| infra.iter().find(|ns| ns.name() == name);
+    for ns in &infra {
+        let w = wanted(ns.name())?;
+        for link in &w.links {
+            let peer = link.peer_netns().and_then(by_name);
+            if !link.is_outer_veth() || peer.is_some() {
+                add_link(ns, w, link, peer.map(|p| (p, &want))).await?;
+            }
         }
+    }
+    progress(Progress::Step("pod bridges and routes"));
+    for ns in &infra {
+        configure(ns, wanted(ns.name())?).await?;
     }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -266,52 +208,24 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
     );
 
     // Pods, a batch at a time.
-    let total = plan.pods.len();
-    let mut done = 0;
-    progress(Progress::Pods { done, total });
-    for batch in plan.pods.chunks(POD_BATCH) {
-        let names = batch
-            .iter()
-            .map(|p| (p.netns.clone(), POD_SYSCTLS.to_vec()))
-            .collect();
-        let made = create_many_async(names).await?;
-        stream::iter(batch.iter().zip(&made).map(Ok))
-            .try_for_each_concurrent(IN_FLIGHT, |(pod, ns)| {
-                let node = plan
-                    .nodes
-                    .iter()
-                    .position(|n| n.name == pod.node)
-                    .map(|i| &nodes[i]);
-                async move {
-                    let node = node.ok_or_else(|| Error::Io {
-                        what: format!("pod {}", pod.key()),
-                        source: std::io::Error::other(format!("no node {}", pod.node)),
-                    })?;
-                    wire_pod(pod, node, ns, plan.mtu).await
-                }
-            })
-            .await?;
-        done += batch.len();
-        progress(Progress::Pods { done, total });
-    }
-    // `dnsPolicy: Default` starts from the host's resolver, as on a node.
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for pod in &plan.pods {
-        write_pod_files(plan, pod, &host_resolv)?;
+    let nodes: Vec<(&str, &Ns)> = plan
+        .nodes
+        .iter()
+        .filter_map(|n| by_name(&n.netns).map(|ns| (n.name.as_str(), ns)))
+        .collect();
+    wire_pods(
+        plan,
+        &plan.pods.iter().collect::<Vec<_>>(),
+        &nodes,
+        &want,
+        progress,
+    )
+    .await?;
+    for w in want.values() {
+        write_files(&w.files)?;
     }
 
     progress(Progress::Step("kube-proxy rules"));
-    // The cloud load balancer answers on every LoadBalancer IP.
-    if let Some((_, ns)) = plan
-        .clients
-        .iter()
-        .zip(&clients)
-        .find(|(c, _)| c.name == "lb")
-    {
-        for ip in plan.services.iter().filter_map(|s| s.load_balancer_ip) {
-            add_addr(ns, ETH0_INDEX, ip, 32).await?;
-        }
-    }
     let rulesets = rulesets(plan);
     tokio::task::spawn_blocking(move || super::nft::load_all_planned(&rulesets))
         .await
@@ -319,6 +233,67 @@ async fn build_async(plan: &Plan, progress: &mut dyn FnMut(Progress)) -> Result<
             what: "nft loader".into(),
             source: std::io::Error::other(e.to_string()),
         })??;
+    Ok(())
+}
+
+/// Make `pods`' namespaces in batches and wire each to its node (`nodes`:
+/// node name and its open namespace), as `want` describes them.
+async fn wire_pods(
+    plan: &Plan,
+    pods: &[&PodPlan],
+    nodes: &[(&str, &Ns)],
+    want: &BTreeMap<String, Namespace>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), Error> {
+    let total = pods.len();
+    let mut done = 0;
+    progress(Progress::Pods { done, total });
+    let missing = |what: String, why: String| Error::Io {
+        what,
+        source: std::io::Error::other(why),
+    };
+    for batch in pods.chunks(POD_BATCH) {
+        let mut names = Vec::with_capacity(batch.len());
+        for p in batch {
+            let w = want
+                .get(&p.netns)
+                .ok_or_else(|| missing(format!("pod {}", p.key()), "not in the plan".into()))?;
+            names.push((p.netns.clone(), w.sysctls_at_creation()));
+        }
+        let made = create_many_async(names).await?;
+        stream::iter(batch.iter().zip(&made).map(Ok))
+            .try_for_each_concurrent(IN_FLIGHT, |(pod, ns)| {
+                let node = nodes
+                    .iter()
+                    .find(|(n, _)| *n == pod.node)
+                    .map(|(_, ns)| *ns);
+                let node_netns = plan.node(&pod.node).map(|n| n.netns.as_str());
+                async move {
+                    let what = || format!("pod {}", pod.key());
+                    let node =
+                        node.ok_or_else(|| missing(what(), format!("no node {}", pod.node)))?;
+                    let node_want = node_netns
+                        .and_then(|n| want.get(n))
+                        .ok_or_else(|| missing(what(), format!("no node {}", pod.node)))?;
+                    let port = node_want
+                        .link(&pod.host_veth)
+                        .ok_or_else(|| missing(what(), "no port on its node".into()))?;
+                    add_link(node, node_want, port, Some((ns, want))).await?;
+                    let pod_want = want
+                        .get(&pod.netns)
+                        .ok_or_else(|| missing(what(), "not in the plan".into()))?;
+                    // Address first, then up: with `arp_notify` the pod
+                    // announces its address as eth0 comes up, so that
+                    // neighbours still holding the MAC of a pod that had the
+                    // address before (`apply` made it anew) learn the new
+                    // one at once, not after their entry goes stale.
+                    configure(ns, pod_want).await
+                }
+            })
+            .await?;
+        done += batch.len();
+        progress(Progress::Pods { done, total });
+    }
     Ok(())
 }
 
@@ -336,10 +311,24 @@ pub fn add_pods(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
             what: "tokio runtime".into(),
             source: e,
         })?;
-    rt.block_on(add_pods_async(plan, pods))?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for pod in pods {
-        write_pod_files(plan, pod, &host_resolv)?;
+    // Only what these pods and their nodes must hold.
+    let mut want = BTreeMap::new();
+    for p in pods {
+        want.insert(
+            p.netns.clone(),
+            desired::pod_namespace(plan, p, &host_resolv),
+        );
+        if let Some(n) = plan.node(&p.node) {
+            want.entry(n.netns.clone())
+                .or_insert_with(|| desired::node_namespace(plan, n));
+        }
+    }
+    rt.block_on(add_pods_async(plan, pods, &want))?;
+    for p in pods {
+        if let Some(w) = want.get(&p.netns) {
+            write_files(&w.files)?;
+        }
     }
     Ok(())
 }
@@ -357,11 +346,15 @@ fn open_with_socket(name: &str) -> Result<(Netns, Socket), Error> {
     Ok((ns, sock))
 }
 
-async fn add_pods_async(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
+async fn add_pods_async(
+    plan: &Plan,
+    pods: &[&PodPlan],
+    want: &BTreeMap<String, Namespace>,
+) -> Result<(), Error> {
     let mut node_names: Vec<&str> = pods.iter().map(|p| p.node.as_str()).collect();
     node_names.sort_unstable();
     node_names.dedup();
-    let mut nodes = Vec::new();
+    let mut opened = Vec::new();
     for name in node_names {
         let node = plan.node(name).ok_or_else(|| Error::Io {
             what: format!("node {name}"),
@@ -374,34 +367,16 @@ async fn add_pods_async(plan: &Plan, pods: &[&PodPlan]) -> Result<(), Error> {
                 what: "namespace worker".into(),
                 source: std::io::Error::other(e.to_string()),
             })??;
-        nodes.push((name, connect(ns, sock)));
+        opened.push((name, connect(ns, sock)));
     }
-    for batch in pods.chunks(POD_BATCH) {
-        let names = batch
-            .iter()
-            .map(|p| (p.netns.clone(), POD_SYSCTLS.to_vec()))
-            .collect();
-        let made = create_many_async(names).await?;
-        stream::iter(batch.iter().zip(&made).map(Ok))
-            .try_for_each_concurrent(IN_FLIGHT, |(pod, ns)| {
-                let node = nodes.iter().find(|(n, _)| *n == pod.node).map(|(_, ns)| ns);
-                async move {
-                    let node = node.ok_or_else(|| Error::Io {
-                        what: format!("pod {}", pod.key()),
-                        source: std::io::Error::other(format!("no node {}", pod.node)),
-                    })?;
-                    wire_pod(pod, node, ns, plan.mtu).await
-                }
-            })
-            .await?;
-    }
-    Ok(())
+    let nodes: Vec<(&str, &Ns)> = opened.iter().map(|(n, ns)| (*n, ns)).collect();
+    wire_pods(plan, pods, &nodes, want, &mut |_| {}).await
 }
 
 /// Rewrite a pod's `/etc/hosts` and `resolv.conf` as the plan has them.
-pub fn write_files(plan: &Plan, pod: &PodPlan) -> Result<(), Error> {
+pub fn write_pod_files(plan: &Plan, pod: &PodPlan) -> Result<(), Error> {
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    write_pod_files(plan, pod, &host_resolv)
+    write_files(&desired::pod_files(plan, pod, &host_resolv))
 }
 
 /// Every namespace's nftables ruleset, as values (`nftdiff::diff` compares
@@ -456,54 +431,107 @@ pub fn rulesets(plan: &Plan) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn wire_pod(pod: &PodPlan, node: &Ns, ns: &Ns, mtu: u32) -> Result<(), Error> {
-    add_veth(node, &pod.host_veth, POD_BRIDGE_INDEX, ns, mtu).await?;
-    // Hairpin: a pod reaching itself through its Service gets its own
-    // packets back through the port they came in on.
-    super::change::set_hairpin_with(&node.nl, node.name(), &pod.host_veth).await?;
-    // Address first, then up: with `arp_notify` the pod announces its
-    // address as eth0 comes up, so that neighbours still holding the MAC of
-    // a pod that had the address before (`apply` made it anew) learn the
-    // new one at once, not after their entry goes stale.
-    add_addr(ns, ETH0_INDEX, pod.ip, pod.prefix).await?;
-    bring_up(ns).await?;
-    add_route(ns, Ipv4Addr::UNSPECIFIED, 0, pod.gateway).await
-}
-
-/// A veth pair made in one request from the outer side: `name` on the
-/// bridge `master` in `outer` and up, `eth0` (index 2) in `inner`. The inner
-/// end is brought up from inside: asking for it up in the same request
-/// fails with ENOTCONN on current kernels.
-async fn add_veth(outer: &Ns, name: &str, master: u32, inner: &Ns, mtu: u32) -> Result<(), Error> {
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(ETH0)
-        .index(ETH0_INDEX)
-        .mtu(mtu)
-        .setns_by_fd(inner.ns.fd().as_raw_fd())
-        .build();
-    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
-        .name(name)
-        .mtu(mtu)
-        .controller(master)
-        .up()
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-        .build();
-    outer
-        .nl
+/// Make one link of `want` in `ns`: a bridge, or a veth from its outer
+/// end with the other end moved into `peer` (whose desired state names
+/// its index) as it is made. The inner end is brought up from inside
+/// (`configure`): asking for it up in the same request fails with
+/// ENOTCONN on current kernels.
+async fn add_link(
+    ns: &Ns,
+    want: &Namespace,
+    link: &Link,
+    peer: Option<(&Ns, &BTreeMap<String, Namespace>)>,
+) -> Result<(), Error> {
+    let master = match &link.master {
+        Some(m) => Some(
+            want.link(m)
+                .and_then(|l| l.index)
+                .ok_or_else(|| Error::Io {
+                    what: format!("link {} in {}", link.name, ns.name()),
+                    source: std::io::Error::other(format!("bridge {m} has no fixed index")),
+                })?,
+        ),
+        None => None,
+    };
+    let mtu = link.mtu.unwrap_or(1500);
+    let msg = match &link.kind {
+        LinkKind::Loopback | LinkKind::Veth { outer: false, .. } => return Ok(()),
+        LinkKind::Bridge => {
+            let mut b = LinkBridge::new(&link.name).mtu(mtu).up();
+            if let Some(i) = link.index {
+                b = b.index(i);
+            }
+            b.build()
+        }
+        LinkKind::Veth {
+            peer: peer_name,
+            peer_netns,
+            outer: true,
+        } => {
+            let (inner, all) = peer.ok_or_else(|| Error::Io {
+                what: format!("veth {} in {}", link.name, ns.name()),
+                source: std::io::Error::other(format!("{peer_netns} is not open")),
+            })?;
+            let mut p = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(peer_name)
+                .mtu(mtu)
+                .setns_by_fd(inner.ns.fd().as_raw_fd());
+            if let Some(i) = all
+                .get(peer_netns)
+                .and_then(|w| w.link(peer_name))
+                .and_then(|l| l.index)
+            {
+                p = p.index(i);
+            }
+            let mut m = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+                .name(&link.name)
+                .mtu(mtu);
+            if let Some(i) = master {
+                m = m.controller(i);
+            }
+            m.up()
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())))
+                .build()
+        }
+    };
+    ns.nl
         .link()
         .add(msg)
         .execute()
         .await
-        .map_err(outer.fail(format!(
-            "create veth {name} (peer eth0 in {})",
-            inner.name()
-        )))
+        .map_err(ns.fail(format!("create link {}", link.name)))?;
+    if link.hairpin {
+        super::change::set_hairpin_with(&ns.nl, ns.name(), &link.name).await?;
+    }
+    Ok(())
 }
 
-/// `lo` (index 1) and `eth0` (index 2) up.
-async fn bring_up(ns: &Ns) -> Result<(), Error> {
-    set_up(ns, 1, "lo").await?;
-    set_up(ns, ETH0_INDEX, ETH0).await
+/// A namespace's addresses, then its links up (those not made up: `lo`,
+/// veths' inner ends), then its routes.
+async fn configure(ns: &Ns, want: &Namespace) -> Result<(), Error> {
+    let index_of = |name: &str| {
+        want.link(name)
+            .and_then(|l| l.index)
+            .ok_or_else(|| Error::Io {
+                what: format!("link {name} in {}", ns.name()),
+                source: std::io::Error::other("no fixed index"),
+            })
+    };
+    for (link, a) in &want.addresses {
+        add_addr(ns, index_of(link)?, a.addr(), a.prefix_len()).await?;
+    }
+    for l in want.links.iter().filter(|l| {
+        l.up && matches!(
+            l.kind,
+            LinkKind::Loopback | LinkKind::Veth { outer: false, .. }
+        )
+    }) {
+        set_up(ns, index_of(&l.name)?, &l.name).await?;
+    }
+    for r in &want.routes {
+        add_route(ns, r.dst.network(), r.dst.prefix_len(), r.via).await?;
+    }
+    Ok(())
 }
 
 async fn set_up(ns: &Ns, index: u32, name: &str) -> Result<(), Error> {
@@ -537,33 +565,29 @@ async fn add_route(ns: &Ns, dst: Ipv4Addr, prefix: u8, via: Ipv4Addr) -> Result<
         .map_err(ns.fail(format!("add route {dst}/{prefix} via {via}")))
 }
 
-/// Directory of the files `ip netns exec` and `podlab exec` bind over
-/// `/etc` for a namespace.
-pub fn etc_dir(netns: &str) -> std::path::PathBuf {
-    Path::new("/etc/netns").join(netns)
-}
+pub use crate::plan::desired::etc_dir;
 
-/// The pod's `/etc/hosts` as kubelet writes it, through `/etc/netns` so
-/// that `ip netns exec` sees it too.
-fn write_pod_files(plan: &Plan, pod: &PodPlan, host_resolv: &str) -> Result<(), Error> {
-    let dir = etc_dir(&pod.netns);
-    let io = |what: &str| {
-        let what = format!("{what} {}", dir.display());
-        move |source| Error::Io { what, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io("create"))?;
-    std::fs::write(dir.join("hosts"), pod.hosts_file(&plan.cluster_domain))
-        .map_err(io("write hosts in"))?;
-    let resolv = dir.join("resolv.conf");
-    match crate::plan::dns::resolv_conf(pod, &plan.cluster_domain, plan.dns_ip, host_resolv) {
-        Some(text) => std::fs::write(&resolv, text).map_err(io("write resolv.conf in"))?,
-        // No file: the pod sees the host's, as under `ip netns exec`.
-        None => match std::fs::remove_file(&resolv) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove resolv.conf in")(e))
+/// Write the lab's files (a pod's `/etc/hosts`, `resolv.conf`) as
+/// `desired` has them; a file it wants absent is removed (the pod then
+/// sees the host's, as under `ip netns exec`).
+fn write_files(files: &[desired::File]) -> Result<(), Error> {
+    for f in files {
+        let io = |what: &str| {
+            let what = format!("{what} {}", f.path.display());
+            move |source| Error::Io { what, source }
+        };
+        match &f.content {
+            Some(text) => {
+                if let Some(dir) = f.path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+                }
+                std::fs::write(&f.path, text).map_err(io("write"))?;
             }
-            _ => {}
-        },
+            None => match std::fs::remove_file(&f.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove")(e)),
+                _ => {}
+            },
+        }
     }
     Ok(())
 }

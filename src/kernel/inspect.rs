@@ -57,6 +57,10 @@ pub struct NetnsView {
     /// Every route of every table, the policy rules and static neighbour
     /// entries: what the plan's checks do not name, too.
     pub objects: super::objects::Objects,
+    /// The nftables generation (`rules::generation`): past the first, some
+    /// transaction was committed here.
+    #[serde(skip)]
+    pub nft_generation: Option<u32>,
 }
 
 impl NetnsView {
@@ -101,7 +105,12 @@ pub fn view(name: &str) -> Result<NetnsView, Error> {
             routes,
             qdiscs,
             objects,
+            nft_generation: None,
         })
+    })
+    .map(|mut v| {
+        v.nft_generation = super::rules::generation(name).ok();
+        v
     })
 }
 

@@ -163,13 +163,14 @@ fn node_view(plan: &Plan) -> (String, NetnsView) {
         routes: Vec::new(),
         qdiscs: Vec::new(),
         objects,
+        nft_generation: None,
     };
     (n.netns.clone(), view)
 }
 
 fn extras(plan: &Plan, ns: &str, v: NetnsView) -> Vec<Finding> {
     let views: HashMap<String, NetnsView> = [(ns.to_string(), v)].into_iter().collect();
-    compare_extras(plan, &views)
+    compare_extras(&crate::plan::desired::namespaces(plan, ""), &views)
 }
 
 #[test]
@@ -304,4 +305,130 @@ fn a_route_in_another_table_is_not_the_labs() {
             ..
         }
     ));
+}
+
+/// The link, address and route checks of `compare_views` on one node.
+fn drift(plan: &Plan, ns: &str, v: &NetnsView, pods_present: bool) -> Vec<Finding> {
+    let want = crate::plan::desired::namespaces(plan, "");
+    let mut views: HashMap<String, NetnsView> = HashMap::new();
+    if pods_present {
+        for p in &plan.pods {
+            views.insert(p.netns.clone(), NetnsView::default());
+        }
+    }
+    views.insert(ns.to_string(), v.clone());
+    let mut out = Vec::new();
+    compare_links(ns, &want[ns], v, &views, &mut out);
+    compare_addresses(ns, &want[ns], v, &mut out);
+    compare_routes(ns, &want[ns], v, &mut out);
+    out
+}
+
+/// `node_view` with its main table as the route checks read it.
+fn node_view_with_routes(plan: &Plan) -> (String, NetnsView) {
+    let (ns, mut v) = node_view(plan);
+    v.routes = v
+        .objects
+        .routes
+        .iter()
+        .filter(|r| r.table == crate::kernel::objects::MAIN_TABLE)
+        .map(|r| crate::kernel::inspect::Route {
+            dst: r.dst,
+            prefix: r.prefix,
+            gateway: r.gateway,
+            oif: r.oif,
+        })
+        .collect();
+    for l in &mut v.links {
+        l.mtu = plan.mtu;
+    }
+    (ns, v)
+}
+
+#[test]
+fn a_node_as_up_makes_it_holds_every_planned_link_address_and_route() {
+    let plan = demo();
+    let (ns, v) = node_view_with_routes(&plan);
+    assert_eq!(drift(&plan, &ns, &v, true), Vec::new());
+}
+
+#[test]
+fn each_link_difference_is_one_typed_finding() {
+    let plan = demo();
+    let (ns, mut v) = node_view_with_routes(&plan);
+    let port = plan
+        .pods
+        .iter()
+        .find(|p| p.node == plan.nodes[0].name)
+        .map(|p| p.host_veth.clone())
+        .expect("a pod on node-1");
+    let l = v.links.iter_mut().find(|l| l.name == port).expect("port");
+    l.master = None;
+    l.mtu = 1400;
+    let eth0 = v.links.iter_mut().find(|l| l.name == "eth0").expect("eth0");
+    eth0.up = false;
+    // A learner's bridge, and a tunnel module's fallback device (ignored).
+    v.links.push(link(90, "br-extra", None, None));
+    let mut tunl = link(91, "tunl0", None, None);
+    tunl.up = false;
+    v.links.push(tunl);
+    // cni0 lost its address; the default route is gone.
+    v.addresses.retain(|a| a.index != 3);
+    v.routes.retain(|r| r.prefix != 0);
+    let found = drift(&plan, &ns, &v, true);
+    let want = [
+        Finding::LinkDown {
+            netns: ns.clone(),
+            link: "eth0".into(),
+        },
+        Finding::WrongMtu {
+            netns: ns.clone(),
+            link: port.clone(),
+            want: plan.mtu,
+            have: 1400,
+        },
+        Finding::NotOnBridge {
+            netns: ns.clone(),
+            link: port.clone(),
+            bridge: "cni0".into(),
+        },
+        Finding::ExtraLink {
+            netns: ns.clone(),
+            link: "br-extra".into(),
+        },
+        Finding::WrongAddress {
+            netns: ns.clone(),
+            link: "cni0".into(),
+            want: Ipv4Net::new(plan.nodes[0].pod_gateway, 24).expect("net"),
+            have: Vec::new(),
+        },
+        Finding::MissingRoute {
+            netns: ns.clone(),
+            route: Route::via(Ipv4Net::default(), plan.net.gateway),
+        },
+    ];
+    for w in &want {
+        assert!(found.contains(w), "{w} not in {found:?}");
+    }
+    assert_eq!(found.len(), want.len(), "{found:?}");
+}
+
+#[test]
+fn a_missing_port_is_reported_on_the_side_whose_namespace_is_there() {
+    let plan = demo();
+    let (ns, mut v) = node_view_with_routes(&plan);
+    let port = plan
+        .pods
+        .iter()
+        .find(|p| p.node == plan.nodes[0].name)
+        .map(|p| p.host_veth.clone())
+        .expect("a pod on node-1");
+    v.links.retain(|l| l.name != port);
+    let missing = Finding::MissingLink {
+        netns: ns.clone(),
+        link: port,
+    };
+    assert_eq!(drift(&plan, &ns, &v, true), vec![missing]);
+    // With the pod's namespace gone, that is the finding (elsewhere).
+    assert_eq!(drift(&plan, &ns, &v, false), Vec::new());
 }

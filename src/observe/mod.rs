@@ -17,7 +17,9 @@ use crate::kernel::change::Route;
 use crate::kernel::inspect::{self, NetnsView};
 use crate::kernel::netns::Netns;
 use crate::kernel::objects::Object;
-use crate::plan::{Plan, ETH0, POD_BRIDGE};
+use std::collections::{BTreeMap, HashMap};
+
+use crate::plan::{desired, Plan};
 use crate::runtime::DaemonStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,6 +110,11 @@ pub enum Finding {
         #[serde(flatten)]
         object: Object,
     },
+    /// A link the lab did not make (a bridge, a veth, a tunnel).
+    ExtraLink {
+        netns: String,
+        link: String,
+    },
     /// A pod's bridge port without hairpin mode: the pod cannot reach
     /// itself through its own Service.
     HairpinOff {
@@ -134,6 +141,7 @@ impl Finding {
             | Finding::NotOnBridge { netns, link, .. }
             | Finding::ExtraAddress { netns, link, .. }
             | Finding::HairpinOff { netns, link }
+            | Finding::ExtraLink { netns, link }
             | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
             Finding::PodDown { .. } | Finding::DnsUnhealthy { .. } => None,
         }
@@ -229,6 +237,9 @@ impl fmt::Display for Finding {
             Finding::HairpinOff { netns, link } => {
                 write!(f, "{netns}: bridge port {link} has hairpin mode off")
             }
+            Finding::ExtraLink { netns, link } => {
+                write!(f, "{netns}: link {link} is not in the plan")
+            }
         }
     }
 }
@@ -251,62 +262,6 @@ fn read(netns: &str) -> Result<NetnsView, Box<Finding>> {
             error: e.to_string(),
         })
     })
-}
-
-fn check_link(
-    view: &NetnsView,
-    netns: &str,
-    link: &str,
-    want: Option<Ipv4Net>,
-    findings: &mut Vec<Finding>,
-) {
-    let Some(l) = view.link(link) else {
-        findings.push(Finding::MissingLink {
-            netns: netns.into(),
-            link: link.into(),
-        });
-        return;
-    };
-    if !l.up {
-        findings.push(Finding::LinkDown {
-            netns: netns.into(),
-            link: link.into(),
-        });
-    }
-    if let Some(want) = want {
-        let have: Vec<Ipv4Net> = view
-            .addresses_of(link)
-            .iter()
-            .filter_map(|a| Ipv4Net::new(a.ip, a.prefix).ok())
-            .collect();
-        if !have.contains(&want) {
-            findings.push(Finding::WrongAddress {
-                netns: netns.into(),
-                link: link.into(),
-                want,
-                have,
-            });
-        }
-    }
-}
-
-fn check_route(
-    view: &NetnsView,
-    netns: &str,
-    dst: ipnet::Ipv4Net,
-    via: std::net::Ipv4Addr,
-    findings: &mut Vec<Finding>,
-) {
-    let present = view
-        .routes
-        .iter()
-        .any(|r| r.dst == dst.network() && r.prefix == dst.prefix_len() && r.gateway == Some(via));
-    if !present {
-        findings.push(Finding::MissingRoute {
-            netns: netns.into(),
-            route: Route::via(dst, via),
-        });
-    }
 }
 
 /// Pods the daemon does not report ready: kube-proxy's rules and DNS leave
@@ -346,19 +301,6 @@ fn read_all(names: &[&str]) -> Vec<(String, Result<NetnsView, Box<Finding>>)> {
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     })
-}
-
-fn check_mtu(view: &NetnsView, netns: &str, link: &str, want: u32, findings: &mut Vec<Finding>) {
-    if let Some(l) = view.link(link) {
-        if l.mtu != want {
-            findings.push(Finding::WrongMtu {
-                netns: netns.into(),
-                link: link.into(),
-                want,
-                have: l.mtu,
-            });
-        }
-    }
 }
 
 /// Compare the whole lab with its plan: namespaces, links (state, MTU,
@@ -426,156 +368,34 @@ pub fn compare_views(
     let t = std::time::Instant::now();
     let views = &read.views;
     let mut findings = read.unreadable.clone();
-    let mtu = plan.mtu;
-    if let Some(v) = views.get(&plan.net.netns) {
-        let want = net(plan.net.gateway, plan.net.cidr.prefix_len());
-        check_link(
-            v,
-            &plan.net.netns,
-            &plan.net.bridge,
-            Some(want),
-            &mut findings,
-        );
-        let uplinks = plan
-            .nodes
-            .iter()
-            .map(|n| &n.uplink)
-            .chain(plan.clients.iter().map(|c| &c.uplink));
-        for up in uplinks {
-            check_link(v, &plan.net.netns, up, None, &mut findings);
-            check_mtu(v, &plan.net.netns, up, mtu, &mut findings);
-        }
-    }
-    let node_prefix = plan.net.cidr.prefix_len();
-    for n in &plan.nodes {
-        let Some(v) = views.get(&n.netns) else {
-            continue;
-        };
-        check_link(
-            v,
-            &n.netns,
-            ETH0,
-            Some(net(n.ip, node_prefix)),
-            &mut findings,
-        );
-        check_mtu(v, &n.netns, ETH0, mtu, &mut findings);
-        check_link(
-            v,
-            &n.netns,
-            POD_BRIDGE,
-            Some(net(n.pod_gateway, n.pod_cidr.prefix_len())),
-            &mut findings,
-        );
-        check_route(
-            v,
-            &n.netns,
-            ipnet::Ipv4Net::default(),
-            plan.net.gateway,
-            &mut findings,
-        );
-        for r in &n.routes {
-            check_route(v, &n.netns, r.dst, r.via, &mut findings);
-        }
-        let bridge = v.link(POD_BRIDGE).map(|b| b.index);
-        for p in plan.pods.iter().filter(|p| p.node == n.name) {
-            let Some(l) = v.link(&p.host_veth) else {
-                // Reported on the pod's side when its namespace is gone.
-                if views.contains_key(&p.netns) {
-                    findings.push(Finding::MissingLink {
-                        netns: n.netns.clone(),
-                        link: p.host_veth.clone(),
-                    });
-                }
-                continue;
-            };
-            if !l.up {
-                findings.push(Finding::LinkDown {
-                    netns: n.netns.clone(),
-                    link: p.host_veth.clone(),
-                });
-            }
-            if bridge.is_some() && l.master != bridge {
-                findings.push(Finding::NotOnBridge {
-                    netns: n.netns.clone(),
-                    link: p.host_veth.clone(),
-                    bridge: POD_BRIDGE.into(),
-                });
-            }
-            check_mtu(v, &n.netns, &p.host_veth, mtu, &mut findings);
-        }
-    }
-    for c in &plan.clients {
-        let Some(v) = views.get(&c.netns) else {
-            continue;
-        };
-        check_link(
-            v,
-            &c.netns,
-            ETH0,
-            Some(net(c.ip, node_prefix)),
-            &mut findings,
-        );
-        if c.name == "lb" {
-            for ip in plan.services.iter().filter_map(|s| s.load_balancer_ip) {
-                check_link(v, &c.netns, ETH0, Some(net(ip, 32)), &mut findings);
-            }
-        }
-    }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    for p in &plan.pods {
-        let Some(v) = views.get(&p.netns) else {
-            continue;
-        };
-        check_link(v, &p.netns, ETH0, Some(net(p.ip, p.prefix)), &mut findings);
-        check_mtu(v, &p.netns, ETH0, mtu, &mut findings);
-        check_link(v, &p.netns, "lo", None, &mut findings);
-        check_route(
-            v,
-            &p.netns,
-            ipnet::Ipv4Net::default(),
-            p.gateway,
-            &mut findings,
-        );
-        let dir = crate::kernel::apply::etc_dir(&p.netns);
-        let want_resolv =
-            crate::plan::dns::resolv_conf(p, &plan.cluster_domain, plan.dns_ip, &host_resolv);
-        let files = [
-            ("hosts", Some(p.hosts_file(&plan.cluster_domain))),
-            ("resolv.conf", want_resolv),
-        ];
-        for (file, want) in files {
-            let path = dir.join(file);
-            let have = std::fs::read_to_string(&path).ok();
-            if have != want {
-                findings.push(Finding::File {
-                    netns: p.netns.clone(),
-                    path: path.display().to_string(),
-                });
-            }
-        }
+    let all = desired::namespaces(plan, &host_resolv);
+    let want: BTreeMap<String, desired::Namespace> = all
+        .into_iter()
+        .filter(|(n, _)| names.contains(&n.as_str()))
+        .collect();
+    for (ns, w) in &want {
+        let Some(v) = views.get(ns) else { continue };
+        compare_links(ns, w, v, views, &mut findings);
+        compare_addresses(ns, w, v, &mut findings);
+        compare_routes(ns, w, v, &mut findings);
+        compare_files(ns, w, &mut findings);
     }
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "observe: links, files compared"
     );
     findings.extend(compare_rules(plan, status));
+    findings.extend(compare_foreign_tables(&want, views));
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "observe: rules compared"
     );
     findings.extend(compare_qdiscs(names, views));
-    findings.extend(compare_extras(plan, views));
-    findings.extend(compare_sysctls(plan, views));
+    findings.extend(compare_extras(&want, views));
+    findings.extend(compare_sysctls(&want, views));
     if let Some(st) = status {
-        for p in &plan.pods {
-            match st.pod(&p.namespace, &p.name) {
-                Some(s) if s.status == "Running" => {}
-                live => findings.push(Finding::PodDown {
-                    pod: p.key(),
-                    status: live.map_or("not run by the daemon".to_string(), |s| s.status.clone()),
-                }),
-            }
-        }
+        findings.extend(compare_processes(plan, &want, st));
     }
     if let Some(f) = dns_health(plan, status) {
         findings.push(f);
@@ -584,6 +404,205 @@ pub fn compare_views(
     findings.retain(|f| seen.insert(f.to_string()));
     findings
 }
+
+/// Each link `want` names: there, up, its MTU, on its bridge. A veth end
+/// whose other namespace is gone is reported as that namespace missing.
+fn compare_links(
+    ns: &str,
+    want: &desired::Namespace,
+    v: &NetnsView,
+    views: &HashMap<String, NetnsView>,
+    findings: &mut Vec<Finding>,
+) {
+    let at = |link: &str| (ns.to_string(), link.to_string());
+    for l in &want.links {
+        let Some(have) = v.link(&l.name) else {
+            if l.peer_netns().is_none_or(|p| views.contains_key(p)) {
+                let (netns, link) = at(&l.name);
+                findings.push(Finding::MissingLink { netns, link });
+            }
+            continue;
+        };
+        if l.up && !have.up {
+            let (netns, link) = at(&l.name);
+            findings.push(Finding::LinkDown { netns, link });
+        }
+        if let Some(mtu) = l.mtu.filter(|m| *m != have.mtu) {
+            let (netns, link) = at(&l.name);
+            findings.push(Finding::WrongMtu {
+                netns,
+                link,
+                want: mtu,
+                have: have.mtu,
+            });
+        }
+        if let Some(bridge) = &l.master {
+            let index = v.link(bridge).map(|b| b.index);
+            if index.is_some() && have.master != index {
+                let (netns, link) = at(&l.name);
+                findings.push(Finding::NotOnBridge {
+                    netns,
+                    link,
+                    bridge: bridge.clone(),
+                });
+            }
+        }
+    }
+    for have in &v.links {
+        if want.link(&have.name).is_none() && !fallback_tunnel(have) {
+            let (netns, link) = at(&have.name);
+            findings.push(Finding::ExtraLink { netns, link });
+        }
+    }
+}
+
+/// A tunnel module (`ipip`, `gre`, `sit`...) loaded on the host puts its
+/// fallback device, down, in every namespace: the kernel's, not extra.
+fn fallback_tunnel(l: &inspect::Link) -> bool {
+    const FALLBACK: [&str; 10] = [
+        "tunl0",
+        "sit0",
+        "gre0",
+        "gretap0",
+        "erspan0",
+        "ip_vti0",
+        "ip6_vti0",
+        "ip6tnl0",
+        "ip6gre0",
+        "ip6erspan0",
+    ];
+    !l.up && FALLBACK.contains(&l.name.as_str())
+}
+
+/// Each address `want` gives a link that exists (a missing link is one
+/// finding, not one per address).
+fn compare_addresses(
+    ns: &str,
+    want: &desired::Namespace,
+    v: &NetnsView,
+    findings: &mut Vec<Finding>,
+) {
+    for (link, a) in &want.addresses {
+        if v.link(link).is_none() {
+            continue;
+        }
+        let have: Vec<Ipv4Net> = v
+            .addresses_of(link)
+            .iter()
+            .filter_map(|x| Ipv4Net::new(x.ip, x.prefix).ok())
+            .collect();
+        if !have.contains(a) {
+            findings.push(Finding::WrongAddress {
+                netns: ns.into(),
+                link: link.clone(),
+                want: *a,
+                have,
+            });
+        }
+    }
+}
+
+fn compare_routes(ns: &str, want: &desired::Namespace, v: &NetnsView, findings: &mut Vec<Finding>) {
+    for r in &want.routes {
+        let present = v.routes.iter().any(|h| {
+            h.dst == r.dst.network() && h.prefix == r.dst.prefix_len() && h.gateway == Some(r.via)
+        });
+        if !present {
+            findings.push(Finding::MissingRoute {
+                netns: ns.into(),
+                route: Route::via(r.dst, r.via),
+            });
+        }
+    }
+}
+
+/// The lab's files, as read now, against their planned text (or absence).
+fn compare_files(ns: &str, want: &desired::Namespace, findings: &mut Vec<Finding>) {
+    for f in &want.files {
+        if std::fs::read_to_string(&f.path).ok() != f.content {
+            findings.push(Finding::File {
+                netns: ns.into(),
+                path: f.path.display().to_string(),
+            });
+        }
+    }
+}
+
+/// Each pod's containers, as the daemon reports them.
+fn compare_processes(
+    plan: &Plan,
+    want: &BTreeMap<String, desired::Namespace>,
+    st: &DaemonStatus,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in &plan.pods {
+        let Some(w) = want.get(&p.netns) else {
+            continue;
+        };
+        for proc in &w.processes {
+            // The DNS responder's answers are `dns_health`'s to check.
+            let desired::Process::Pod { pod } = proc else {
+                continue;
+            };
+            match st.pod(&p.namespace, &p.name) {
+                Some(s) if s.status == "Running" => {}
+                live => out.push(Finding::PodDown {
+                    pod: pod.clone(),
+                    status: live.map_or("not run by the daemon".to_string(), |s| s.status.clone()),
+                }),
+            }
+        }
+    }
+    out
+}
+
+/// nftables in a namespace where podlab loads none (pods, `external`, the
+/// node network): a committed transaction there (its generation moved past
+/// the first) is listed, and every table in it is foreign.
+fn compare_foreign_tables(
+    want: &BTreeMap<String, desired::Namespace>,
+    views: &HashMap<String, NetnsView>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (ns, _) in want.iter().filter(|(_, w)| w.tables.is_empty()) {
+        let Some(now) = views.get(ns).and_then(|v| v.nft_generation) else {
+            continue;
+        };
+        // Untouched, or as empty as when last listed.
+        let seen_empty = matches!(
+            crate::state::recorded_generation(ns),
+            crate::state::Generation::Clean(g) if g == now
+        );
+        if now <= FRESH_NFT_GENERATION || seen_empty {
+            continue;
+        }
+        match crate::kernel::nft::list_ruleset(ns) {
+            Ok(listing) => {
+                let have = rules::of_listing(&listing);
+                let differences = rules::differences(&Default::default(), &have);
+                if differences.is_empty() {
+                    crate::state::record_generation(ns, Some(now));
+                }
+                for ((family, table), differences) in differences {
+                    out.push(Finding::Rules {
+                        netns: ns.clone(),
+                        family: family.to_string(),
+                        table: table.to_string(),
+                        differences,
+                    });
+                }
+            }
+            Err(e) => out.push(Finding::Unreadable {
+                netns: ns.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    out
+}
+
+/// The nftables generation of a namespace no transaction has touched.
+const FRESH_NFT_GENERATION: u32 = 1;
 
 /// The NetworkPolicy drop counters read now, to compare with later
 /// (`policy_drops_since`); empty when they cannot be read.
@@ -672,14 +691,14 @@ fn dns_health(plan: &Plan, status: Option<&DaemonStatus>) -> Option<Finding> {
 /// policy rule and static neighbour entry of the lab's namespaces that the
 /// lab did not make, and pods' bridge ports without hairpin mode.
 fn compare_extras(
-    plan: &Plan,
-    views: &std::collections::HashMap<String, NetnsView>,
+    desired: &BTreeMap<String, desired::Namespace>,
+    views: &HashMap<String, NetnsView>,
 ) -> Vec<Finding> {
     use crate::kernel::change::RouteKind;
     use crate::kernel::objects::{self, LOCAL_TABLE, MAIN_TABLE};
     let mut out = Vec::new();
-    for (ns, want) in crate::plan::desired::namespaces(plan) {
-        let Some(v) = views.get(&ns) else { continue };
+    for (ns, want) in desired {
+        let Some(v) = views.get(ns) else { continue };
         let link_name = |i: u32| {
             v.links
                 .iter()
@@ -725,11 +744,11 @@ fn compare_extras(
         for n in &v.objects.neighbours {
             out.push(extra(Object::Neighbour(n.clone())));
         }
-        for port in &want.hairpin {
+        for port in want.hairpin() {
             if v.link(port).and_then(|l| l.hairpin) == Some(false) {
                 out.push(Finding::HairpinOff {
                     netns: ns.clone(),
-                    link: port.clone(),
+                    link: port.to_string(),
                 });
             }
         }
@@ -752,18 +771,18 @@ fn derived(v: &NetnsView, r: &crate::kernel::objects::RouteEntry) -> bool {
 /// br_netfilter module, a link that is gone) was warned about, or is
 /// reported, elsewhere.
 fn compare_sysctls(
-    plan: &Plan,
-    views: &std::collections::HashMap<String, NetnsView>,
+    desired: &BTreeMap<String, desired::Namespace>,
+    views: &HashMap<String, NetnsView>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (ns, want) in crate::plan::desired::namespaces(plan) {
-        if want.sysctls.is_empty() || !views.contains_key(&ns) {
+    for (ns, want) in desired {
+        if want.sysctls.is_empty() || !views.contains_key(ns) {
             continue;
         }
-        let read = crate::kernel::netns::run_in(&ns, || {
+        let read = crate::kernel::netns::run_in(ns, || {
             want.sysctls
                 .iter()
-                .map(|(k, v)| (*k, *v, crate::kernel::sysctl::get(&ns, k)))
+                .map(|(k, v)| (*k, *v, crate::kernel::sysctl::get(ns, k)))
                 .collect::<Vec<_>>()
         });
         let Ok(read) = read else { continue };
