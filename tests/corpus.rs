@@ -630,6 +630,58 @@ fn cases() -> Vec<Case> {
             )
         },
         Case {
+            // A learner's bridge on the server's node: nothing breaks, and
+            // the path's drift names the link the plan does not.
+            diagnose: ("delivered", "link brx is not in the plan"),
+            ..case(
+                "an extra link on a node",
+                Exec(&[(
+                    "node/node-2",
+                    &["ip", "link", "add", "brx", "type", "bridge"],
+                )]),
+            )
+        },
+        Case {
+            // A table in the client pod itself: the packet never leaves it,
+            // and podlab loads no table in a pod, so any is foreign.
+            probe: Got::Timeout,
+            diagnose: ("dropped", "inet evil"),
+            trace: ("dropped", "pod default/client", "inet evil"),
+            ..case(
+                "a foreign nft table in the client pod",
+                Exec(&[
+                    ("default/client", &["nft", "add", "table", "inet", "evil"]),
+                    (
+                        "default/client",
+                        &[
+                            "nft",
+                            "add",
+                            "chain",
+                            "inet",
+                            "evil",
+                            "out",
+                            "{ type filter hook output priority -10; policy accept; }",
+                        ],
+                    ),
+                    (
+                        "default/client",
+                        &[
+                            "nft",
+                            "add",
+                            "rule",
+                            "inet",
+                            "evil",
+                            "out",
+                            "ip",
+                            "daddr",
+                            "10.244.2.2",
+                            "drop",
+                        ],
+                    ),
+                ]),
+            )
+        },
+        Case {
             // A queue of length 0 on the pod's own eth0: nothing leaves.
             probe: Got::Timeout,
             diagnose: ("dropped", "pfifo"),

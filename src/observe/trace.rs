@@ -1640,6 +1640,17 @@ fn not_through(walked: &Walked, verdict: &mut Verdict) {
     };
     let prev = i.checked_sub(1).and_then(|p| walked.hops.get(p));
     let mut suspects = foreign_tables(&hop.netns);
+    // The packet may not have left the hop before (its own output hook).
+    let before: Vec<String> = prev
+        .map(|p| {
+            foreign_tables(&p.netns)
+                .into_iter()
+                .map(|t| format!("in {}: {t}", p.what))
+                .collect()
+        })
+        .unwrap_or_default();
+    let blame_prev = suspects.is_empty() && !before.is_empty();
+    suspects.extend(before);
     for (h, link) in [
         (prev, prev.and_then(|p| p.leaves_by.as_ref())),
         (Some(hop), hop.arrived_on.as_ref()),
@@ -1685,7 +1696,7 @@ fn not_through(walked: &Walked, verdict: &mut Verdict) {
     }
     verdict.kind = VerdictKind::Dropped;
     verdict.detail = detail;
-    verdict.hop = Some(i + 1);
+    verdict.hop = Some(if blame_prev { i } else { i + 1 });
     verdict.policies.clear();
 }
 
