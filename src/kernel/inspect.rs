@@ -82,7 +82,9 @@ impl NetnsView {
 
 /// Read links, IPv4 addresses and main-table IPv4 routes of a namespace.
 pub fn view(name: &str) -> Result<NetnsView, Error> {
-    in_netns(name, |nl| async move {
+    // The generation is read while inside, on the way to the socket.
+    let inside = || super::rules::generation_here().ok();
+    in_netns_then(name, inside, |nl, nft_generation| async move {
         let links = links(&nl, name).await?;
         let addresses = addresses(&nl, name).await?;
         let objects = super::objects::read_with(&nl, name, &links).await?;
@@ -105,12 +107,8 @@ pub fn view(name: &str) -> Result<NetnsView, Error> {
             routes,
             qdiscs,
             objects,
-            nft_generation: None,
+            nft_generation,
         })
-    })
-    .map(|mut v| {
-        v.nft_generation = super::rules::generation(name).ok();
-        v
     })
 }
 
@@ -122,16 +120,28 @@ where
     F: FnOnce(rtnetlink::Handle) -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>> + 'a,
 {
+    in_netns_then(name, || (), |nl, ()| f(nl))
+}
+
+/// `in_netns`, also running `inside` in the namespace as the socket is
+/// made (one entry, not two) and handing its value on.
+fn in_netns_then<'a, T, G, I, F, Fut>(name: &'a str, inside: I, f: F) -> Result<T, Error>
+where
+    I: FnOnce() -> G,
+    F: FnOnce(rtnetlink::Handle, G) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>> + 'a,
+{
     let ns = Netns::open(name)?;
-    let sock = {
-        let _inside = ns.enter()?;
-        rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE).map_err(|e| {
-            Error::Io {
-                what: format!("netlink socket in {name}"),
-                source: e,
-            }
-        })?
-    };
+    let (sock, got) =
+        {
+            let _inside = ns.enter()?;
+            let sock = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+                .map_err(|e| Error::Io {
+                    what: format!("netlink socket in {name}"),
+                    source: e,
+                })?;
+            (sock, inside())
+        };
     // One runtime per thread, kept: reading a thousand pods' namespaces
     // would otherwise build a thousand runtimes.
     thread_local! {
@@ -157,7 +167,7 @@ where
             let sock = unsafe { rtnetlink::sys::TokioSocket::from_raw_fd(sock.into_raw_fd()) };
             let (conn, nl, _) = rtnetlink::from_socket(sock);
             let conn = tokio::spawn(conn);
-            let r = f(nl).await;
+            let r = f(nl, got).await;
             // The connection ends once its handle is gone; aborting it
             // closes the socket now rather than at the next use.
             conn.abort();

@@ -386,6 +386,10 @@ pub fn compare_views(
         "observe: links, files compared"
     );
     findings.extend(compare_rules(plan, status));
+    tracing::debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "observe: podlab's tables compared"
+    );
     findings.extend(compare_foreign_tables(&want, views));
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
@@ -568,12 +572,14 @@ fn compare_foreign_tables(
         let Some(now) = views.get(ns).and_then(|v| v.nft_generation) else {
             continue;
         };
-        // Untouched, or as empty as when last listed.
-        let seen_empty = matches!(
-            crate::state::recorded_generation(ns),
-            crate::state::Generation::Clean(g) if g == now
-        );
-        if now <= FRESH_NFT_GENERATION || seen_empty {
+        // Untouched, or as empty as when last listed (the record is read
+        // only past a fresh generation: a thousand pods, a thousand reads).
+        if now <= FRESH_NFT_GENERATION
+            || matches!(
+                crate::state::recorded_generation(ns),
+                crate::state::Generation::Clean(g) if g == now
+            )
+        {
             continue;
         }
         match crate::kernel::nft::list_ruleset(ns) {
