@@ -367,6 +367,11 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // The stored kinds (ServiceAccounts, ConfigMaps, CRDs...) and the
+    // discovery documents that list them: `api::stored`.
+    if let Some(resp) = super::stored::route(api, req.method(), &path, &query, &accept) {
+        return resp;
+    }
     let target = parse_path(&path);
     if let Target::Object {
         resource,

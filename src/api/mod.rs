@@ -19,6 +19,7 @@ pub mod logs;
 pub mod objects;
 pub mod select;
 mod store;
+pub mod stored;
 pub mod tables;
 pub mod tls;
 mod watches;

@@ -628,3 +628,249 @@ mod selector_tests {
         assert_eq!(label_selector(&e), "env in (a,b),!x,y");
     }
 }
+
+// ---- the stored kinds (`api::stored`) ----
+
+/// The columns of a stored kind's printer, as kubectl prints them, and
+/// how each row's cells are made; `custom` is a CRD's
+/// `additionalPrinterColumns` (simple `.a.b` JSONPaths only).
+fn stored_columns(plural: &str, custom: Option<&[(String, String)]>) -> Vec<String> {
+    let fixed: &[&str] = match plural {
+        "serviceaccounts" => &["Name", "Secrets", "Age"],
+        "configmaps" => &["Name", "Data", "Age"],
+        "secrets" => &["Name", "Type", "Data", "Age"],
+        "ingresses" => &["Name", "Class", "Hosts", "Address", "Ports", "Age"],
+        "rolebindings" | "clusterrolebindings" => &["Name", "Role", "Age"],
+        "poddisruptionbudgets" => &[
+            "Name",
+            "Min Available",
+            "Max Unavailable",
+            "Allowed Disruptions",
+            "Age",
+        ],
+        "horizontalpodautoscalers" => {
+            &["Name", "Reference", "MinPods", "MaxPods", "Replicas", "Age"]
+        }
+        "priorityclasses" => &["Name", "Value", "Global-Default", "Age"],
+        "ingressclasses" => &["Name", "Controller", "Age"],
+        "customresourcedefinitions" => &["Name", "Created At"],
+        _ => &[],
+    };
+    if !fixed.is_empty() {
+        return fixed.iter().map(|c| c.to_string()).collect();
+    }
+    let mut cols = vec!["Name".to_string()];
+    if let Some(custom) = custom {
+        cols.extend(custom.iter().map(|(n, _)| n.clone()));
+    }
+    if !cols.iter().any(|c| c.eq_ignore_ascii_case("age")) {
+        cols.push("Age".into());
+    }
+    cols
+}
+
+/// A value at a JSONPath of the simple form `.spec.size`, printed.
+fn json_path(o: &Value, path: &str) -> String {
+    let v = path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|k| !k.is_empty())
+        .fold(o, |v, k| &v[k]);
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn count(o: &Value, keys: &[&str]) -> usize {
+    let mut names: std::collections::BTreeSet<&str> = Default::default();
+    for k in keys {
+        if let Some(m) = o[*k].as_object() {
+            names.extend(m.keys().map(String::as_str));
+        }
+    }
+    names.len()
+}
+
+fn stored_cells(
+    plural: &str,
+    custom: Option<&[(String, String)]>,
+    o: &Value,
+    c: Common,
+) -> Vec<String> {
+    let or = |v: &Value, none: &str| match v {
+        Value::Null => none.to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match plural {
+        "serviceaccounts" => vec![c.name, list(o, &["secrets"]).len().to_string(), c.age],
+        "configmaps" => vec![c.name, count(o, &["data", "binaryData"]).to_string(), c.age],
+        // `stringData` is written into `data` by the API server.
+        "secrets" => vec![
+            c.name,
+            or(&o["type"], "Opaque"),
+            count(o, &["data", "stringData"]).to_string(),
+            c.age,
+        ],
+        "ingresses" => {
+            let hosts: Vec<&str> = list(o, &["spec", "rules"])
+                .iter()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            let ports = if list(o, &["spec", "tls"]).is_empty() {
+                "80"
+            } else {
+                "80, 443"
+            };
+            vec![
+                c.name,
+                or(&o["spec"]["ingressClassName"], "<none>"),
+                if hosts.is_empty() {
+                    "*".into()
+                } else {
+                    hosts.join(",")
+                },
+                // No ingress controller runs in a lab: no address, ever.
+                String::new(),
+                ports.into(),
+                c.age,
+            ]
+        }
+        "rolebindings" | "clusterrolebindings" => vec![
+            c.name,
+            format!(
+                "{}/{}",
+                s(o, &["roleRef", "kind"]),
+                s(o, &["roleRef", "name"])
+            ),
+            c.age,
+        ],
+        "poddisruptionbudgets" => vec![
+            c.name,
+            or(&o["spec"]["minAvailable"], "N/A"),
+            or(&o["spec"]["maxUnavailable"], "N/A"),
+            // No eviction happens in a lab: nothing is counted.
+            or(&o["status"]["disruptionsAllowed"], "0"),
+            c.age,
+        ],
+        "horizontalpodautoscalers" => vec![
+            c.name,
+            format!(
+                "{}/{}",
+                s(o, &["spec", "scaleTargetRef", "kind"]),
+                s(o, &["spec", "scaleTargetRef", "name"])
+            ),
+            or(&o["spec"]["minReplicas"], "1"),
+            or(&o["spec"]["maxReplicas"], "<unset>"),
+            or(&o["status"]["currentReplicas"], "0"),
+            c.age,
+        ],
+        "priorityclasses" => vec![
+            c.name,
+            or(&o["value"], "0"),
+            or(&o["globalDefault"], "false"),
+            c.age,
+        ],
+        "ingressclasses" => vec![c.name, or(&o["spec"]["controller"], "<none>"), c.age],
+        "customresourcedefinitions" => {
+            vec![c.name, s(o, &["metadata", "creationTimestamp"]).to_string()]
+        }
+        _ => {
+            let mut cells = vec![c.name];
+            let custom = custom.unwrap_or(&[]);
+            cells.extend(custom.iter().map(|(_, p)| json_path(o, p)));
+            if !custom.iter().any(|(n, _)| n.eq_ignore_ascii_case("age")) {
+                cells.push(c.age);
+            }
+            cells
+        }
+    }
+}
+
+/// The Table of stored objects of one kind (`plural`), at `now`.
+pub fn stored_table(
+    plural: &str,
+    custom: Option<&[(String, String)]>,
+    objects: &[Value],
+    include: Include,
+    now: SystemTime,
+) -> Value {
+    let defs: Vec<Value> = stored_columns(plural, custom)
+        .iter()
+        .map(|name| {
+            let (format, doc) = match name.as_str() {
+                "Name" => ("name", NAME_DOC),
+                "Age" => ("", AGE_DOC),
+                _ => ("", ""),
+            };
+            json!({"name": name, "type": "string", "format": format, "description": doc, "priority": 0})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let common = Common {
+                name: s(o, &["metadata", "name"]).to_string(),
+                age: age_of(o, now),
+                now,
+            };
+            let cells: Vec<Value> = stored_cells(plural, custom, o, common)
+                .into_iter()
+                .map(Value::String)
+                .collect();
+            let mut row = Map::new();
+            row.insert("cells".into(), Value::Array(cells));
+            match include {
+                Include::None => {}
+                Include::Metadata => {
+                    row.insert(
+                        "object".into(),
+                        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                               "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
+                    );
+                }
+                Include::Object => {
+                    row.insert("object".into(), o.clone());
+                }
+            }
+            Value::Object(row)
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": super::objects::list_version(objects)},
+        "columnDefinitions": defs,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod stored_table_tests {
+    use super::*;
+
+    #[test]
+    fn stored_tables_have_name_and_age() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(3600);
+        let cm = json!({"metadata": {"name": "c", "creationTimestamp": "1970-01-01T00:00:00Z"},
+                        "data": {"a": "1", "b": "2"}});
+        let t = stored_table("configmaps", None, &[cm], Include::Metadata, now);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["Name", "Data", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["c", "2", "60m"]));
+        assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "c");
+        let w = json!({"metadata": {"name": "w", "creationTimestamp": "1970-01-01T00:00:00Z"},
+                       "spec": {"size": 3}});
+        let cols = [("Size".to_string(), ".spec.size".to_string())];
+        let t = stored_table("widgets", Some(&cols), &[w], Include::None, now);
+        assert_eq!(t["rows"][0]["cells"], json!(["w", "3", "60m"]));
+        assert!(t["rows"][0].get("object").is_none());
+    }
+}

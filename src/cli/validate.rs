@@ -28,8 +28,16 @@ pub fn run(args: Args) -> Result<u8> {
             lab::escape(&ig.field)
         );
     }
+    for line in stored_lines(&parsed.stored) {
+        println!("{}", lab::escape(&line));
+    }
+    let stored = if parsed.stored.is_empty() {
+        String::new()
+    } else {
+        format!(", {} stored objects", parsed.stored.len())
+    };
     println!(
-        "{}: lab {} is valid: {} nodes, {} pods, {} services, {} network policies",
+        "{}: lab {} is valid: {} nodes, {} pods, {} services, {} network policies{stored}",
         lab::escape(&parsed.source),
         plan.lab,
         plan.nodes.len(),
@@ -38,4 +46,47 @@ pub fn run(args: Args) -> Result<u8> {
         parsed.policies.len()
     );
     Ok(exit::OK)
+}
+
+/// Names listed per kind before "and N more": a chart's hundred
+/// ConfigMaps would make a line no one reads.
+const NAMES_PER_KIND: usize = 20;
+
+/// What the file holds that has no effect on the network: one line per
+/// kind, with its count and names (`namespace/name`, or the name of a
+/// cluster-scoped object), in the order kinds first appear.
+pub fn stored_lines(stored: &[lab::stored::Stored]) -> Vec<String> {
+    let mut kinds: Vec<(&str, &str, Vec<String>)> = Vec::new();
+    for o in stored {
+        let name = match &o.namespace {
+            Some(ns) => format!("{ns}/{}", o.name),
+            None => o.name.clone(),
+        };
+        match kinds
+            .iter_mut()
+            .find(|(k, a, _)| *k == o.kind && *a == o.api_version)
+        {
+            Some((_, _, names)) => names.push(name),
+            None => kinds.push((&o.kind, &o.api_version, vec![name])),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, api, names)| {
+            let more = names.len().saturating_sub(NAMES_PER_KIND);
+            let mut shown = names[..names.len() - more].join(", ");
+            if more > 0 {
+                shown.push_str(&format!(" and {more} more"));
+            }
+            let what = if kind == "Ingress" || kind == "IngressClass" {
+                " (no ingress controller runs in a lab)"
+            } else {
+                ""
+            };
+            format!(
+                "stored, not served: {} {kind} ({api}){what}: {shown}",
+                names.len()
+            )
+        })
+        .collect()
 }

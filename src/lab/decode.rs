@@ -20,6 +20,7 @@ use super::Diagnostic;
 mod dns;
 mod netpol;
 mod service;
+mod stored;
 
 /// Positions `validate` needs that the lab types do not keep.
 #[derive(Debug, Default)]
@@ -237,6 +238,8 @@ pub(crate) struct Decoder {
     what: String,
     /// What the manifests kept as JSON (`Service::raw`...) may still take.
     json_left: usize,
+    /// An item of a `kind: List` was rejected whole (see `Decoded::lost`).
+    lost_item: bool,
 }
 
 /// The most memory the manifests kept whole as JSON may take together.
@@ -273,6 +276,7 @@ impl Decoder {
             ignored: Vec::new(),
             what: String::new(),
             json_left: MAX_JSON_BYTES,
+            lost_item: false,
         }
     }
 
@@ -295,6 +299,52 @@ impl Decoder {
             message,
             hint,
         });
+    }
+
+    /// Every field of a mapping, unchecked: a stored kind keeps what it
+    /// does not read. `None` (after reporting) when `node` is not a mapping.
+    fn fields_any<'n>(&mut self, node: &'n Node) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                node.pos,
+                "",
+                format!("expected a mapping, found {}", describe(node)),
+                None,
+            );
+            return None;
+        };
+        let entries = entries
+            .iter()
+            .filter_map(|(k, v)| match &k.value {
+                Value::Scalar { text, .. } => Some((text.as_str(), v)),
+                _ => None,
+            })
+            .collect();
+        Some(Fields {
+            pos: node.pos,
+            entries,
+            suggested: Vec::new(),
+        })
+    }
+
+    /// Take `cost` (`json_cost(doc)`) from what the objects kept as JSON
+    /// may still use; `false` after reporting when it is not left.
+    fn take_json(&mut self, doc: &Node, cost: usize) -> bool {
+        if cost > self.json_left {
+            self.err(
+                doc.pos,
+                "",
+                format!(
+                    "too large to keep: as JSON it would take about {}, more than is left of the {} a lab's services, network policies and stored objects may take together",
+                    super::yaml::human_bytes(cost),
+                    super::yaml::human_bytes(MAX_JSON_BYTES)
+                ),
+                Some("remove what podlab ignores from it (`status`, annotations, ignored fields), or split the lab (docs/limits.md)".into()),
+            );
+            return false;
+        }
+        self.json_left -= cost;
+        true
     }
 
     /// The fields of a mapping. Ignored fields are recorded, unknown ones
@@ -622,7 +672,8 @@ pub(crate) struct Decoded {
 }
 
 fn objects(file: &LabFile) -> usize {
-    file.namespaces.len()
+    file.stored.len()
+        + file.namespaces.len()
         + file.pods.len()
         + file.deployments.len()
         + file.services.len()
@@ -690,6 +741,8 @@ pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
         deployments: Vec::new(),
         services: Vec::new(),
         policies: Vec::new(),
+        stored: Vec::new(),
+        custom_kinds: stored::custom_kinds(&docs),
         ignored: Vec::new(),
         warnings: Vec::new(),
     };
@@ -701,6 +754,7 @@ pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
         document(&mut d, &mut file, &mut spans, i, &doc);
         lost |= objects(&file) == before && !(i == 0 && is_lab_document(&doc));
     }
+    lost |= d.lost_item;
     file.ignored = std::mem::take(&mut d.ignored);
     file.ignored.sort_by_key(|i| (i.pos.line, i.pos.col));
     Decoded {
@@ -721,13 +775,61 @@ fn api_version_for(kind: &str) -> &'static str {
 }
 
 fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize, doc: &Node) {
-    let n = index + 1;
+    let label = format!("document {}", index + 1);
+    object(d, file, spans, index, &label, doc, false);
+}
+
+/// A `kind: List` (what `kubectl get -o yaml` writes, and some tools):
+/// each item is decoded as a document of its own.
+fn list_items(
+    d: &mut Decoder,
+    file: &mut LabFile,
+    spans: &mut Spans,
+    index: usize,
+    label: &str,
+    doc: &Node,
+) {
+    let Some(items) = stored::field(doc, "items").filter(|n| n.value != Value::Null) else {
+        return;
+    };
+    for (i, item) in d
+        .list(items, "items", "a list of objects")
+        .iter()
+        .enumerate()
+    {
+        d.what = String::new();
+        let before = objects(file);
+        object(
+            d,
+            file,
+            spans,
+            index,
+            &format!("{label}, items[{i}]"),
+            item,
+            true,
+        );
+        d.lost_item |= objects(file) == before;
+    }
+    d.what = String::new();
+}
+
+/// One object: a document, or an item of a List (`in_list`). `label`
+/// names it in messages (`document 3`, `document 3, items[1]`).
+fn object(
+    d: &mut Decoder,
+    file: &mut LabFile,
+    spans: &mut Spans,
+    index: usize,
+    label: &str,
+    doc: &Node,
+    in_list: bool,
+) {
     let Value::Map(_) = &doc.value else {
         d.err(
             doc.pos,
             "",
             format!(
-                "document {n}: expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
+                "{label}: expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
                 describe(doc)
             ),
             None,
@@ -735,58 +837,95 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
         return;
     };
     // Fields are checked once the kind is known; read these two first.
-    let get = |key: &str| match &doc.value {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| matches!(&k.value, Value::Scalar { text, .. } if text == key))
-            .map(|(_, v)| v),
-        _ => None,
-    };
-    let Some(kind_node) = get("kind").filter(|k| k.value != Value::Null) else {
+    let get = |key: &str| stored::field(doc, key).filter(|v| v.value != Value::Null);
+    let Some(kind_node) = get("kind") else {
         d.err(
             doc.pos,
             "kind",
-            format!("document {n} has no `kind`"),
-            Some(format!("podlab supports {}", KINDS.join(", "))),
+            format!("{label} has no `kind`"),
+            Some(stored::kinds_hint(file, None)),
         );
         return;
     };
     let Some(kind) = d.string(kind_node, "kind") else {
         return;
     };
-    if !KINDS.contains(&kind.as_str()) {
-        let mut hint = format!("podlab supports {}", KINDS.join(", "));
-        if let Some(m) = did_you_mean(&kind, KINDS) {
-            hint = format!("did you mean `{m}`? {hint}");
+    // kubectl takes any `*List` with items as a list (`PodList` from
+    // `kubectl get pods -o yaml` of old clients), not only `List`.
+    let is_list = kind == "List" || (kind.ends_with("List") && get("items").is_some());
+    if is_list {
+        if in_list {
+            d.err(
+                kind_node.pos,
+                "kind",
+                format!("{label}: a List inside a List"),
+                Some("put its items in the outer List's items".into()),
+            );
+        } else {
+            list_items(d, file, spans, index, label, doc);
         }
+        return;
+    }
+    let api_node = get("apiVersion");
+    let api = match api_node {
+        Some(v) => d.string(v, "apiVersion"),
+        None => None,
+    };
+    let resolved = stored::resolve(file, &kind, api.as_deref());
+    let expected: Vec<String> = match &resolved {
+        stored::Resolved::Network => vec![api_version_for(&kind).to_string()],
+        stored::Resolved::Builtin(sk) => sk
+            .versions
+            .iter()
+            .map(|v| {
+                if sk.group.is_empty() {
+                    v.to_string()
+                } else {
+                    format!("{}/{v}", sk.group)
+                }
+            })
+            .collect(),
+        stored::Resolved::Custom(i) => file.custom_kinds[*i].api_versions().collect(),
+        stored::Resolved::WrongVersion(v) => v.clone(),
+        stored::Resolved::Unknown => {
+            d.err(
+                kind_node.pos,
+                "kind",
+                format!("{label}: kind `{kind}` is not supported"),
+                Some(stored::kinds_hint(file, Some(&kind))),
+            );
+            return;
+        }
+    };
+    match (api_node, &api) {
+        (None, _) => d.err(
+            doc.pos,
+            "apiVersion",
+            format!("{label} ({kind}) has no `apiVersion`"),
+            Some(format!("add `apiVersion: {}`", expected[0])),
+        ),
+        (Some(v), Some(a)) if !expected.contains(a) => d.err(
+            v.pos,
+            "apiVersion",
+            format!("{label}: apiVersion `{a}` is not valid for kind {kind}"),
+            Some(format!("use `apiVersion: {}`", expected.join("` or `"))),
+        ),
+        _ => {}
+    }
+    if let Some(shape) = stored::Shape::of(file, &resolved) {
+        if api_node.is_some() && api.as_ref().is_some_and(|a| expected.contains(a)) {
+            stored::object(d, file, doc, &kind, shape);
+        }
+        return;
+    }
+    if in_list && kind == "Lab" {
         d.err(
             kind_node.pos,
             "kind",
-            format!("document {n}: kind `{kind}` is not supported"),
-            Some(hint),
+            format!("{label}: a Lab cannot be an item of a List"),
+            Some("make the Lab the first document of the file".into()),
         );
         return;
-    }
-    let expected = api_version_for(&kind);
-    match get("apiVersion").filter(|v| v.value != Value::Null) {
-        None => d.err(
-            doc.pos,
-            "apiVersion",
-            format!("document {n} ({kind}) has no `apiVersion`"),
-            Some(format!("add `apiVersion: {expected}`")),
-        ),
-        Some(v) => {
-            if let Some(api) = d.string(v, "apiVersion") {
-                if api != expected {
-                    d.err(
-                        v.pos,
-                        "apiVersion",
-                        format!("document {n}: apiVersion `{api}` is not valid for kind {kind}"),
-                        Some(format!("use `apiVersion: {expected}`")),
-                    );
-                }
-            }
-        }
     }
     match kind.as_str() {
         "Lab" => {
@@ -794,7 +933,7 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
                 d.err(
                     kind_node.pos,
                     "kind",
-                    format!("document {n}: the Lab document must be the first in the file"),
+                    format!("{label}: the Lab document must be the first in the file"),
                     Some("move it to the top, before every manifest".into()),
                 );
                 return;
@@ -834,21 +973,9 @@ fn document(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, index: usize
                 .as_ref()
                 .map_or_else(|| "default".to_string(), |(s, _)| s.clone());
             let ns_pos = meta.namespace.as_ref().map(|(_, p)| *p);
-            let cost = json_cost(doc);
-            if cost > d.json_left {
-                d.err(
-                    doc.pos,
-                    "",
-                    format!(
-                        "too large to keep: as JSON it would take about {}, more than is left of the {} a lab's services and network policies may take together",
-                        super::yaml::human_bytes(cost),
-                        super::yaml::human_bytes(MAX_JSON_BYTES)
-                    ),
-                    Some("remove what podlab ignores from it (`status`, annotations, ignored fields), or split the lab (docs/limits.md)".into()),
-                );
+            if !d.take_json(doc, json_cost(doc)) {
                 return;
             }
-            d.json_left -= cost;
             let raw = to_json(doc);
             if kind == "Service" {
                 let (spec, s) = service::spec(d, f.get("spec"), f.pos);

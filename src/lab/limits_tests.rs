@@ -283,7 +283,7 @@ fn the_json_kept_of_services_is_bounded() {
     assert_eq!((e[0].pos.line, e[0].pos.col), (1, 1));
     assert_eq!(
         e[0].message,
-        "service `s`: too large to keep: as JSON it would take about 48.7 MiB, more than is left of the 48.0 MiB a lab's services and network policies may take together"
+        "service `s`: too large to keep: as JSON it would take about 48.7 MiB, more than is left of the 48.0 MiB a lab's services, network policies and stored objects may take together"
     );
     parse("lab.yaml", &service(10)).unwrap_or_else(|e| panic!("{e}"));
 }

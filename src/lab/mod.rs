@@ -11,6 +11,9 @@ mod limits_tests;
 mod netpol_tests;
 #[cfg(test)]
 mod service_tests;
+pub mod stored;
+#[cfg(test)]
+mod stored_tests;
 #[cfg(test)]
 mod tests;
 mod types;

@@ -588,28 +588,19 @@ fn document_not_a_mapping() {
 fn document_without_kind() {
     let (d, h) = one("apiVersion: v1\nmetadata: {name: x}\n");
     assert_eq!(d, at(1, 1, "kind", "document 1 has no `kind`"));
-    assert_eq!(
-        h.as_deref(),
-        Some("podlab supports Lab, Namespace, Pod, Deployment, Service, NetworkPolicy")
-    );
+    assert_eq!(h.as_deref(), Some(KINDS_HINT));
 }
+
+const KINDS_HINT: &str = "podlab supports Lab, Namespace, Pod, Deployment, Service, NetworkPolicy; it stores, for kubectl and without effect on the network, ServiceAccount, ConfigMap, Secret, ResourceQuota, LimitRange, Role, RoleBinding, ClusterRole, ClusterRoleBinding, PodDisruptionBudget, HorizontalPodAutoscaler, PriorityClass, Ingress, IngressClass, CustomResourceDefinition and the kinds of the file's CustomResourceDefinitions";
 
 #[test]
 fn unsupported_kind() {
-    let (d, h) = one("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
+    let (d, h) = one("apiVersion: apps/v1\nkind: Widget\nmetadata: {name: x}\n");
     assert_eq!(
         d,
-        at(
-            2,
-            7,
-            "kind",
-            "document 1: kind `ConfigMap` is not supported"
-        )
+        at(2, 7, "kind", "document 1: kind `Widget` is not supported")
     );
-    assert_eq!(
-        h.as_deref(),
-        Some("podlab supports Lab, Namespace, Pod, Deployment, Service, NetworkPolicy")
-    );
+    assert_eq!(h.as_deref(), Some(KINDS_HINT));
     let (d, h) = one("apiVersion: v1\nkind: pod\nmetadata: {name: x}\n");
     assert_eq!(
         d,

@@ -28,6 +28,11 @@ pub struct LabFile {
     pub deployments: Vec<Deployment>,
     pub services: Vec<Service>,
     pub policies: Vec<NetworkPolicy>,
+    /// Objects kept for the lab's API that shape nothing in the network
+    /// (`lab::stored`), in file order.
+    pub stored: Vec<super::stored::Stored>,
+    /// The kinds the file's CustomResourceDefinitions define.
+    pub custom_kinds: Vec<super::stored::CustomKind>,
     /// Fields Kubernetes has that a lab has no use for: accepted and listed
     /// by `validate`, so that nothing is silently ignored.
     pub ignored: Vec<Ignored>,

@@ -567,6 +567,7 @@ fn check_names(c: &mut Check, file: &LabFile, spans: &Spans) {
                 .collect(),
         ),
     ];
+    check_stored_names(c, file, &declared);
     for (kind, list) in objects {
         let mut seen: BTreeMap<(&str, &str), Pos> = BTreeMap::new();
         for (ns, name, pos, ns_pos) in list {
@@ -593,6 +594,46 @@ fn check_names(c: &mut Check, file: &LabFile, spans: &Spans) {
                     )),
                 );
             }
+        }
+    }
+}
+
+/// Stored objects (`lab::stored`): one name per kind and namespace (per
+/// API group too: a CRD's `Certificate` is not cert-manager's), and a
+/// namespace that exists, as for every other object.
+fn check_stored_names(c: &mut Check, file: &LabFile, declared: &dyn Fn(&str) -> bool) {
+    let mut seen: BTreeMap<(&str, &str, &str, &str), Pos> = BTreeMap::new();
+    for o in &file.stored {
+        let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        let ns = o.namespace.as_deref().unwrap_or("");
+        let key = (group, o.kind.as_str(), ns, o.name.as_str());
+        if let Some(first) = seen.get(&key) {
+            let place = if ns.is_empty() {
+                String::new()
+            } else {
+                format!(" in namespace `{ns}`")
+            };
+            c.err(
+                o.pos,
+                "metadata.name",
+                format!(
+                    "{} `{}`{place} is defined twice (first at line {})",
+                    o.kind, o.name, first.line
+                ),
+                Some(format!("give each {} its own name", o.kind)),
+            );
+        } else {
+            seen.insert(key, o.pos);
+        }
+        if !ns.is_empty() && !declared(ns) {
+            c.err(
+                o.ns_pos.unwrap_or(o.pos),
+                "metadata.namespace",
+                format!("{} `{}`: namespace `{ns}` does not exist", o.kind, o.name),
+                Some(format!(
+                    "add a Namespace document:\n    ---\n    apiVersion: v1\n    kind: Namespace\n    metadata:\n      name: {ns}"
+                )),
+            );
         }
     }
 }
