@@ -210,7 +210,9 @@ pub fn repair_for(plan: &Plan, f: &Finding) -> Repair {
                 None => Repair::Cannot(f.to_string()),
             }
         }
-        Finding::MissingLink { netns, link } | Finding::NotOnBridge { netns, link, .. } => {
+        Finding::MissingLink { netns, link }
+        | Finding::NotOnBridge { netns, link, .. }
+        | Finding::WrongKind { netns, link, .. } => {
             match pod_of_netns(plan, netns).or_else(|| pod_of_veth(plan, netns, link)) {
                 Some(p) => Repair::Recreate(p.key()),
                 None => Repair::Cannot(f.to_string()),

@@ -341,6 +341,11 @@ fn node_view_with_routes(plan: &Plan) -> (String, NetnsView) {
         .collect();
     for l in &mut v.links {
         l.mtu = plan.mtu;
+        l.kind = match l.name.as_str() {
+            "lo" => None,
+            "cni0" => Some("bridge".into()),
+            _ => Some("veth".into()),
+        };
     }
     (ns, v)
 }
@@ -369,6 +374,9 @@ fn each_link_difference_is_one_typed_finding() {
     eth0.up = false;
     // A learner's bridge, and a tunnel module's fallback device (ignored).
     v.links.push(link(90, "br-extra", None, None));
+    // cni0 made anew by hand as a veth: its kind is what is wrong.
+    let cni0 = v.links.iter_mut().find(|l| l.name == "cni0").expect("cni0");
+    cni0.kind = Some("veth".into());
     let mut tunl = link(91, "tunl0", None, None);
     tunl.up = false;
     v.links.push(tunl);
@@ -395,6 +403,12 @@ fn each_link_difference_is_one_typed_finding() {
         Finding::ExtraLink {
             netns: ns.clone(),
             link: "br-extra".into(),
+        },
+        Finding::WrongKind {
+            netns: ns.clone(),
+            link: "cni0".into(),
+            want: "bridge".into(),
+            have: "veth".into(),
         },
         Finding::WrongAddress {
             netns: ns.clone(),

@@ -110,6 +110,14 @@ pub enum Finding {
         #[serde(flatten)]
         object: Object,
     },
+    /// A planned link's name on a link of another kind (a bridge where a
+    /// veth should be).
+    WrongKind {
+        netns: String,
+        link: String,
+        want: String,
+        have: String,
+    },
     /// A link the lab did not make (a bridge, a veth, a tunnel).
     ExtraLink {
         netns: String,
@@ -142,6 +150,7 @@ impl Finding {
             | Finding::ExtraAddress { netns, link, .. }
             | Finding::HairpinOff { netns, link }
             | Finding::ExtraLink { netns, link }
+            | Finding::WrongKind { netns, link, .. }
             | Finding::Qdisc { netns, link, .. } => Some((netns, Some(link))),
             Finding::PodDown { .. } | Finding::DnsUnhealthy { .. } => None,
         }
@@ -240,6 +249,15 @@ impl fmt::Display for Finding {
             Finding::ExtraLink { netns, link } => {
                 write!(f, "{netns}: link {link} is not in the plan")
             }
+            Finding::WrongKind {
+                netns,
+                link,
+                want,
+                have,
+            } => write!(
+                f,
+                "{netns}: link {link} is a {have} link, the plan makes a {want}"
+            ),
         }
     }
 }
@@ -427,6 +445,17 @@ fn compare_links(
             }
             continue;
         };
+        let kind = l.kind.word();
+        if have.kind.as_deref() != kind {
+            let (netns, link) = at(&l.name);
+            findings.push(Finding::WrongKind {
+                netns,
+                link,
+                want: kind.unwrap_or("loopback").into(),
+                have: have.kind.clone().unwrap_or_else(|| "none".into()),
+            });
+            continue;
+        }
         if l.up && !have.up {
             let (netns, link) = at(&l.name);
             findings.push(Finding::LinkDown { netns, link });

@@ -63,6 +63,17 @@ pub enum LinkKind {
     },
 }
 
+impl LinkKind {
+    /// The kind as the kernel names it (`IFLA_INFO_KIND`); `lo` has none.
+    pub fn word(&self) -> Option<&'static str> {
+        match self {
+            LinkKind::Loopback => None,
+            LinkKind::Bridge => Some("bridge"),
+            LinkKind::Veth { .. } => Some("veth"),
+        }
+    }
+}
+
 /// A link that must exist, with its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
