@@ -350,6 +350,15 @@ fn node_view_with_routes(plan: &Plan) -> (String, NetnsView) {
     (ns, v)
 }
 
+/// The bridge port of node-1's first pod.
+fn first_port(plan: &Plan) -> String {
+    plan.pods
+        .iter()
+        .find(|p| p.node == plan.nodes[0].name)
+        .map(|p| p.host_veth.clone())
+        .expect("a pod on node-1")
+}
+
 #[test]
 fn a_node_as_up_makes_it_holds_every_planned_link_address_and_route() {
     let plan = demo();
@@ -361,12 +370,7 @@ fn a_node_as_up_makes_it_holds_every_planned_link_address_and_route() {
 fn each_link_difference_is_one_typed_finding() {
     let plan = demo();
     let (ns, mut v) = node_view_with_routes(&plan);
-    let port = plan
-        .pods
-        .iter()
-        .find(|p| p.node == plan.nodes[0].name)
-        .map(|p| p.host_veth.clone())
-        .expect("a pod on node-1");
+    let port = first_port(&plan);
     let l = v.links.iter_mut().find(|l| l.name == port).expect("port");
     l.master = None;
     l.mtu = 1400;
@@ -431,12 +435,7 @@ fn each_link_difference_is_one_typed_finding() {
 fn a_missing_port_is_reported_on_the_side_whose_namespace_is_there() {
     let plan = demo();
     let (ns, mut v) = node_view_with_routes(&plan);
-    let port = plan
-        .pods
-        .iter()
-        .find(|p| p.node == plan.nodes[0].name)
-        .map(|p| p.host_veth.clone())
-        .expect("a pod on node-1");
+    let port = first_port(&plan);
     v.links.retain(|l| l.name != port);
     let missing = Finding::MissingLink {
         netns: ns.clone(),
