@@ -60,7 +60,7 @@ sudo() { "$@"; }
 podlab() {
   local sub=${1:-}
   case $sub in
-    exec|get|dns|diagnose|trace|delete|scale|graph|capture)
+    exec|get|dns|diagnose|trace|delete|scale|graph|capture|kubectl)
       shift; command podlab "$sub" --lab "$CHECK_DOCS_LAB" "$@" ;;
     apply)
       shift

@@ -15,6 +15,7 @@ pub mod lab;
 pub mod lifecycle;
 pub mod lock;
 pub mod observe;
+pub mod ops;
 pub mod plan;
 pub mod probe;
 pub mod reconcile;

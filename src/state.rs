@@ -293,10 +293,22 @@ pub fn save_source(lab: &str, origin: &str, text: &str) -> io::Result<()> {
     let d = dir(&checked(lab)?);
     write_atomic(&d.join("lab.yaml"), text.as_bytes())?;
     write_atomic(&d.join("lab.origin"), origin.as_bytes())?;
-    match fs::remove_file(d.join("edits.json")) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    // The file is the lab from now on, but pods replaced since keep their
+    // names (generations are the running pods', not the file's).
+    let generations = load_edits(lab).map(|e| e.generations).unwrap_or_default();
+    if generations.is_empty() {
+        return match fs::remove_file(d.join("edits.json")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
     }
+    save_edits(
+        lab,
+        &Edits {
+            generations,
+            ..Edits::default()
+        },
+    )
 }
 
 /// The saved lab file: its origin (for messages) and text.
@@ -320,6 +332,17 @@ pub struct Edits {
     pub deleted_services: std::collections::BTreeSet<String>,
     #[serde(default)]
     pub deleted_policies: std::collections::BTreeSet<String>,
+    /// Objects written through the lab's API (`kubectl apply`, `create`,
+    /// `patch`, `delete`), by `Kind/namespace/name` (`Kind//name` when
+    /// cluster-scoped): the manifest that replaces or adds to the file's,
+    /// or `None` where the file's object was deleted (`lab::parse_with`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub objects: std::collections::BTreeMap<String, Option<serde_json::Value>>,
+    /// `namespace/deployment/index` → how many times that replica's pod was
+    /// deleted and replaced. Kept across `apply FILE`, as running pods are:
+    /// forgetting it would rename every replaced pod back.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub generations: std::collections::BTreeMap<String, u32>,
 }
 
 pub fn load_edits(lab: &str) -> io::Result<Edits> {

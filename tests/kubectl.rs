@@ -489,3 +489,318 @@ fn watch_from_a_list_version(k: &Kubectl, victim: &str) {
     assert_eq!(e["object"]["code"], 410, "{old}");
     assert_eq!(e["object"]["reason"], "Expired", "{old}");
 }
+
+const WRITE_LAB: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: ku-wr}
+spec: {nodes: 2}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers: [{name: c, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: outsider, namespace: dev}
+spec:
+  containers: [{name: c, ports: [{containerPort: 80}]}]
+"#;
+
+/// kubectl's writes change the lab as on a cluster: a deleted Deployment
+/// pod comes back under a new name and address and the endpoints follow;
+/// `scale`; a policy applied blocks and deleted unblocks; labelling a
+/// namespace re-evaluates the policies that select namespaces; patches of
+/// each type; a bad manifest is refused and changes nothing.
+#[test]
+fn real_kubectl_writes_a_lab() {
+    if !root_or_skip("real_kubectl_writes_a_lab") {
+        return;
+    }
+    let bins = kubectls();
+    if bins.is_empty() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "no kubectl on this machine and CI=true: install kubectl (scripts/provision.sh)"
+            );
+        }
+        eprintln!("skipping: no kubectl on this machine");
+        return;
+    }
+    let file = lab_file(WRITE_LAB);
+    let up = Up::new("ku-wr", &file);
+    let config = PathBuf::from("/run/podlab/ku-wr/kubeconfig");
+    for bin in &bins {
+        let home = tempfile::tempdir().expect("tempdir");
+        let k = Kubectl {
+            bin,
+            config: config.clone(),
+            home: home.path(),
+        };
+        eprintln!("== {}", bin.display());
+        replaced_pod(&k);
+        scale(&k);
+        policy_blocks_and_unblocks(&k);
+        namespace_labels_select(&k);
+        patches(&k);
+        bad_manifest(&k);
+    }
+    drop(up);
+}
+
+/// `name ip` of each pod with `app=web`.
+fn web_pods(k: &Kubectl) -> Vec<(String, String)> {
+    let out = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{"\n"}{end}"#,
+    ]);
+    out.lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, ip)| (n.to_string(), ip.to_string()))
+        .collect()
+}
+
+fn curl(k: &Kubectl, pod: &str, ns: &str, ip: &str) -> bool {
+    let url = format!("http://{ip}:80/");
+    k.run(&["exec", "-n", ns, pod, "--", "curl", "-s", "-m", "2", &url])
+        .status
+        .success()
+}
+
+fn replaced_pod(k: &Kubectl) {
+    let before = web_pods(k);
+    assert_eq!(before.len(), 3, "{before:?}");
+    let (victim, victim_ip) = before[0].clone();
+    let t = std::time::Instant::now();
+    let out = k.ok(&["delete", "pod", &victim]);
+    assert!(out.contains(&format!("pod \"{victim}\" deleted")), "{out}");
+    let after = web_pods(k);
+    eprintln!("replaced in {} ms: {after:?}", t.elapsed().as_millis());
+    assert_eq!(after.len(), 3, "the Deployment keeps 3 pods: {after:?}");
+    let new: Vec<&(String, String)> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(new.len(), 1, "one new pod: {before:?} -> {after:?}");
+    assert!(
+        new[0].0 != victim && new[0].1 != victim_ip,
+        "new name and address: {new:?}"
+    );
+    let ready = k.ok(&[
+        "get",
+        "pod",
+        &new[0].0,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].ready}",
+    ]);
+    assert_eq!(ready, "true");
+    let eps = k.ok(&[
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].ip}",
+    ]);
+    assert!(eps.contains(&new[0].1), "endpoints follow: {eps}");
+    assert!(
+        !eps.split_whitespace().any(|ip| ip == victim_ip),
+        "the old address left: {eps}"
+    );
+    assert!(
+        curl(k, "client", "default", &new[0].1),
+        "the new pod answers"
+    );
+}
+
+fn scale(k: &Kubectl) {
+    let out = k.ok(&["scale", "deployment", "web", "--replicas=4"]);
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    assert_eq!(web_pods(k).len(), 4);
+    let table = k.ok(&["get", "deploy", "web"]);
+    assert_eq!(
+        header(&table),
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    );
+    assert_eq!(row(&table, "web")[1], "4/4", "{table}");
+    let scale = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--subresource=scale",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(scale, "4");
+    k.ok(&["scale", "deploy/web", "--replicas=3"]);
+    assert_eq!(web_pods(k).len(), 3);
+}
+
+const DENY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+";
+
+fn apply_text(k: &Kubectl, text: &str) -> Output {
+    use std::io::Write;
+    let mut child = k
+        .cmd(&["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write manifest");
+    child.wait_with_output().expect("kubectl apply")
+}
+
+fn policy_blocks_and_unblocks(k: &Kubectl) {
+    let ip = web_pods(k)[0].1.clone();
+    assert!(curl(k, "client", "default", &ip), "open before the policy");
+    let o = apply_text(k, DENY);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("networkpolicy.networking.k8s.io/deny-web created"),
+        "{}",
+        text(&o)
+    );
+    assert!(!curl(k, "client", "default", &ip), "the policy blocks");
+    let o = apply_text(k, DENY);
+    assert!(stdout(&o).contains("deny-web unchanged"), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Warning"),
+        "{}",
+        text(&o)
+    );
+    let table = k.ok(&["get", "netpol"]);
+    assert_eq!(row(&table, "deny-web")[1], "app=web", "{table}");
+    k.ok(&["delete", "networkpolicy", "deny-web"]);
+    assert!(curl(k, "client", "default", &ip), "open again once deleted");
+}
+
+const FROM_TEAM: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-team-a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: a}}
+";
+
+fn namespace_labels_select(k: &Kubectl) {
+    let ip = web_pods(k)[0].1.clone();
+    let o = apply_text(k, FROM_TEAM);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!curl(k, "outsider", "dev", &ip), "dev is not team a yet");
+    k.ok(&["label", "namespace", "dev", "team=a"]);
+    let labels = k.ok(&["get", "ns", "dev", "-o", "jsonpath={.metadata.labels.team}"]);
+    assert_eq!(labels, "a");
+    assert!(curl(k, "outsider", "dev", &ip), "labelled, dev is let in");
+    k.ok(&["label", "namespace", "dev", "team-"]);
+    assert!(
+        !curl(k, "outsider", "dev", &ip),
+        "unlabelled, shut out again"
+    );
+    k.ok(&["delete", "netpol", "from-team-a"]);
+}
+
+fn patches(k: &Kubectl) {
+    let o = apply_text(k, DENY);
+    assert!(o.status.success(), "{}", text(&o));
+    k.ok(&[
+        "patch",
+        "netpol",
+        "deny-web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"podSelector":{"matchLabels":{"app":"nothing"}}}}"#,
+    ]);
+    let sel = k.ok(&[
+        "get",
+        "netpol",
+        "deny-web",
+        "-o",
+        "jsonpath={.spec.podSelector.matchLabels.app}",
+    ]);
+    assert_eq!(sel, "nothing");
+    k.ok(&[
+        "patch",
+        "netpol",
+        "deny-web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/podSelector/matchLabels/app","value":"web"}]"#,
+    ]);
+    let sel = k.ok(&[
+        "get",
+        "netpol",
+        "deny-web",
+        "-o",
+        "jsonpath={.spec.podSelector.matchLabels.app}",
+    ]);
+    assert_eq!(sel, "web");
+    k.ok(&["annotate", "netpol", "deny-web", "course=week-3"]);
+    let a = k.ok(&[
+        "get",
+        "netpol",
+        "deny-web",
+        "-o",
+        "jsonpath={.metadata.annotations.course}",
+    ]);
+    assert_eq!(a, "week-3");
+    k.ok(&["delete", "netpol", "deny-web"]);
+    let o = k.run(&["get", "netpol", "deny-web"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+fn bad_manifest(k: &Kubectl) {
+    let before = k.ok(&["get", "netpol", "-o", "name"]);
+    let o = apply_text(
+        k,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo}\nspec: {podSelectr: {}}\n",
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("podSelectr"),
+        "the field is named: {}",
+        text(&o)
+    );
+    assert_eq!(
+        k.ok(&["get", "netpol", "-o", "name"]),
+        before,
+        "nothing changed"
+    );
+}

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use super::objects::{groups, Resource, RESOURCES, VERSION};
 use super::stored::Res;
 
-pub const VERBS: &[&str] = &["get", "list", "watch"];
+pub const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// The aggregated form the client accepts, if any: `v2` or `v2beta1`.
 pub fn aggregated_version(accept: &str) -> Option<&'static str> {
@@ -47,9 +49,13 @@ fn discovery_resource(r: &Resource) -> Value {
             .subresources
             .iter()
             .map(|(sub, kind)| {
+                let (group, verbs) = match *sub {
+                    "scale" => ("autoscaling", json!(["get", "patch", "update"])),
+                    _ => ("", json!(["create", "get"])),
+                };
                 json!({"subresource": sub,
-                       "responseKind": {"group": "", "version": "v1", "kind": kind},
-                       "verbs": ["create", "get"]})
+                       "responseKind": {"group": group, "version": "v1", "kind": kind},
+                       "verbs": verbs})
             })
             .collect();
         v["subresources"] = Value::Array(subs);
@@ -116,8 +122,17 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         resources.push(v);
         for (sub, kind) in r.subresources {
-            resources.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "",
-                                  "namespaced": r.namespaced, "kind": kind, "verbs": ["create", "get"]}));
+            let (group, verbs) = match *sub {
+                "scale" => ("autoscaling", json!(["get", "patch", "update"])),
+                _ => ("", json!(["create", "get"])),
+            };
+            let mut v = json!({"name": format!("{}/{sub}", r.plural), "singularName": "",
+                               "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
+            if !group.is_empty() {
+                v["group"] = json!(group);
+                v["version"] = json!("v1");
+            }
+            resources.push(v);
         }
     }
     if resources.is_empty() {

@@ -396,8 +396,22 @@ async fn route(api: &Arc<Api>, req: Request<Incoming>) -> Response<Body> {
             return super::logs::serve(api.clone(), ns, name, &query);
         }
     }
+    if let Target::Object {
+        resource,
+        namespace: Some(ns),
+        name,
+        sub: Some("scale"),
+    } = target
+    {
+        if resource.plural == "deployments" && *req.method() == Method::GET {
+            return super::write::get_scale(api, ns, name);
+        }
+    }
     if req.method() != Method::GET {
-        return read_only(req.method());
+        return super::write::route(api, req, &path).await;
+    }
+    if let Some(doc) = super::openapi::document(&path) {
+        return json_ok(&doc);
     }
     if query.flag("watch") {
         return match target {
@@ -490,17 +504,6 @@ fn watch(
     }
 }
 
-fn read_only(method: &Method) -> Response<Body> {
-    status_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        &format!(
-            "{method}: podlab's API is read-only for now; change the lab with `podlab apply`, `podlab scale` or `podlab delete`"
-        ),
-        None,
-    )
-}
-
 /// The objects of one resource in the lab, by the plan on disk and the
 /// daemon's table now.
 /// Errors are the message of a 500 InternalError.
@@ -509,7 +512,7 @@ fn objects_now(api: &Api, r: &Resource) -> Result<Vec<Value>, String> {
 }
 
 /// The one object `ns/name` of `r`, built alone where it can be (a pod).
-fn object_now(
+pub(super) fn object_now(
     api: &Api,
     r: &Resource,
     ns: Option<&str>,
@@ -518,9 +521,21 @@ fn object_now(
     with_view(api, r, |view| view.object(r, ns, name))
 }
 
-fn with_view<T>(api: &Api, r: &Resource, f: impl FnOnce(&View) -> T) -> Result<T, String> {
+pub(super) fn with_view<T>(
+    api: &Api,
+    r: &Resource,
+    f: impl FnOnce(&View) -> T,
+) -> Result<T, String> {
     let plan = api.plan()?;
-    let status = if ["pods", "endpoints", "endpointslices", "events"].contains(&r.plural) {
+    let status = if [
+        "pods",
+        "endpoints",
+        "endpointslices",
+        "events",
+        "deployments",
+    ]
+    .contains(&r.plural)
+    {
         Some((api.status)())
     } else {
         None
@@ -720,7 +735,7 @@ fn json_ok(v: &Value) -> Response<Body> {
     respond(StatusCode::OK, v, "application/json")
 }
 
-fn respond(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
+pub(super) fn respond(code: StatusCode, v: &Value, content_type: &str) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
     *r.status_mut() = code;

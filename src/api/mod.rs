@@ -17,12 +17,14 @@ pub(crate) mod exec;
 mod http;
 pub mod logs;
 pub mod objects;
+mod openapi;
 pub mod select;
 mod store;
 pub mod stored;
 pub mod tables;
 pub mod tls;
 mod watches;
+mod write;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;

@@ -65,6 +65,18 @@ pub const PODS: Resource = Resource {
     subresources: &[("exec", "PodExecOptions"), ("log", "Pod")],
 };
 
+pub const DEPLOYMENTS: Resource = Resource {
+    plural: "deployments",
+    singular: "deployment",
+    kind: "Deployment",
+    group: "apps",
+    version: "v1",
+    namespaced: true,
+    short_names: &["deploy"],
+    categories: &["all"],
+    subresources: &[("scale", "Scale")],
+};
+
 pub const RESOURCES: &[Resource] = &[
     PODS,
     Resource {
@@ -133,6 +145,7 @@ pub const RESOURCES: &[Resource] = &[
         categories: &[],
         subresources: &[],
     },
+    DEPLOYMENTS,
     Resource {
         plural: "events",
         singular: "event",
@@ -279,6 +292,12 @@ impl View<'_> {
                 .policies
                 .iter()
                 .map(|p| self.network_policy(p))
+                .collect(),
+            "deployments" => self
+                .plan
+                .deployments
+                .iter()
+                .map(|d| self.deployment(d))
                 .collect(),
             "events" => {
                 let events = super::events::from_pods(&self.objects(&PODS));
@@ -483,7 +502,10 @@ impl View<'_> {
 
     /// A NetworkPolicy: its manifest's spec, as the plan kept it.
     pub fn network_policy(&self, p: &crate::plan::netpol::PolicyPlan) -> Value {
-        let meta = self.metadata("NetworkPolicy", Some(&p.namespace), &p.name);
+        let mut meta = self.metadata("NetworkPolicy", Some(&p.namespace), &p.name);
+        if let Some(user) = p.meta.as_object() {
+            meta.extend(user.clone());
+        }
         let spec = p.spec.as_object().cloned().unwrap_or_default();
         finish(
             "networking.k8s.io/v1",
@@ -493,12 +515,100 @@ impl View<'_> {
         )
     }
 
+    /// A Deployment, its status counted from its pods in the plan and
+    /// their readiness in the daemon's table.
+    pub fn deployment(&self, d: &crate::plan::DeploymentPlan) -> Value {
+        let mut meta = self.metadata("Deployment", Some(&d.namespace), &d.name);
+        labels_into(&mut meta, &d.labels);
+        meta.insert("generation".into(), json!(1));
+        let pods: Vec<&PodPlan> = self
+            .plan
+            .pods
+            .iter()
+            .filter(|p| p.namespace == d.namespace && p.owner.as_deref() == Some(&d.name))
+            .collect();
+        let ready = pods
+            .iter()
+            .filter(|p| self.endpoint_ready(&p.namespace, &p.name))
+            .count();
+        let containers: Vec<Value> = d
+            .containers
+            .iter()
+            .map(|(name, image)| match image {
+                Some(i) => json!({"name": name, "image": i}),
+                None => json!({"name": name}),
+            })
+            .collect();
+        let spec = obj(json!({
+            "replicas": d.replicas,
+            "selector": {"matchLabels": d.selector},
+            "template": {"metadata": {"labels": d.template_labels}, "spec": {"containers": containers}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+        }));
+        let mut status = obj(json!({"observedGeneration": 1}));
+        if !pods.is_empty() {
+            status.insert("replicas".into(), json!(pods.len()));
+            status.insert("updatedReplicas".into(), json!(pods.len()));
+        }
+        if ready > 0 {
+            status.insert("readyReplicas".into(), json!(ready));
+            status.insert("availableReplicas".into(), json!(ready));
+        }
+        let unavailable = (d.replicas as usize).saturating_sub(ready);
+        if unavailable > 0 {
+            status.insert("unavailableReplicas".into(), json!(unavailable));
+        }
+        let available = if ready >= d.replicas as usize {
+            "True"
+        } else {
+            "False"
+        };
+        status.insert(
+            "conditions".into(),
+            json!([{"type": "Available", "status": available,
+                    "reason": if available == "True" { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                    "message": if available == "True" { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }},
+                   {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                    "message": "ReplicaSet has successfully progressed."}]),
+        );
+        finish(
+            "apps/v1",
+            "Deployment",
+            meta,
+            vec![("spec", spec), ("status", status)],
+        )
+    }
+
+    /// A Deployment's `scale` subresource (autoscaling/v1 Scale).
+    pub fn scale(&self, d: &crate::plan::DeploymentPlan) -> Value {
+        let full = self.deployment(d);
+        let pods = full["status"]["replicas"].as_u64().unwrap_or(0);
+        let selector = d
+            .selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": full["metadata"],
+            "spec": {"replicas": d.replicas},
+            "status": {"replicas": pods, "selector": selector},
+        })
+    }
+
     pub fn namespace(&self, name: &str) -> Value {
         let mut meta = self.metadata("Namespace", None, name);
-        labels_into(
-            &mut meta,
-            &BTreeMap::from([("kubernetes.io/metadata.name".to_string(), name.to_string())]),
-        );
+        let mut labels = self
+            .plan
+            .namespace_labels
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        labels.insert("kubernetes.io/metadata.name".into(), name.into());
+        labels_into(&mut meta, &labels);
         let spec = obj(json!({"finalizers": ["kubernetes"]}));
         let status = obj(json!({"phase": "Active"}));
         finish(

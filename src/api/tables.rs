@@ -110,6 +110,20 @@ const PRINTERS: &[(&str, &[Column], Cells)] = &[
         policy_cells,
     ),
     (
+        "deployments",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Ready", "string", 0, "Number of the pod with ready state"),
+            ("Up-to-date", "string", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+            ("Available", "string", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            ("Age", "string", 0, AGE_DOC),
+            ("Containers", "string", 1, "Names of each container in the template."),
+            ("Images", "string", 1, "Images referenced by each container in the template."),
+            ("Selector", "string", 1, "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment."),
+        ],
+        deployment_cells,
+    ),
+    (
         "events",
         &[
             ("Last Seen", "string", 0, "Time of the last occurrence of the event."),
@@ -211,6 +225,32 @@ fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
         None => vec![common.name, common.age],
     };
     cells.into_iter().map(Value::String).collect()
+}
+
+fn deployment_cells(o: &Value, c: Common) -> Vec<String> {
+    let n = |k: &str| at(o, &["status", k]).as_u64().unwrap_or(0);
+    let containers = list(o, &["spec", "template", "spec", "containers"]);
+    let join = |k: &str| {
+        containers
+            .iter()
+            .map(|x| x[k].as_str().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        c.name,
+        format!(
+            "{}/{}",
+            n("readyReplicas"),
+            at(o, &["spec", "replicas"]).as_u64().unwrap_or(0)
+        ),
+        n("updatedReplicas").to_string(),
+        n("availableReplicas").to_string(),
+        c.age,
+        join("name"),
+        or_none(&join("image")),
+        label_selector(at(o, &["spec", "selector"])),
+    ]
 }
 
 fn policy_cells(o: &Value, c: Common) -> Vec<String> {

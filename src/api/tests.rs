@@ -261,7 +261,14 @@ fn discovery_lists_short_names_and_kinds() {
         .unwrap()
         .iter()
         .any(|r| r["name"] == "pods/exec"));
-    assert!(discovery::resource_list("apps", "v1").is_none());
+    let apps = discovery::resource_list("apps", "v1").unwrap();
+    let names: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.contains(&"deployments") && names.contains(&"deployments/scale"));
 }
 
 #[test]
@@ -291,7 +298,10 @@ fn paths_route_to_resources() {
         parse_path("/api/v1/widgets"),
         Target::Unknown { plural: "widgets" }
     );
-    assert_eq!(parse_path("/apis/apps/v1/deployments"), Target::NotFound);
+    assert!(
+        matches!(parse_path("/apis/apps/v1/namespaces/default/deployments/web/scale"),
+        Target::Object { resource, name: "web", sub: Some("scale"), .. } if resource.plural == "deployments")
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{exit, load_plan, require_root, CliError, Result};
 use crate::lab::{self, LabFile};
-use crate::{plan, reconcile, state};
+use crate::{ops, reconcile, state};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,19 +66,11 @@ pub fn run(args: Args) -> Result<u8> {
 pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -> Result<u8> {
     let t = std::time::Instant::now();
     let current = load_plan(lab)?;
-    let desired = plan::build_with(file, Some(&current))?;
+    let desired = ops::plan(lab, file)?;
     tracing::debug!(
         elapsed_ms = t.elapsed().as_millis() as u64,
         "apply: planned"
     );
-    if let Some(what) = reconcile::incompatible(&current, &desired) {
-        return Err(CliError::new(format!(
-            "lab {lab}: {what} cannot change while the lab runs"
-        ))
-        .hint(format!(
-            "bring it down and up again: sudo podlab down {lab} && sudo podlab up FILE"
-        )));
-    }
     if dry_run {
         let d = reconcile::diff(&current, &desired);
         if json {
@@ -99,13 +91,18 @@ pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -
     }
     let report =
         reconcile::apply(lab, &desired).map_err(|e| CliError::new(super::error_chain(&e)))?;
+    Ok(print_report(lab, &report, json))
+}
+
+/// Say what an apply did; the exit code says whether all of it worked.
+pub(super) fn print_report(lab: &str, report: &reconcile::Report, json: bool) -> u8 {
     if json {
         super::outln!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(report).unwrap_or_default()
         );
     } else {
-        let text = reconcile::describe(&report);
+        let text = reconcile::describe(report);
         if report.changed_nothing() && report.failed.is_empty() {
             super::outln!("lab {lab} unchanged: it matches the file");
         } else {
@@ -113,44 +110,15 @@ pub(super) fn apply_file(lab: &str, file: &LabFile, dry_run: bool, json: bool) -
         }
         super::errln!("applied in {} ms", report.elapsed_ms);
     }
-    Ok(if report.failed.is_empty() {
+    if report.failed.is_empty() {
         exit::OK
     } else {
         exit::CHECK_FAILED
-    })
+    }
 }
 
 /// The running lab's file as last applied, with the `scale` and `delete`
 /// edits made since.
 pub(super) fn running_file(lab: &str) -> Result<(LabFile, state::Edits)> {
-    let (origin, text) = state::load_source(lab).map_err(|e| {
-        CliError::new(format!("lab {lab} has no saved lab file: {e}"))
-            .hint("apply its file once: sudo podlab apply FILE")
-    })?;
-    let mut file = lab::parse(&origin, &text)?;
-    // The lab's own name, which `exercise start --as` may have changed.
-    file.lab.name = lab.to_string();
-    let edits = state::load_edits(lab)
-        .map_err(|e| CliError::new(format!("cannot read the edits of lab {lab}: {e}")))?;
-    edit(&mut file, &edits);
-    Ok((file, edits))
-}
-
-/// Apply `scale`/`delete` edits to a decoded lab file.
-pub(super) fn edit(file: &mut LabFile, edits: &state::Edits) {
-    for d in &mut file.deployments {
-        if let Some(n) = edits.replicas.get(&format!("{}/{}", d.namespace, d.name)) {
-            d.replicas = *n;
-        }
-    }
-    file.services.retain(|s| {
-        !edits
-            .deleted_services
-            .contains(&format!("{}/{}", s.namespace, s.name))
-    });
-    file.policies.retain(|p| {
-        !edits
-            .deleted_policies
-            .contains(&format!("{}/{}", p.namespace, p.name))
-    });
+    Ok(ops::running_file(lab)?)
 }

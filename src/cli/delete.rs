@@ -5,12 +5,8 @@
 //! goes through `apply` (its rules, DNS records and counters follow), and
 //! stays gone until the lab file is applied again, as with kubectl.
 
-use std::collections::HashSet;
-use std::time::Duration;
-
 use super::{exit, load_plan, pick_lab, require_root, CliError, Result};
-use crate::kernel::{services, teardown};
-use crate::{runtime, state};
+use crate::state;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Kind {
@@ -44,49 +40,17 @@ pub fn run(args: Args) -> Result<u8> {
         Kind::Pod => {}
         Kind::Service | Kind::NetworkPolicy => return delete_object(&lab, &args),
     }
-    let mut plan = load_plan(&lab)?;
-    let Some(i) = plan
-        .pods
-        .iter()
-        .position(|p| p.namespace == args.namespace && p.name == args.name)
-    else {
-        let names: Vec<&str> = plan
-            .pods
-            .iter()
-            .filter(|p| p.namespace == args.namespace)
-            .map(|p| p.name.as_str())
-            .collect();
-        let e = CliError::new(format!(
-            "pod {} not found in namespace {}",
-            args.name, args.namespace
-        ));
-        return Err(match crate::lab::did_you_mean(&args.name, &names) {
-            Some(m) => e.hint(format!("did you mean {m}?")),
-            None => e.hint("`podlab get pods -A` lists the pods"),
-        });
-    };
-    let pod = plan.pods.remove(i);
-    for svc in &mut plan.services {
-        svc.endpoints
-            .retain(|e| !(e.namespace == pod.namespace && e.pod == pod.name));
+    // A Deployment's pod is replaced by a new one (new name, new address),
+    // as its ReplicaSet would; any other pod goes for good.
+    if let Some(r) = crate::ops::replace_pod(&lab, &args.namespace, &args.name)? {
+        super::outln!("pod \"{}\" deleted", args.name);
+        if let Some((name, ip)) = &r.by {
+            super::errln!("its deployment replaced it with pod {name} ({ip})");
+        }
+        return Ok(super::apply::print_report(&lab, &r.report, false));
     }
-    let json = serde_json::to_vec_pretty(&plan).map_err(|e| CliError::new(e.to_string()))?;
-    state::write_atomic(&state::plan_path(&lab), &json)
-        .map_err(|e| CliError::new(format!("cannot save the state of lab {lab}: {e}")))?;
-
-    // The daemon stops serving the pod and resyncs every node's rules with
-    // what it knows of readiness; without a daemon, every pod left counts
-    // as ready.
-    let dir = state::dir(&lab);
-    if runtime::forget(&dir, &pod.namespace, &pod.name, Duration::from_secs(5)).is_err() {
-        services::sync(&plan, &HashSet::new(), &[])?;
-    }
-    services::flush_udp(&plan, &[pod.ip]);
-    let errors = teardown::remove_namespaces(std::slice::from_ref(&pod.netns));
-    if let Some(e) = errors.first() {
-        return Err(CliError::new(super::error_chain(e)));
-    }
-    super::outln!("pod \"{}\" deleted", pod.name);
+    crate::ops::delete_lone_pod(&lab, &args.namespace, &args.name)?;
+    super::outln!("pod \"{}\" deleted", args.name);
     Ok(exit::OK)
 }
 
@@ -147,7 +111,7 @@ fn delete_object(lab: &str, args: &Args) -> Result<u8> {
         });
     }
     set.insert(key);
-    super::apply::edit(&mut file, &edits);
+    crate::ops::edit(&mut file, &edits);
     let code = super::apply::apply_file(lab, &file, false, false)?;
     // `apply` has said what it deleted (and anything it repaired).
     state::save_edits(lab, &edits)

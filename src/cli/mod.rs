@@ -1,6 +1,7 @@
 //! Command-line edge: argument parsing, dispatch, and how errors are shown.
 //! One file per command; each only parses, calls, and prints.
 
+mod api_write;
 mod apply;
 mod capture;
 mod completion;
@@ -115,6 +116,9 @@ enum Command {
     Completion(completion::Args),
     /// Print podlab's man page (roff), or write one page per command.
     Man(completion::ManArgs),
+    /// One write of a lab's Kubernetes API, run by its daemon.
+    #[command(hide = true)]
+    ApiWrite(api_write::Args),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,6 +183,33 @@ impl From<crate::lab::LabError> for CliError {
     }
 }
 
+impl From<crate::ops::Error> for CliError {
+    fn from(e: crate::ops::Error) -> Self {
+        use crate::ops::Error as E;
+        match &e {
+            E::NoSource { .. } => {
+                CliError::new(error_chain(&e)).hint("apply its file once: sudo podlab apply FILE")
+            }
+            E::Lab(l) => CliError::new(l.to_string()),
+            E::Incompatible { lab, .. } => CliError::new(e.to_string()).hint(format!(
+                "bring it down and up again: sudo podlab down {lab} && sudo podlab up FILE"
+            )),
+            E::NotFound {
+                kind, name, known, ..
+            } => {
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                let c = CliError::new(e.to_string());
+                match (crate::lab::did_you_mean(name, &known), kind.as_str()) {
+                    (Some(m), _) => c.hint(format!("did you mean {m}?")),
+                    (None, "pod") => c.hint("`podlab get pods -A` lists the pods"),
+                    (None, _) => c.hint("`podlab kubectl get all -A` lists the lab's objects"),
+                }
+            }
+            _ => CliError::new(error_chain(&e)),
+        }
+    }
+}
+
 impl From<crate::kernel::Error> for CliError {
     fn from(e: crate::kernel::Error) -> Self {
         CliError::new(error_chain(&e))
@@ -212,6 +243,7 @@ pub fn main() -> ExitCode {
         | Command::Apply(_)
         | Command::Scale(_)
         | Command::Delete(_)
+        | Command::ApiWrite(_)
         | Command::Capture(_) => {}
         // Every other command only prints after its work is done: a reader
         // that stops early (`| head`) ends it as it ends coreutils.
@@ -242,6 +274,7 @@ pub fn main() -> ExitCode {
         Command::Kubeconfig(a) => kubeconfig::run(a),
         Command::Logs(a) => logs::run(a),
         Command::Kubectl(a) => kubectl::run(a),
+        Command::ApiWrite(a) => api_write::run(a),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => completion::man(a),
     });

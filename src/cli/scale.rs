@@ -1,9 +1,7 @@
 //! `podlab scale deployment NAME --replicas N`: the small form of `apply`
 //! for one Deployment, as `kubectl scale`.
 
-use super::apply::{apply_file, edit, running_file};
-use super::{pick_lab, require_root, CliError, Result};
-use crate::state;
+use super::{pick_lab, require_root, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Kind {
@@ -33,33 +31,8 @@ pub fn run(args: Args) -> Result<u8> {
     let lab = pick_lab(args.lab.as_deref())?;
     let _lock = super::lock_lab(&lab, "scale")?;
     let Kind::Deployment = args.kind;
-    let (mut file, mut edits) = running_file(&lab)?;
-    let key = format!("{}/{}", args.namespace, args.name);
-    if !file
-        .deployments
-        .iter()
-        .any(|d| d.namespace == args.namespace && d.name == args.name)
-    {
-        let names: Vec<&str> = file
-            .deployments
-            .iter()
-            .filter(|d| d.namespace == args.namespace)
-            .map(|d| d.name.as_str())
-            .collect();
-        let e = CliError::new(format!(
-            "deployment {} not found in namespace {}",
-            args.name, args.namespace
-        ));
-        return Err(match crate::lab::did_you_mean(&args.name, &names) {
-            Some(m) => e.hint(format!("did you mean {m}?")),
-            None => e.hint("the lab's deployments are in its lab file"),
-        });
-    }
-    edits.replicas.insert(key, args.replicas);
-    edit(&mut file, &edits);
-    let code = apply_file(&lab, &file, false, false)?;
-    state::save_edits(&lab, &edits)
-        .map_err(|e| CliError::new(format!("cannot save the edits of lab {lab}: {e}")))?;
+    let report = crate::ops::scale(&lab, &args.namespace, &args.name, args.replicas)?;
+    let code = super::apply::print_report(&lab, &report, false);
     super::outln!("deployment.apps/{} scaled to {}", args.name, args.replicas);
     Ok(code)
 }

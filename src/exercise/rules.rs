@@ -197,6 +197,8 @@ pub fn classify(m: &clap::ArgMatches, args: Vec<String>) -> Option<(Use, Option<
                 .map(|f| f.lab.name);
             ("apply".into(), Some("apply"), lab(sm).or(from_file), false)
         }
+        // kubectl's writes through the lab's API change the lab as apply does.
+        "api-write" => ("kubectl write".into(), Some("apply"), lab(sm), false),
         "fault" => {
             let (sub, ssm) = sm.subcommand()?;
             let tool = match sub {

@@ -1005,6 +1005,15 @@ fn object(
 }
 
 /// The YAML tree as JSON, with plain scalars typed as YAML would type them.
+/// Whether objects of `kind` live outside namespaces (a CRD's own objects
+/// count as namespaced: their scope is in a spec not seen here).
+pub fn cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Lab" | "Namespace" | "Node" | "CustomResourceDefinition"
+    ) || super::stored::stored_kind(kind).is_some_and(|k| !k.namespaced)
+}
+
 pub fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value as J;
     match &node.value {
@@ -1874,6 +1883,7 @@ fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node
             selector,
             template_labels,
             template,
+            replaced: BTreeMap::new(),
         });
         spans.deployments.push(s);
     }

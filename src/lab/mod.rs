@@ -25,6 +25,7 @@ pub use types::*;
 pub use validate::{did_you_mean, is_dns1123_label, is_dns1123_subdomain, is_iana_svc_name};
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
@@ -45,6 +46,43 @@ pub const DEMO_SOURCE: &str = "built-in demo lab";
 ///
 /// Every problem is reported, sorted by position, not just the first.
 pub fn parse(source: &str, text: &str) -> Result<LabFile, LabError> {
+    parse_with(source, text, &BTreeMap::new())
+}
+
+/// The identity of a manifest in [`parse_with`]'s overrides:
+/// `Kind/namespace/name`, the namespace empty for a cluster-scoped kind
+/// and `default` when a namespaced one names none.
+pub fn object_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    let ns = match (namespace, decode::cluster_scoped(kind)) {
+        (_, true) => "",
+        (Some(ns), false) if !ns.is_empty() => ns,
+        _ => "default",
+    };
+    format!("{kind}/{ns}/{name}")
+}
+
+/// The key of a decoded document, if it has a kind and a name.
+fn doc_key(doc: &yaml::Node) -> Option<String> {
+    let v = decode::to_json(doc);
+    let kind = v.get("kind")?.as_str()?;
+    let meta = v.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    Some(object_key(
+        kind,
+        meta.get("namespace").and_then(|n| n.as_str()),
+        name,
+    ))
+}
+
+/// [`parse`], with the lab's API writes laid over the file: a document
+/// whose key is in `overrides` is left out, and every `Some` manifest is
+/// added after the file's, so that kubectl's writes change the lab as
+/// they would a cluster and are checked as strictly as the file is.
+pub fn parse_with(
+    source: &str,
+    text: &str,
+    overrides: &BTreeMap<String, Option<serde_json::Value>>,
+) -> Result<LabFile, LabError> {
     let docs = match yaml::parse_documents(text) {
         Ok(docs) if docs.is_empty() => {
             return Err(no_documents(
@@ -54,19 +92,12 @@ pub fn parse(source: &str, text: &str) -> Result<LabFile, LabError> {
             ))
         }
         Ok(docs) => docs,
-        Err(errors) => {
-            let diagnostics = errors
-                .into_iter()
-                .map(|e| Diagnostic {
-                    source: source.to_string(),
-                    pos: e.pos,
-                    field: e.field,
-                    message: e.message,
-                    hint: e.hint,
-                })
-                .collect();
-            return Err(sorted(diagnostics));
-        }
+        Err(errors) => return Err(yaml_errors(source, errors)),
+    };
+    let docs = if overrides.is_empty() {
+        docs
+    } else {
+        with_overrides(source, docs, overrides)?
     };
     let mut decoded = decode::decode(source, docs);
     let mut diagnostics = decoded.diags;
@@ -84,6 +115,45 @@ pub fn parse(source: &str, text: &str) -> Result<LabFile, LabError> {
     } else {
         Err(sorted(diagnostics))
     }
+}
+
+fn yaml_errors(source: &str, errors: Vec<yaml::YamlError>) -> LabError {
+    let diagnostics = errors
+        .into_iter()
+        .map(|e| Diagnostic {
+            source: source.to_string(),
+            pos: e.pos,
+            field: e.field,
+            message: e.message,
+            hint: e.hint,
+        })
+        .collect();
+    sorted(diagnostics)
+}
+
+fn with_overrides(
+    source: &str,
+    mut docs: Vec<yaml::Node>,
+    overrides: &BTreeMap<String, Option<serde_json::Value>>,
+) -> Result<Vec<yaml::Node>, LabError> {
+    docs.retain(|d| doc_key(d).is_none_or(|k| !overrides.contains_key(&k)));
+    for (key, manifest) in overrides {
+        let Some(m) = manifest else { continue };
+        // JSON is YAML; serde_yaml's text keeps the decoder's positions
+        // meaningful within the object, which is what a message can show.
+        let text = serde_yaml::to_string(m).map_err(|e| LabError {
+            diagnostics: vec![Diagnostic {
+                source: source.to_string(),
+                pos: Pos { line: 1, col: 1 },
+                field: key.clone(),
+                message: format!("{key}: cannot be written as YAML: {e}"),
+                hint: None,
+            }],
+        })?;
+        let origin = format!("{source} (written through the API: {key})");
+        docs.extend(yaml::parse_documents(&text).map_err(|e| yaml_errors(&origin, e))?);
+    }
+    Ok(docs)
 }
 
 /// Read and parse a lab file.

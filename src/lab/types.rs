@@ -241,6 +241,11 @@ pub struct Deployment {
     pub selector: BTreeMap<String, String>,
     pub template_labels: BTreeMap<String, String>,
     pub template: PodSpec,
+    /// Replica index → how many times its pod was deleted and replaced
+    /// (`state::Edits::generations`): each replacement has a new name, as
+    /// a ReplicaSet's new pod has. Not in the file: the running lab's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub replaced: BTreeMap<u32, u32>,
 }
 
 /// A `v1/Service`.

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::names::{deployment_pod_name, fnv1a, host_veth_name, uplink_name};
+use super::names::{fnv1a, host_veth_name, replacement_pod_name, uplink_name};
 use super::*;
 use crate::lab::{Diagnostic, LabError, LabFile, PodSpec, Pos};
 
@@ -97,6 +97,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
                 pod_gateway: first_host(pod_cidr),
                 routes: Vec::new(),
                 labels: n.labels.clone(),
+                last_pod_ip: None,
             }
         })
         .collect();
@@ -128,7 +129,8 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             serde_json::to_string(&(&d.template_labels, &d.template)).unwrap_or_default();
         let hash = fnv1a(&[&template]);
         for i in 0..d.replicas {
-            let name = deployment_pod_name(&d.name, hash, i);
+            let generation = d.replaced.get(&i).copied().unwrap_or(0);
+            let name = replacement_pod_name(&d.name, hash, i, generation);
             if name.len() > 63 {
                 diags.push(diag(
                     d.pos,
@@ -227,18 +229,19 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
     }
 
     // IPAM: .1 of each node's pod CIDR is cni0, pods from .2 in file order.
-    // Addresses of pods kept from a running lab are skipped.
-    let mut next_host: Vec<Box<dyn Iterator<Item = Ipv4Addr>>> = nodes
+    // Addresses of pods kept from a running lab are skipped, and a running
+    // lab's new pods take the addresses after the last one handed out, as
+    // host-local does: a replaced pod gets a new address, not its
+    // predecessor's.
+    let mut next_host: Vec<Ipam> = nodes
         .iter()
         .zip(&reserved)
         .map(|(n, taken)| {
-            let taken = taken.clone();
-            Box::new(
-                n.pod_cidr
-                    .hosts()
-                    .skip(1)
-                    .filter(move |ip| !taken.contains(ip)),
-            ) as Box<dyn Iterator<Item = Ipv4Addr>>
+            let after = previous
+                .and_then(|p| p.nodes.iter().find(|o| o.name == n.name))
+                .filter(|o| o.pod_cidr == n.pod_cidr)
+                .and_then(|o| o.last_pod_ip);
+            Ipam::new(n.pod_cidr, taken.clone(), after)
         })
         .collect();
     let mut pods = Vec::with_capacity(wanted.len());
@@ -399,6 +402,9 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         super::services::plan_services(file, &pods, previous.map(|p| p.services.as_slice()));
     services.extend(super::dns::kube_dns_service(&pods, net.dns_ip));
     let policies = super::netpol::plan_policies(file, &pods);
+    for (node, ipam) in nodes.iter_mut().zip(&next_host) {
+        node.last_pod_ip = ipam.last;
+    }
     let plan = Plan {
         version: PLAN_VERSION,
         lab: lab.name.clone(),
@@ -419,6 +425,30 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         dns_ip: net.dns_ip,
         mtu: net.mtu,
         dns_upstream: super::dns::upstream_plan(&lab.dns_upstream),
+        deployments: file
+            .deployments
+            .iter()
+            .map(|d| super::DeploymentPlan {
+                namespace: d.namespace.clone(),
+                name: d.name.clone(),
+                labels: d.labels.clone(),
+                replicas: d.replicas,
+                selector: d.selector.clone(),
+                template_labels: d.template_labels.clone(),
+                containers: d
+                    .template
+                    .containers
+                    .iter()
+                    .map(|c| (c.name.clone(), c.image.clone()))
+                    .collect(),
+            })
+            .collect(),
+        namespace_labels: file
+            .namespaces
+            .iter()
+            .filter(|n| !n.labels.is_empty())
+            .map(|n| (n.name.clone(), n.labels.clone()))
+            .collect(),
     };
 
     // Namespace names are `<lab>-<thing>`: two things must not collide (a
@@ -439,6 +469,36 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         Ok(plan)
     } else {
         Err(LabError { diagnostics: diags })
+    }
+}
+
+/// One node's pod addresses, handed out round-robin from after `last`
+/// (host-local's `last_reserved_ip`), skipping `taken`.
+struct Ipam {
+    hosts: Box<dyn Iterator<Item = Ipv4Addr>>,
+    /// The last address handed out, kept in the plan for the next build.
+    last: Option<Ipv4Addr>,
+}
+
+impl Ipam {
+    fn new(cidr: Ipv4Net, taken: HashSet<Ipv4Addr>, after: Option<Ipv4Addr>) -> Ipam {
+        // .1 is cni0. Walking lazily: a /16 per node must not be collected.
+        let start = after.filter(|a| cidr.contains(a)).map_or(0, |a| {
+            u32::from(a).saturating_sub(u32::from(first_host(cidr)))
+        });
+        let pool = move || cidr.hosts().skip(1);
+        let later = pool().skip(start as usize);
+        let earlier = pool().take(start as usize);
+        Ipam {
+            hosts: Box::new(later.chain(earlier).filter(move |ip| !taken.contains(ip))),
+            last: after,
+        }
+    }
+
+    fn next(&mut self) -> Option<Ipv4Addr> {
+        let ip = self.hosts.next()?;
+        self.last = Some(ip);
+        Some(ip)
     }
 }
 

@@ -9,7 +9,7 @@ pub mod desired;
 pub mod dns;
 pub mod env;
 pub mod kubeproxy;
-mod names;
+pub mod names;
 pub mod netpol;
 pub mod nftdiff;
 pub mod services;
@@ -62,6 +62,26 @@ pub struct Plan {
     /// cluster domain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_upstream: Vec<dns::Upstream>,
+    /// The Deployments whose pods are in `pods` (their `owner`), as the
+    /// lab's API serves them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentPlan>,
+    /// Labels of the namespaces the lab file (or kubectl) labelled.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A Deployment as the API shows it; its pods are planned with the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentPlan {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub replicas: u32,
+    pub selector: BTreeMap<String, String>,
+    pub template_labels: BTreeMap<String, String>,
+    /// `(name, image)` of each container of the template.
+    pub containers: Vec<(String, Option<String>)>,
 }
 
 /// The node network: a bridge in the lab's own `net` namespace.
@@ -88,6 +108,10 @@ pub struct NodePlan {
     /// routed CNI (flannel host-gw, Calico without overlay) installs.
     pub routes: Vec<RoutePlan>,
     pub labels: BTreeMap<String, String>,
+    /// The last pod address handed out on this node: the next pod takes
+    /// the one after it (`build::Ipam`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pod_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

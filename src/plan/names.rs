@@ -38,8 +38,30 @@ fn safe_encode(mut v: u64, len: usize) -> String {
 /// when the template does, as in Kubernetes; the suffix is stable per
 /// replica index so that a lab brought up twice has the same pod names.
 pub fn deployment_pod_name(deployment: &str, template_hash: u64, index: u32) -> String {
+    replacement_pod_name(deployment, template_hash, index, 0)
+}
+
+/// The name of replica `index`'s pod after it was replaced `generation`
+/// times: a deleted pod comes back under a new name, as a ReplicaSet's
+/// replacement does; generation 0 is [`deployment_pod_name`].
+pub fn replacement_pod_name(
+    deployment: &str,
+    template_hash: u64,
+    index: u32,
+    generation: u32,
+) -> String {
     let hash = safe_encode(template_hash, 10);
-    let suffix = safe_encode(fnv1a(&[deployment, &hash, &index.to_string()]), 5);
+    let seed = if generation == 0 {
+        fnv1a(&[deployment, &hash, &index.to_string()])
+    } else {
+        fnv1a(&[
+            deployment,
+            &hash,
+            &index.to_string(),
+            &generation.to_string(),
+        ])
+    };
+    let suffix = safe_encode(seed, 5);
     format!("{deployment}-{hash}-{suffix}")
 }
 

@@ -63,6 +63,10 @@ pub struct PolicyPlan {
     pub egress: Vec<RulePlan>,
     /// The manifest's spec (policyTypes defaulted), for `-o json`.
     pub spec: serde_json::Value,
+    /// The manifest's labels and annotations, for the API: kubectl's
+    /// `last-applied-configuration` is among them.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub meta: serde_json::Value,
 }
 
 impl PolicyPlan {
@@ -103,6 +107,22 @@ pub enum PeerPlan {
 
 /// Kubernetes' defaulting: Ingress always, Egress when there are egress
 /// rules (`egress: []` is no rule).
+/// `metadata.labels` and `metadata.annotations` of a manifest, `null`
+/// when it has neither.
+pub fn user_meta(raw: &serde_json::Value) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for k in ["labels", "annotations"] {
+        if let Some(v) = raw["metadata"].get(k).filter(|v| v.is_object()) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    if m.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::Object(m)
+    }
+}
+
 pub fn default_types(spec: &crate::lab::PolicySpec) -> Vec<PolicyType> {
     match &spec.policy_types {
         Some(t) if !t.is_empty() => t.clone(),
@@ -180,6 +200,7 @@ pub fn plan_policies(file: &LabFile, pods: &[PodPlan]) -> Vec<PolicyPlan> {
                 policy_types: types,
                 selected,
                 spec,
+                meta: user_meta(&p.raw),
             }
         })
         .collect()

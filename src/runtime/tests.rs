@@ -34,6 +34,8 @@ fn plan(lab: &str, pods: Vec<PodPlan>) -> Plan {
         dns_ip: Ipv4Addr::new(10, 96, 0, 10),
         mtu: 1500,
         dns_upstream: vec![],
+        deployments: vec![],
+        namespace_labels: Default::default(),
     }
 }
 
