@@ -520,7 +520,17 @@ fn object_now(
 
 fn with_view<T>(api: &Api, r: &Resource, f: impl FnOnce(&View) -> T) -> Result<T, String> {
     let plan = api.plan()?;
-    let status = if ["pods", "endpoints", "endpointslices", "events"].contains(&r.plural) {
+    let status = if [
+        "pods",
+        "endpoints",
+        "endpointslices",
+        "events",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
+    ]
+    .contains(&r.plural)
+    {
         Some((api.status)())
     } else {
         None

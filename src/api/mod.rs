@@ -163,3 +163,5 @@ impl Bound {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workloads_tests;

@@ -261,7 +261,9 @@ fn discovery_lists_short_names_and_kinds() {
         .unwrap()
         .iter()
         .any(|r| r["name"] == "pods/exec"));
-    assert!(discovery::resource_list("apps", "v1").is_none());
+    // apps/v1 serves StatefulSets, DaemonSets and ReplicaSets, not
+    // Deployments (yet).
+    assert!(discovery::resource_list("apps", "v1").is_some());
 }
 
 #[test]
@@ -291,7 +293,13 @@ fn paths_route_to_resources() {
         parse_path("/api/v1/widgets"),
         Target::Unknown { plural: "widgets" }
     );
-    assert_eq!(parse_path("/apis/apps/v1/deployments"), Target::NotFound);
+    assert_eq!(
+        parse_path("/apis/apps/v1/deployments"),
+        Target::Unknown {
+            plural: "deployments"
+        }
+    );
+    assert_eq!(parse_path("/apis/batch/v1/jobs"), Target::NotFound);
 }
 
 #[test]
