@@ -238,6 +238,7 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
     }
     let mut warnings = check_services(&mut c, file, spans);
     warnings.extend(check_policies(c.source, file));
+    warnings.extend(check_workloads(c.source, file));
     warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
     warnings
 }
@@ -1066,5 +1067,33 @@ fn workload_rows<'a>(
         .zip(&spans.workloads)
         .filter(|(w, _)| w.kind == kind)
         .map(|(w, s)| (w.namespace.as_str(), w.name.as_str(), w.pos, s.namespace))
+        .collect()
+}
+
+/// A StatefulSet whose `serviceName` names no Service of its namespace is
+/// allowed, as in Kubernetes, but its pods' stable names
+/// (`web-0.nginx.<ns>.svc...`) then resolve to nothing.
+fn check_workloads(source: &str, file: &LabFile) -> Vec<Diagnostic> {
+    file.workloads
+        .iter()
+        .filter_map(|w| {
+            let svc = w.service_name.as_deref()?;
+            let found = file
+                .services
+                .iter()
+                .any(|s| s.namespace == w.namespace && s.name == svc);
+            (!found).then(|| Diagnostic {
+                source: source.to_string(),
+                pos: w.pos,
+                field: "spec.serviceName".into(),
+                message: format!(
+                    "statefulset `{}`: serviceName `{svc}` names no Service in namespace `{}`: its pods get no DNS names",
+                    w.name, w.namespace
+                ),
+                hint: Some(format!(
+                    "add a headless Service `{svc}` (`clusterIP: None`) that selects the pods"
+                )),
+            })
+        })
         .collect()
 }

@@ -261,3 +261,12 @@ fn a_workload_in_a_missing_namespace_is_reported() {
         )]
     );
 }
+
+#[test]
+fn a_service_name_without_its_service_is_a_warning() {
+    let f = ok(&workload("StatefulSet", "web", "  serviceName: nginx\n"));
+    assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+    let w = &f.warnings[0];
+    assert_eq!((w.pos.line, w.field.as_str()), (3, "spec.serviceName"));
+    assert!(w.message.contains("names no Service"), "{}", w.message);
+}
