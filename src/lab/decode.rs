@@ -1376,7 +1376,7 @@ fn pod(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
         ..ObjSpans::default()
     };
     let spec = match f.get("spec") {
-        Some(n) => pod_spec(d, n, "spec", false, &mut s),
+        Some(n) => pod_spec(d, n, "spec", None, &mut s),
         None => {
             d.err(
                 f.pos,
@@ -1405,7 +1405,8 @@ fn pod_spec(
     d: &mut Decoder,
     node: &Node,
     path: &'static str,
-    template: bool,
+    // The kind whose template this is; `None` for a Pod.
+    template: Option<&str>,
     s: &mut ObjSpans,
 ) -> Option<PodSpec> {
     let f = d.fields(node, path, POD_SPEC, POD_SPEC_IGNORED)?;
@@ -1453,12 +1454,15 @@ fn pod_spec(
                     );
                 }
             }
-            if template && spec.restart_policy != RestartPolicy::Always {
+            if let Some(kind) = template.filter(|_| spec.restart_policy != RestartPolicy::Always) {
                 d.err(
                     n.pos,
                     field,
-                    format!("a deployment's pods must have restartPolicy Always, found `{v}`"),
-                    Some("Kubernetes only accepts Always in a Deployment's template; use a Pod for OnFailure or Never".into()),
+                    format!(
+                        "a {}'s pods must have restartPolicy Always, found `{v}`",
+                        kind.to_lowercase()
+                    ),
+                    Some(format!("Kubernetes only accepts Always in a {kind}'s template; use a Pod for OnFailure or Never")),
                 );
             }
         }
@@ -1835,7 +1839,7 @@ fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node
                 let tmeta = d.meta(tf.get("metadata"), "spec.template.metadata", Scope::Template);
                 template_labels = tmeta.labels;
                 template = match tf.get("spec") {
-                    Some(n) => pod_spec(d, n, "spec.template.spec", true, &mut s),
+                    Some(n) => pod_spec(d, n, "spec.template.spec", Some("Deployment"), &mut s),
                     None => {
                         d.err(
                             tf.pos,

@@ -270,3 +270,21 @@ fn a_service_name_without_its_service_is_a_warning() {
     assert_eq!((w.pos.line, w.field.as_str()), (3, "spec.serviceName"));
     assert!(w.message.contains("names no Service"), "{}", w.message);
 }
+
+#[test]
+fn a_template_restarts_always() {
+    let text = workload("DaemonSet", "agent", "").replace(
+        "      containers",
+        "      restartPolicy: Never\n      containers",
+    );
+    let e = parse("lab.yaml", &text).expect_err("Never");
+    let d = &e.diagnostics[0];
+    assert_eq!(
+        (d.pos.line, d.pos.col, d.field.as_str()),
+        (9, 22, "spec.template.spec.restartPolicy")
+    );
+    assert_eq!(
+        d.message,
+        "daemonset `agent`: a daemonset's pods must have restartPolicy Always, found `Never`"
+    );
+}

@@ -278,7 +278,7 @@ fn template(
         );
         return out;
     };
-    out.1 = pod_spec(d, n, "spec.template.spec", true, s);
+    out.1 = pod_spec(d, n, "spec.template.spec", Some(kind.as_str()), s);
     if kind == WorkloadKind::DaemonSet {
         // A Pod's or Deployment's nodeSelector is only listed as ignored
         // (podlab's scheduler spreads them); a DaemonSet's decides which
