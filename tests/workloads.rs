@@ -132,4 +132,43 @@ fn statefulset_and_daemonset() {
         assert!(o.status.success(), "{}", text(&o));
         assert!(stdout(&o).contains(node), "{}", text(&o));
     }
+
+    // The real kubectl sees them with its own columns and short names.
+    let have_kubectl = std::process::Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_kubectl {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no kubectl, and CI=true: install it (scripts/provision.sh)");
+        }
+        eprintln!("statefulset_and_daemonset: no kubectl, its part is skipped");
+        return;
+    }
+    // A discovery cache of its own: an earlier lab on the same port may
+    // have left one without these resources.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache_dir = cache.path().to_str().expect("utf-8 path");
+    let o = run(&[
+        "kubectl",
+        "--lab",
+        &up.lab,
+        "--cache-dir",
+        cache_dir,
+        "get",
+        "sts,ds",
+        "-o",
+        "wide",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = stdout(&o);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("statefulset.apps/web")[1], "2/2", "{out}");
+    assert_eq!(row("daemonset.apps/agent")[1..4], ["2", "2", "2"], "{out}");
 }
