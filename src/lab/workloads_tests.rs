@@ -288,3 +288,17 @@ fn a_template_restarts_always() {
         "daemonset `agent`: a daemonset's pods must have restartPolicy Always, found `Never`"
     );
 }
+
+#[test]
+fn a_misspelt_selector_is_one_error() {
+    let text = workload("StatefulSet", "web", "").replace("  selector:", "  selectr:");
+    assert_eq!(
+        errors(&text),
+        [at(
+            5,
+            3,
+            "spec.selectr",
+            "statefulset `web`: unknown field `selectr`"
+        )]
+    );
+}

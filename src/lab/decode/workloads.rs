@@ -205,6 +205,10 @@ fn selector(
     word: &str,
 ) -> Option<(BTreeMap<String, String>, Pos)> {
     let Some(n) = sf.get("selector") else {
+        // A misspelt `selector` was reported with its suggestion already.
+        if sf.suggested.iter().any(|k| k == "selector") {
+            return None;
+        }
         d.err(
             sf.pos,
             "spec.selector",
@@ -252,6 +256,9 @@ fn template(
 ) -> Template {
     let mut out: Template = (BTreeMap::new(), None, BTreeMap::new());
     let Some(t) = sf.get("template") else {
+        if sf.suggested.iter().any(|k| k == "template") {
+            return out;
+        }
         d.err(
             sf.pos,
             "spec.template",
