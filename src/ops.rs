@@ -192,9 +192,11 @@ pub struct Replaced {
     pub report: reconcile::Report,
 }
 
-/// Delete a Deployment's pod as its ReplicaSet sees it: the replica comes
-/// back at once as a new pod, with a new name and a new address. `None`
-/// when the pod has no Deployment (the caller deletes it for good).
+/// Delete a controller's pod as its controller sees it: a Deployment's
+/// replica comes back at once as a new pod, with a new name and a new
+/// address; a StatefulSet's (or DaemonSet's, ReplicaSet's) under its own
+/// name, with a new address. `None` when no controller owns the pod (the
+/// caller deletes it for good).
 pub fn replace_pod(lab: &str, namespace: &str, name: &str) -> Result<Option<Replaced>> {
     let current = state::load(lab).map_err(|source| Error::State {
         lab: lab.to_string(),
@@ -221,15 +223,15 @@ pub fn replace_pod(lab: &str, namespace: &str, name: &str) -> Result<Option<Repl
         return Ok(None);
     };
     let (file, mut edits) = running_file(lab)?;
-    let Some(d) = file
+    let deployment = file
         .deployments
         .iter()
         .find(|d| d.namespace == namespace && d.name == owner)
-    else {
-        return Ok(None);
-    };
-    let Some(index) = replica_index(d, name) else {
-        return Ok(None);
+        .filter(|_| pod.owner_kind.as_deref().is_none_or(|k| k == "ReplicaSet"));
+    let Some(index) = deployment.and_then(|d| replica_index(d, name)) else {
+        // A StatefulSet's, DaemonSet's or ReplicaSet's pod: it goes, and
+        // its controller makes it again under its own name.
+        return recreate_pod(lab, namespace, name).map(Some);
     };
     *edits
         .generations
@@ -255,6 +257,19 @@ pub fn replace_pod(lab: &str, namespace: &str, name: &str) -> Result<Option<Repl
     let report = reconcile::apply(lab, &desired)?;
     save(lab, &edits)?;
     Ok(Some(Replaced { by, report }))
+}
+
+fn recreate_pod(lab: &str, namespace: &str, name: &str) -> Result<Replaced> {
+    delete_lone_pod(lab, namespace, name)?;
+    let (file, _) = running_file(lab)?;
+    let desired = plan(lab, &file)?;
+    let by = desired
+        .pods
+        .iter()
+        .find(|p| p.namespace == namespace && p.name == name)
+        .map(|p| (p.name.clone(), p.ip));
+    let report = reconcile::apply(lab, &desired)?;
+    Ok(Replaced { by, report })
 }
 
 /// Which replica of `d` the pod `name` is, under the names it has now.

@@ -306,6 +306,20 @@ spec:
         !now.contains(&left[0]) && now.contains(&left[1]),
         "{left:?} -> {now:?}"
     );
+    // The apply behind the replacement also restarts the crashed pod,
+    // which is ready (running, no probe) until it exits again, as on a
+    // cluster: wait until it has left the rules once more.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut streak = 0;
+    while streak < 10 {
+        let o = lab.exec("client", &["curl", "-sS", "--max-time", "3", &url]);
+        streak = if o.status.success() { streak + 1 } else { 0 };
+        assert!(
+            Instant::now() < deadline,
+            "the service never settled:\n{}",
+            text(&o)
+        );
+    }
     for _ in 0..10 {
         let (pod, _) = echo(&lab, "client", &format!("http://{web_ip}/"));
         assert!(now.contains(&pod), "{pod} answered, not one of {now:?}");

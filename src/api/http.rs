@@ -533,6 +533,9 @@ pub(super) fn with_view<T>(
         "endpointslices",
         "events",
         "deployments",
+        "statefulsets",
+        "daemonsets",
+        "replicasets",
     ]
     .contains(&r.plural)
     {

@@ -165,3 +165,5 @@ impl Bound {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workloads_tests;

@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use crate::lab::WorkloadKind;
+use crate::plan::workloads::WorkloadPlan;
 use crate::plan::{NodePlan, Plan, PodPlan, ServicePlan, ServiceType, TargetPort};
 use crate::runtime::{ContainerState, ContainerStatus, DaemonStatus, PodStatus};
 
@@ -146,6 +148,39 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
     },
     DEPLOYMENTS,
+    Resource {
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        group: "apps",
+        version: "v1",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        subresources: &[],
+    },
+    Resource {
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        group: "apps",
+        version: "v1",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: &[],
+    },
+    Resource {
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        group: "apps",
+        version: "v1",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: &[],
+    },
     Resource {
         plural: "events",
         singular: "event",
@@ -299,6 +334,9 @@ impl View<'_> {
                 .iter()
                 .map(|d| self.deployment(d))
                 .collect(),
+            "statefulsets" => self.workloads(WorkloadKind::StatefulSet),
+            "daemonsets" => self.workloads(WorkloadKind::DaemonSet),
+            "replicasets" => self.replicasets(),
             "events" => {
                 let events = super::events::from_pods(&self.objects(&PODS));
                 if r.group.is_empty() {
@@ -339,6 +377,7 @@ impl View<'_> {
         all.extend(self.plan.pods.iter().map(|p| p.namespace.clone()));
         all.extend(self.plan.services.iter().map(|s| s.namespace.clone()));
         all.extend(self.plan.policies.iter().map(|p| p.namespace.clone()));
+        all.extend(self.plan.workloads.iter().map(|w| w.namespace.clone()));
         all.into_iter().collect()
     }
 
@@ -366,14 +405,11 @@ impl View<'_> {
             meta.insert("creationTimestamp".into(), json!(rfc3339(unix(t))));
         }
         labels_into(&mut meta, &p.labels);
-        if let Some(owner) = &p.owner {
-            // A Deployment's pods are named `<deploy>-<hash>-<suffix>`: the
-            // ReplicaSet is the name without the suffix.
-            let rs = p.name.rsplit_once('-').map_or(owner.as_str(), |(rs, _)| rs);
+        if let Some((kind, owner)) = p.owner_ref() {
             meta.insert(
                 "ownerReferences".into(),
-                json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
-                        "uid": uid(&self.plan.lab, self.created, "ReplicaSet", Some(&p.namespace), rs),
+                json!([{"apiVersion": "apps/v1", "kind": kind, "name": owner,
+                        "uid": uid(&self.plan.lab, self.created, kind, Some(&p.namespace), owner),
                         "controller": true, "blockOwnerDeletion": true}]),
             );
         }
@@ -442,6 +478,132 @@ impl View<'_> {
         st.insert("containerStatuses".into(), Value::Array(statuses));
         st.insert("qosClass".into(), json!("BestEffort"));
         st
+    }
+
+    /// The pods `kind`/`name` in `namespace` owns, in the plan's order.
+    fn owned<'p>(&'p self, kind: &str, namespace: &str, name: &str) -> Vec<&'p PodPlan> {
+        self.plan
+            .pods
+            .iter()
+            .filter(|p| p.namespace == namespace && p.owner_ref() == Some((kind, name)))
+            .collect()
+    }
+
+    fn ready(&self, pods: &[&PodPlan]) -> usize {
+        pods.iter()
+            .filter(|p| self.pod_status(p).is_some_and(|s| s.is_ready()))
+            .count()
+    }
+
+    /// The StatefulSets or DaemonSets of the plan.
+    fn workloads(&self, kind: WorkloadKind) -> Vec<Value> {
+        self.plan
+            .workloads
+            .iter()
+            .filter(|w| w.kind == kind)
+            .map(|w| self.workload(w))
+            .collect()
+    }
+
+    /// A StatefulSet, DaemonSet or ReplicaSet of the lab file, with the
+    /// status its controller would report from its pods.
+    pub fn workload(&self, w: &WorkloadPlan) -> Value {
+        let kind = w.kind.as_str();
+        let pods = self.owned(kind, &w.namespace, &w.name);
+        let (have, ready) = (pods.len(), self.ready(&pods));
+        let mut meta = self.metadata(kind, Some(&w.namespace), &w.name);
+        labels_into(&mut meta, &w.labels);
+        let mut template_spec = Map::new();
+        template_spec.insert(
+            "containers".into(),
+            Value::Array(pods.first().map(|p| containers(p)).unwrap_or_default()),
+        );
+        if !w.node_selector.is_empty() {
+            template_spec.insert("nodeSelector".into(), json!(w.node_selector));
+        }
+        let mut spec = Map::new();
+        if w.kind != WorkloadKind::DaemonSet {
+            spec.insert("replicas".into(), json!(w.desired));
+        }
+        spec.insert("selector".into(), json!({"matchLabels": w.selector}));
+        if let Some(svc) = &w.service_name {
+            spec.insert("serviceName".into(), json!(svc));
+        }
+        spec.insert(
+            "template".into(),
+            json!({"metadata": {"labels": pods.first().map_or(&w.selector, |p| &p.labels)},
+                   "spec": template_spec}),
+        );
+        let status = match w.kind {
+            WorkloadKind::DaemonSet => json!({
+                "desiredNumberScheduled": w.desired,
+                "currentNumberScheduled": have,
+                "numberReady": ready,
+                "updatedNumberScheduled": have,
+                "numberAvailable": ready,
+                "numberMisscheduled": 0,
+            }),
+            _ => json!({
+                "replicas": have,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+                "currentReplicas": have,
+                "updatedReplicas": have,
+            }),
+        };
+        finish_value(
+            "apps/v1",
+            kind,
+            meta,
+            vec![("spec", Value::Object(spec)), ("status", status)],
+        )
+    }
+
+    /// The bare ReplicaSets of the lab file, then those of its Deployments
+    /// (coredns's too): a Deployment's are known by its pods, so one
+    /// scaled to zero shows none.
+    fn replicasets(&self) -> Vec<Value> {
+        let mut out = self.workloads(WorkloadKind::ReplicaSet);
+        let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for p in &self.plan.pods {
+            let (Some(("ReplicaSet", rs)), Some(deploy)) = (p.owner_ref(), p.owner.as_deref())
+            else {
+                continue;
+            };
+            // A bare ReplicaSet's pods name the ReplicaSet as their owner.
+            if rs == deploy || !seen.insert((&p.namespace, rs)) {
+                continue;
+            }
+            let pods = self.owned("ReplicaSet", &p.namespace, rs);
+            let (have, ready) = (pods.len(), self.ready(&pods));
+            let mut meta = self.metadata("ReplicaSet", Some(&p.namespace), rs);
+            labels_into(&mut meta, &p.labels);
+            meta.insert(
+                "ownerReferences".into(),
+                json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": deploy,
+                        "uid": uid(&self.plan.lab, self.created, "Deployment", Some(&p.namespace), deploy),
+                        "controller": true, "blockOwnerDeletion": true}]),
+            );
+            let spec = json!({
+                "replicas": have,
+                "selector": {"matchLabels": p.labels},
+                "template": {"metadata": {"labels": p.labels},
+                             "spec": {"containers": containers(p)}},
+            });
+            let status = json!({
+                "replicas": have,
+                "fullyLabeledReplicas": have,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+            });
+            out.push(finish_value(
+                "apps/v1",
+                "ReplicaSet",
+                meta,
+                vec![("spec", spec), ("status", status)],
+            ));
+        }
+        out
     }
 
     pub fn node(&self, n: &NodePlan) -> Value {

@@ -124,6 +124,48 @@ const PRINTERS: &[(&str, &[Column], Cells)] = &[
         deployment_cells,
     ),
     (
+        "statefulsets",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Ready", "string", 0, "Number of the pod with ready state"),
+            ("Age", "string", 0, AGE_DOC),
+            ("Containers", "string", 1, "Names of each container in the template."),
+            ("Images", "string", 1, "Images referenced by each container in the template."),
+        ],
+        statefulset_cells,
+    ),
+    (
+        "daemonsets",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Desired", "integer", 0, "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
+            ("Current", "integer", 0, "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+            ("Ready", "integer", 0, "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
+            ("Up-to-date", "integer", 0, "The total number of nodes that are running updated daemon pod"),
+            ("Available", "integer", 0, "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+            ("Node Selector", "string", 0, "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
+            ("Age", "string", 0, AGE_DOC),
+            ("Containers", "string", 1, "Names of each container in the template."),
+            ("Images", "string", 1, "Images referenced by each container in the template."),
+            ("Selector", "string", 1, "A label query over pods that are managed by the daemon set."),
+        ],
+        daemonset_cells,
+    ),
+    (
+        "replicasets",
+        &[
+            ("Name", "string", 0, NAME_DOC),
+            ("Desired", "integer", 0, "Replicas is the number of desired replicas."),
+            ("Current", "integer", 0, "Replicas is the most recently observed number of replicas."),
+            ("Ready", "integer", 0, "The number of ready replicas for this replica set."),
+            ("Age", "string", 0, AGE_DOC),
+            ("Containers", "string", 1, "Names of each container in the template."),
+            ("Images", "string", 1, "Images referenced by each container in the template."),
+            ("Selector", "string", 1, "Selector is a label query over pods that should match the replica count."),
+        ],
+        replicaset_cells,
+    ),
+    (
         "events",
         &[
             ("Last Seen", "string", 0, "Time of the last occurrence of the event."),
@@ -227,28 +269,91 @@ fn cells(r: &Resource, o: &Value, now: SystemTime) -> Vec<Value> {
     cells.into_iter().map(Value::String).collect()
 }
 
-fn deployment_cells(o: &Value, c: Common) -> Vec<String> {
-    let n = |k: &str| at(o, &["status", k]).as_u64().unwrap_or(0);
+/// A pod template's container names and images, comma-separated as
+/// kubectl's `layoutContainerCells` joins them.
+fn template_cells(o: &Value) -> (String, String) {
     let containers = list(o, &["spec", "template", "spec", "containers"]);
-    let join = |k: &str| {
-        containers
-            .iter()
-            .map(|x| x[k].as_str().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or(""))
+        .collect();
+    (names.join(","), images.join(","))
+}
+
+fn count_of(o: &Value, path: &[&str]) -> String {
+    at(o, path).as_u64().unwrap_or(0).to_string()
+}
+
+fn deployment_cells(o: &Value, c: Common) -> Vec<String> {
+    let (names, images) = template_cells(o);
     vec![
         c.name,
         format!(
             "{}/{}",
-            n("readyReplicas"),
-            at(o, &["spec", "replicas"]).as_u64().unwrap_or(0)
+            count_of(o, &["status", "readyReplicas"]),
+            count_of(o, &["spec", "replicas"])
         ),
-        n("updatedReplicas").to_string(),
-        n("availableReplicas").to_string(),
+        count_of(o, &["status", "updatedReplicas"]),
+        count_of(o, &["status", "availableReplicas"]),
         c.age,
-        join("name"),
-        or_none(&join("image")),
+        names,
+        images,
+        label_selector(at(o, &["spec", "selector"])),
+    ]
+}
+
+fn statefulset_cells(o: &Value, c: Common) -> Vec<String> {
+    let (names, images) = template_cells(o);
+    vec![
+        c.name,
+        format!(
+            "{}/{}",
+            count_of(o, &["status", "readyReplicas"]),
+            count_of(o, &["spec", "replicas"])
+        ),
+        c.age,
+        names,
+        images,
+    ]
+}
+
+fn daemonset_cells(o: &Value, c: Common) -> Vec<String> {
+    let (names, images) = template_cells(o);
+    let node_selector: Vec<String> = at(o, &["spec", "template", "spec", "nodeSelector"])
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    vec![
+        c.name,
+        count_of(o, &["status", "desiredNumberScheduled"]),
+        count_of(o, &["status", "currentNumberScheduled"]),
+        count_of(o, &["status", "numberReady"]),
+        count_of(o, &["status", "updatedNumberScheduled"]),
+        count_of(o, &["status", "numberAvailable"]),
+        or_none(&node_selector.join(",")),
+        c.age,
+        names,
+        images,
+        label_selector(at(o, &["spec", "selector"])),
+    ]
+}
+
+fn replicaset_cells(o: &Value, c: Common) -> Vec<String> {
+    let (names, images) = template_cells(o);
+    vec![
+        c.name,
+        count_of(o, &["spec", "replicas"]),
+        count_of(o, &["status", "replicas"]),
+        count_of(o, &["status", "readyReplicas"]),
+        c.age,
+        names,
+        images,
         label_selector(at(o, &["spec", "selector"])),
     ]
 }

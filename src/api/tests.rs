@@ -302,6 +302,7 @@ fn paths_route_to_resources() {
         matches!(parse_path("/apis/apps/v1/namespaces/default/deployments/web/scale"),
         Target::Object { resource, name: "web", sub: Some("scale"), .. } if resource.plural == "deployments")
     );
+    assert_eq!(parse_path("/apis/batch/v1/jobs"), Target::NotFound);
 }
 
 #[test]

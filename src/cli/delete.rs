@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(r) = crate::ops::replace_pod(&lab, &args.namespace, &args.name)? {
         super::outln!("pod \"{}\" deleted", args.name);
         if let Some((name, ip)) = &r.by {
-            super::errln!("its deployment replaced it with pod {name} ({ip})");
+            super::errln!("its controller replaced it with pod {name} ({ip})");
         }
         return Ok(super::apply::print_report(&lab, &r.report, false));
     }

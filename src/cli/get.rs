@@ -459,8 +459,8 @@ fn pod_json(
         containers.push(json!({"name": c, "ports": ports, "command": command}));
     }
     let phase = r.phase.as_str();
-    let owner = p.owner.as_ref().map(|d| {
-        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": p.name.rsplit_once('-').map_or(d.as_str(), |(rs, _)| rs), "controller": true}])
+    let owner = p.owner_ref().map(|(kind, name)| {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "controller": true}])
     });
     json!({
         "apiVersion": "v1",

@@ -21,6 +21,7 @@ mod dns;
 mod netpol;
 mod service;
 mod stored;
+mod workloads;
 
 /// Positions `validate` needs that the lab types do not keep.
 #[derive(Debug, Default)]
@@ -32,6 +33,8 @@ pub(crate) struct Spans {
     /// One per `LabFile::pods` entry, same order.
     pub pods: Vec<ObjSpans>,
     pub deployments: Vec<ObjSpans>,
+    /// One per `LabFile::workloads` entry, same order.
+    pub workloads: Vec<ObjSpans>,
     /// Position of `metadata.namespace`, per service / policy.
     pub services: Vec<Option<Pos>>,
     pub policies: Vec<Option<Pos>>,
@@ -57,6 +60,9 @@ pub const KINDS: &[&str] = &[
     "Namespace",
     "Pod",
     "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
     "Service",
     "NetworkPolicy",
 ];
@@ -676,6 +682,7 @@ fn objects(file: &LabFile) -> usize {
         + file.namespaces.len()
         + file.pods.len()
         + file.deployments.len()
+        + file.workloads.len()
         + file.services.len()
         + file.policies.len()
 }
@@ -739,6 +746,7 @@ pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
         namespaces: Vec::new(),
         pods: Vec::new(),
         deployments: Vec::new(),
+        workloads: Vec::new(),
         services: Vec::new(),
         policies: Vec::new(),
         stored: Vec::new(),
@@ -768,7 +776,7 @@ pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
 fn api_version_for(kind: &str) -> &'static str {
     match kind {
         "Lab" => "podlab/v1alpha1",
-        "Deployment" => "apps/v1",
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         "NetworkPolicy" => "networking.k8s.io/v1",
         _ => "v1",
     }
@@ -955,6 +963,9 @@ fn object(
         }
         "Pod" => pod(d, file, spans, doc),
         "Deployment" => deployment(d, file, spans, doc),
+        "StatefulSet" => workloads::workload(d, file, spans, doc, WorkloadKind::StatefulSet),
+        "DaemonSet" => workloads::workload(d, file, spans, doc, WorkloadKind::DaemonSet),
+        "ReplicaSet" => workloads::workload(d, file, spans, doc, WorkloadKind::ReplicaSet),
         "Service" | "NetworkPolicy" => {
             let kind_word = if kind == "Service" {
                 "service"
@@ -1374,7 +1385,7 @@ fn pod(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node) {
         ..ObjSpans::default()
     };
     let spec = match f.get("spec") {
-        Some(n) => pod_spec(d, n, "spec", false, &mut s),
+        Some(n) => pod_spec(d, n, "spec", None, &mut s),
         None => {
             d.err(
                 f.pos,
@@ -1403,7 +1414,8 @@ fn pod_spec(
     d: &mut Decoder,
     node: &Node,
     path: &'static str,
-    template: bool,
+    // The kind whose template this is; `None` for a Pod.
+    template: Option<&str>,
     s: &mut ObjSpans,
 ) -> Option<PodSpec> {
     let f = d.fields(node, path, POD_SPEC, POD_SPEC_IGNORED)?;
@@ -1451,12 +1463,15 @@ fn pod_spec(
                     );
                 }
             }
-            if template && spec.restart_policy != RestartPolicy::Always {
+            if let Some(kind) = template.filter(|_| spec.restart_policy != RestartPolicy::Always) {
                 d.err(
                     n.pos,
                     field,
-                    format!("a deployment's pods must have restartPolicy Always, found `{v}`"),
-                    Some("Kubernetes only accepts Always in a Deployment's template; use a Pod for OnFailure or Never".into()),
+                    format!(
+                        "a {}'s pods must have restartPolicy Always, found `{v}`",
+                        kind.to_lowercase()
+                    ),
+                    Some(format!("Kubernetes only accepts Always in a {kind}'s template; use a Pod for OnFailure or Never")),
                 );
             }
         }
@@ -1833,7 +1848,7 @@ fn deployment(d: &mut Decoder, file: &mut LabFile, spans: &mut Spans, doc: &Node
                 let tmeta = d.meta(tf.get("metadata"), "spec.template.metadata", Scope::Template);
                 template_labels = tmeta.labels;
                 template = match tf.get("spec") {
-                    Some(n) => pod_spec(d, n, "spec.template.spec", true, &mut s),
+                    Some(n) => pod_spec(d, n, "spec.template.spec", Some("Deployment"), &mut s),
                     None => {
                         d.err(
                             tf.pos,

@@ -1455,6 +1455,11 @@ pub(crate) fn check(file: &LabFile, out: &mut Vec<Diagnostic>) {
                     .iter()
                     .map(|d| (d.namespace.as_str(), d.name.as_str())),
             )
+            .chain(
+                file.workloads
+                    .iter()
+                    .map(|w| (w.namespace.as_str(), w.name.as_str())),
+            )
             .collect(),
         nodes: file.lab.nodes.iter().map(|n| n.name.as_str()).collect(),
     };

@@ -18,6 +18,8 @@ mod stored_tests;
 mod tests;
 mod types;
 mod validate;
+#[cfg(test)]
+mod workloads_tests;
 mod yaml;
 
 pub use decode::{default_lab_name, KINDS};

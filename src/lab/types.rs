@@ -26,6 +26,8 @@ pub struct LabFile {
     pub namespaces: Vec<Namespace>,
     pub pods: Vec<Pod>,
     pub deployments: Vec<Deployment>,
+    /// StatefulSets, DaemonSets and bare ReplicaSets, in file order.
+    pub workloads: Vec<Workload>,
     pub services: Vec<Service>,
     pub policies: Vec<NetworkPolicy>,
     /// Objects kept for the lab's API that shape nothing in the network
@@ -246,6 +248,73 @@ pub struct Deployment {
     /// a ReplicaSet's new pod has. Not in the file: the running lab's.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub replaced: BTreeMap<u32, u32>,
+}
+
+/// The `apps/v1` kinds besides Deployment that make pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum WorkloadKind {
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+}
+
+impl WorkloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+        }
+    }
+
+    /// How messages name it: `statefulset`.
+    pub fn word(self) -> &'static str {
+        match self {
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+            WorkloadKind::ReplicaSet => "replicaset",
+        }
+    }
+}
+
+/// A StatefulSet, DaemonSet or ReplicaSet: a Deployment's shape plus what
+/// each kind adds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    pub pos: Pos,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.replicas` (a DaemonSet has none: one pod per matching node).
+    pub replicas: u32,
+    pub selector: BTreeMap<String, String>,
+    pub template_labels: BTreeMap<String, String>,
+    pub template: PodSpec,
+    /// A StatefulSet's `spec.serviceName`: its pods' subdomain.
+    pub service_name: Option<String>,
+    /// A DaemonSet template's `nodeSelector`: the nodes it runs on.
+    pub node_selector: BTreeMap<String, String>,
+    /// A StatefulSet's `spec.ordinals.start`: its first pod's ordinal.
+    pub ordinals_start: u32,
+}
+
+impl Workload {
+    /// Whether a DaemonSet runs a pod on `node`: its nodeSelector holds.
+    /// The lab's nodes carry no taints, so every toleration is met.
+    pub fn runs_on(&self, node: &NodeSpec) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+    }
+
+    /// How many pods it makes in a lab of `nodes`.
+    pub fn pod_count(&self, nodes: &[NodeSpec]) -> u32 {
+        match self.kind {
+            WorkloadKind::DaemonSet => nodes.iter().filter(|n| self.runs_on(n)).count() as u32,
+            _ => self.replicas,
+        }
+    }
 }
 
 /// A `v1/Service`.

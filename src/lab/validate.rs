@@ -232,8 +232,13 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
         let what = format!("deployment `{}`", d.name);
         check_pod_spec(&mut c, &what, &d.template, s, &nodes);
     }
+    for (w, s) in file.workloads.iter().zip(&spans.workloads) {
+        let what = format!("{} `{}`", w.kind.word(), w.name);
+        check_pod_spec(&mut c, &what, &w.template, s, &nodes);
+    }
     let mut warnings = check_services(&mut c, file, spans);
     warnings.extend(check_policies(c.source, file));
+    warnings.extend(check_workloads(c.source, file));
     warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
     warnings
 }
@@ -269,6 +274,22 @@ fn check_pod_count(c: &mut Check, file: &LabFile, spans: &Spans) {
                 format!(
                     "deployment `{}` brings the lab to {total} pods, more than the {MAX_PODS} a lab may have",
                     d.name
+                ),
+                Some("lower the replicas, or split the lab (docs/limits.md)".into()),
+            );
+            return;
+        }
+    }
+    for (w, s) in file.workloads.iter().zip(&spans.workloads) {
+        total += u64::from(w.pod_count(&file.lab.nodes));
+        if total > MAX_PODS {
+            c.err(
+                s.replicas.unwrap_or(w.pos),
+                "spec.replicas",
+                format!(
+                    "{} `{}` brings the lab to {total} pods, more than the {MAX_PODS} a lab may have",
+                    w.kind.word(),
+                    w.name
                 ),
                 Some("lower the replicas, or split the lab (docs/limits.md)".into()),
             );
@@ -549,6 +570,18 @@ fn check_names(c: &mut Check, file: &LabFile, spans: &Spans) {
                 .zip(&spans.deployments)
                 .map(|(d, s)| (d.namespace.as_str(), d.name.as_str(), d.pos, s.namespace))
                 .collect(),
+        ),
+        (
+            "statefulset",
+            workload_rows(file, spans, WorkloadKind::StatefulSet),
+        ),
+        (
+            "daemonset",
+            workload_rows(file, spans, WorkloadKind::DaemonSet),
+        ),
+        (
+            "replicaset",
+            workload_rows(file, spans, WorkloadKind::ReplicaSet),
         ),
         (
             "service",
@@ -903,6 +936,16 @@ fn check_selected(
             })
             .map(|d| (format!("deployment `{}`", d.name), &d.template)),
     );
+    selected.extend(
+        file.workloads
+            .iter()
+            .filter(|w| {
+                w.namespace == svc.namespace
+                    && w.pod_count(&file.lab.nodes) > 0
+                    && selects(&w.template_labels)
+            })
+            .map(|w| (format!("{} `{}`", w.kind.word(), w.name), &w.template)),
+    );
     let warn = |pos: Pos, field: String, message: String, hint: String| Diagnostic {
         source: source.to_string(),
         pos,
@@ -988,6 +1031,11 @@ fn check_policies(source: &str, file: &LabFile) -> Vec<Diagnostic> {
             .any(|x| x.namespace == p.namespace && sel.matches(&x.labels))
             || file.deployments.iter().any(|d| {
                 d.namespace == p.namespace && d.replicas > 0 && sel.matches(&d.template_labels)
+            })
+            || file.workloads.iter().any(|w| {
+                w.namespace == p.namespace
+                    && w.pod_count(&file.lab.nodes) > 0
+                    && sel.matches(&w.template_labels)
             });
         if !any {
             warnings.push(Diagnostic {
@@ -1006,4 +1054,46 @@ fn check_policies(source: &str, file: &LabFile) -> Vec<Diagnostic> {
         }
     }
     warnings
+}
+
+/// `check_names` rows of the workloads of one kind.
+fn workload_rows<'a>(
+    file: &'a LabFile,
+    spans: &Spans,
+    kind: WorkloadKind,
+) -> Vec<(&'a str, &'a str, Pos, Option<Pos>)> {
+    file.workloads
+        .iter()
+        .zip(&spans.workloads)
+        .filter(|(w, _)| w.kind == kind)
+        .map(|(w, s)| (w.namespace.as_str(), w.name.as_str(), w.pos, s.namespace))
+        .collect()
+}
+
+/// A StatefulSet whose `serviceName` names no Service of its namespace is
+/// allowed, as in Kubernetes, but its pods' stable names
+/// (`web-0.nginx.<ns>.svc...`) then resolve to nothing.
+fn check_workloads(source: &str, file: &LabFile) -> Vec<Diagnostic> {
+    file.workloads
+        .iter()
+        .filter_map(|w| {
+            let svc = w.service_name.as_deref()?;
+            let found = file
+                .services
+                .iter()
+                .any(|s| s.namespace == w.namespace && s.name == svc);
+            (!found).then(|| Diagnostic {
+                source: source.to_string(),
+                pos: w.pos,
+                field: "spec.serviceName".into(),
+                message: format!(
+                    "statefulset `{}`: serviceName `{svc}` names no Service in namespace `{}`: its pods get no DNS names",
+                    w.name, w.namespace
+                ),
+                hint: Some(format!(
+                    "add a headless Service `{svc}` (`clusterIP: None`) that selects the pods"
+                )),
+            })
+        })
+        .collect()
 }

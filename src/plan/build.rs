@@ -18,6 +18,7 @@ struct Wanted<'a> {
     labels: &'a BTreeMap<String, String>,
     spec: &'a PodSpec,
     owner: Option<&'a str>,
+    owner_kind: Option<&'static str>,
 }
 
 /// Build the plan of a lab. Errors are the lab file's (a node out of
@@ -110,6 +111,11 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             .collect();
     }
 
+    // Made before `wanted`, which borrows their specs.
+    let (workload_pods, problems) = super::workloads::pods(file);
+    for (pos, field, message, hint) in problems {
+        diags.push(diag(pos, field, message, hint));
+    }
     // Pods, then each Deployment's replicas, in file order.
     let mut wanted: Vec<Wanted> = file
         .pods
@@ -122,6 +128,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             labels: &p.labels,
             spec: &p.spec,
             owner: None,
+            owner_kind: None,
         })
         .collect();
     for d in &file.deployments {
@@ -151,9 +158,21 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
                 labels: &d.template_labels,
                 spec: &d.template,
                 owner: Some(&d.name),
+                owner_kind: Some("ReplicaSet"),
             });
         }
     }
+    // Then the StatefulSets', DaemonSets' and ReplicaSets' pods.
+    wanted.extend(workload_pods.iter().map(|p| Wanted {
+        namespace: p.namespace,
+        name: p.name.clone(),
+        pos: p.pos,
+        field: "metadata.name".into(),
+        labels: p.labels,
+        spec: &p.spec,
+        owner: Some(p.owner),
+        owner_kind: Some(p.owner_kind),
+    }));
 
     // Scheduling: a pinned pod goes to its node; the others to the node with
     // the fewest pods so far, first in order on a tie — spreading as the
@@ -296,6 +315,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             subdomain: w.spec.subdomain.clone(),
             labels: w.labels.clone(),
             owner: w.owner.map(str::to_string),
+            owner_kind: w.owner_kind.map(str::to_string),
             restart_policy: w.spec.restart_policy,
             ports: w
                 .spec
@@ -420,6 +440,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         clients,
         services,
         policies,
+        workloads: super::workloads::plan_workloads(file),
         cluster_domain: net.cluster_domain.clone(),
         service_cidr: net.service_cidr,
         dns_ip: net.dns_ip,

@@ -66,6 +66,7 @@ pub fn coredns_pod(lab: &str, node: &NodePlan, ip: Ipv4Addr) -> PodPlan {
         subdomain: None,
         labels: BTreeMap::from([(DNS_LABEL.0.to_string(), DNS_LABEL.1.to_string())]),
         owner: Some(COREDNS.into()),
+        owner_kind: Some("ReplicaSet".into()),
         restart_policy: RestartPolicy::Always,
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
         processes: Vec::new(),

@@ -13,6 +13,7 @@ pub mod names;
 pub mod netpol;
 pub mod nftdiff;
 pub mod services;
+pub mod workloads;
 
 pub use build::{build, build_with};
 pub use names::{deployment_pod_name, host_veth_name, uplink_name};
@@ -54,6 +55,9 @@ pub struct Plan {
     /// NetworkPolicies, resolved against the pods (`netpol`).
     #[serde(default)]
     pub policies: Vec<netpol::PolicyPlan>,
+    /// StatefulSets, DaemonSets and bare ReplicaSets, for the lab's API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<workloads::WorkloadPlan>,
     pub cluster_domain: String,
     pub service_cidr: Ipv4Net,
     pub dns_ip: Ipv4Addr,
@@ -134,8 +138,13 @@ pub struct PodPlan {
     pub hostname: String,
     pub subdomain: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// The Deployment that made this pod, if any.
+    /// The workload that made this pod, if any: a Deployment's name for
+    /// its pods (their ReplicaSet is named from the pod), else the
+    /// StatefulSet's, DaemonSet's or ReplicaSet's.
     pub owner: Option<String>,
+    /// `ReplicaSet` (a Deployment's pods too), `StatefulSet` or `DaemonSet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_kind: Option<String>,
     pub restart_policy: RestartPolicy,
     pub ports: Vec<PortPlan>,
     pub processes: Vec<ProcessPlan>,
@@ -171,6 +180,23 @@ pub enum PodRole {
 }
 
 impl PodPlan {
+    /// The controller that owns the pod, as its ownerReference names it:
+    /// (kind, name). A Deployment's pods are named
+    /// `<deployment>-<hash>-<suffix>` and a bare ReplicaSet's
+    /// `<replicaset>-<suffix>`: either way the ReplicaSet is the name
+    /// without the suffix. Plans saved before `owner_kind` have only
+    /// Deployments' pods.
+    pub fn owner_ref(&self) -> Option<(&str, &str)> {
+        let owner = self.owner.as_deref()?;
+        match self.owner_kind.as_deref() {
+            Some(kind @ ("StatefulSet" | "DaemonSet")) => Some((kind, owner)),
+            _ => Some((
+                "ReplicaSet",
+                self.name.rsplit_once('-').map_or(owner, |(rs, _)| rs),
+            )),
+        }
+    }
+
     /// `namespace/name`, how messages and the daemon name a pod.
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

@@ -1,0 +1,174 @@
+//! End-to-end: a StatefulSet behind a headless Service and a DaemonSet,
+//! as root. A pod's stable DNS name (`web-0.nginx.default.svc...`) must
+//! resolve, from inside another pod, to that pod's own address, and the
+//! DaemonSet must have exactly one pod on each node.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const LAB: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: h3-wl}
+spec:
+  nodes: 2
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 2
+  serviceName: nginx
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, image: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      tolerations: [{operator: Exists}]
+      containers: [{name: agent, ports: [{containerPort: 9100}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers: [{name: c, image: busybox}]
+"#;
+
+/// What `getent hosts` gives for `name` from the client pod, retried for a
+/// few seconds: the DNS pod may still be starting.
+fn resolve(up: &Up, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = up.exec("client", &["getent", "hosts", name]);
+        let out = stdout(&o);
+        if o.status.success() || Instant::now() > deadline {
+            assert!(o.status.success(), "getent hosts {name}:\n{}", text(&o));
+            return out.split_whitespace().next().unwrap_or("").to_string();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn statefulset_and_daemonset() {
+    if !root_or_skip("statefulset_and_daemonset") {
+        return;
+    }
+    let file = lab_file(LAB);
+    let up = Up::new("h3-wl", &file);
+
+    let pods = up.get_json("pods");
+    let items = pods["items"].as_array().expect("items");
+    let owned_by = |kind: &str| -> Vec<&serde_json::Value> {
+        items
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["kind"] == kind)
+            .collect()
+    };
+
+    // StatefulSet: web-0, web-1, each with its stable name.
+    let mut web: Vec<&str> = owned_by("StatefulSet")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    web.sort();
+    assert_eq!(web, ["web-0", "web-1"], "{pods}");
+    for name in ["web-0", "web-1"] {
+        let ip = up.pod_ip(name);
+        assert_eq!(
+            resolve(&up, &format!("{name}.nginx.default.svc.cluster.local")),
+            ip,
+            "{name}'s DNS name is its own address"
+        );
+    }
+
+    // DaemonSet: one pod per node, named `agent-<suffix>`.
+    let agents = owned_by("DaemonSet");
+    let mut nodes: Vec<&str> = agents
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, ["node-1", "node-2"], "{pods}");
+    for p in &agents {
+        let name = p["metadata"]["name"].as_str().unwrap_or("");
+        let suffix = name.strip_prefix("agent-").unwrap_or("");
+        assert_eq!(suffix.len(), 5, "{name}");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["name"], "agent");
+    }
+    // Each DaemonSet pod answers on its port: the echo names the pod
+    // and the node it runs on.
+    for p in &agents {
+        let ip = p["status"]["podIP"].as_str().unwrap_or("");
+        let node = p["spec"]["nodeName"].as_str().unwrap_or("");
+        let o = up.exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://{ip}:9100/"),
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(stdout(&o).contains(node), "{}", text(&o));
+    }
+
+    // The real kubectl sees them with its own columns and short names.
+    let have_kubectl = std::process::Command::new("sh")
+        .args(["-c", "command -v kubectl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_kubectl {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no kubectl, and CI=true: install it (scripts/provision.sh)");
+        }
+        eprintln!("statefulset_and_daemonset: no kubectl, its part is skipped");
+        return;
+    }
+    // A discovery cache of its own: an earlier lab on the same port may
+    // have left one without these resources.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache_dir = cache.path().to_str().expect("utf-8 path");
+    let o = run(&[
+        "kubectl",
+        "--lab",
+        &up.lab,
+        "--cache-dir",
+        cache_dir,
+        "get",
+        "sts,ds",
+        "-o",
+        "wide",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = stdout(&o);
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("statefulset.apps/web")[1], "2/2", "{out}");
+    assert_eq!(row("daemonset.apps/agent")[1..4], ["2", "2", "2"], "{out}");
+}
