@@ -61,7 +61,10 @@ podlab() {
   local sub=${1:-}
   case $sub in
     exec|get|dns|diagnose|trace|delete|scale|graph|capture|kubectl)
-      shift; command podlab "$sub" --lab "$CHECK_DOCS_LAB" "$@" ;;
+      shift
+      # A command that names its lab keeps it.
+      if [[ ${1:-} == --lab* ]]; then command podlab "$sub" "$@"
+      else command podlab "$sub" --lab "$CHECK_DOCS_LAB" "$@"; fi ;;
     apply)
       shift
       if [ $# -eq 0 ] || [[ $1 == -* ]]; then
