@@ -219,7 +219,9 @@ pub fn replace_pod(lab: &str, namespace: &str, name: &str) -> Result<Option<Repl
                 .map(|p| p.name.clone()),
         ));
     };
-    let Some(owner) = pod.owner.clone() else {
+    // The cluster DNS pod is podlab's, not a Deployment of the file:
+    // deleting it takes DNS away until `apply` (lab 06 breaks DNS so).
+    let Some(owner) = pod.owner.clone().filter(|_| pod.role != plan::PodRole::Dns) else {
         return Ok(None);
     };
     let (file, mut edits) = running_file(lab)?;

@@ -527,6 +527,25 @@ kind: Pod
 metadata: {name: outsider, namespace: dev}
 spec:
   containers: [{name: c, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, ports: [{containerPort: 5432}]}]}
 "#;
 
 /// kubectl's writes change the lab as on a cluster: a deleted Deployment
@@ -561,6 +580,7 @@ fn real_kubectl_writes_a_lab() {
         };
         eprintln!("== {}", bin.display());
         replaced_pod(&k);
+        statefulset_pod_comes_back(&k);
         scale(&k);
         policy_blocks_and_unblocks(&k);
         namespace_labels_select(&k);
@@ -633,6 +653,30 @@ fn replaced_pod(k: &Kubectl) {
         curl(k, "client", "default", &new[0].1),
         "the new pod answers"
     );
+}
+
+/// A StatefulSet's pod comes back under its name, as another object (a
+/// new uid, so `kubectl delete` ends instead of waiting for it to go).
+fn statefulset_pod_comes_back(k: &Kubectl) {
+    let before = k.ok(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.metadata.uid} {.status.podIP}",
+    ]);
+    let out = k.ok(&["delete", "pod", "db-0", "--timeout=20s"]);
+    assert!(out.contains("pod \"db-0\" deleted"), "{out}");
+    let after = k.ok(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.metadata.uid} {.status.podIP}",
+    ]);
+    let (b, a): (Vec<&str>, Vec<&str>) = (before.split(' ').collect(), after.split(' ').collect());
+    assert_ne!(b[0], a[0], "a new uid: {before} -> {after}");
+    assert_ne!(b[1], a[1], "a new address: {before} -> {after}");
 }
 
 fn scale(k: &Kubectl) {

@@ -397,9 +397,28 @@ impl View<'_> {
         m
     }
 
+    fn pod_uid(&self, namespace: &str, name: &str, ip: std::net::Ipv4Addr) -> String {
+        let instance = format!("{name}@{ip}");
+        uid(
+            &self.plan.lab,
+            self.created,
+            "Pod",
+            Some(namespace),
+            &instance,
+        )
+    }
+
     pub fn pod(&self, p: &PodPlan) -> Value {
         let live = self.pod_status(p);
         let mut meta = self.metadata("Pod", Some(&p.namespace), &p.name);
+        // A pod made again under its name (a StatefulSet's, a deleted pod
+        // brought back) is another object: kubectl's `delete --wait`
+        // tells it from the one it deleted by its uid. The address is the
+        // pod's for its life, and a new pod gets a new one.
+        meta.insert(
+            "uid".into(),
+            json!(self.pod_uid(&p.namespace, &p.name, p.ip)),
+        );
         // A pod started after the lab (apply, scale) is younger than it.
         if let Some(t) = live.and_then(|s| s.started) {
             meta.insert("creationTimestamp".into(), json!(rfc3339(unix(t))));
@@ -889,7 +908,7 @@ impl View<'_> {
                 "ip": e.ip.to_string(),
                 "nodeName": e.node,
                 "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace,
-                              "uid": uid(&self.plan.lab, self.created, "Pod", Some(&e.namespace), &e.pod)},
+                              "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)},
             });
             let i = match subsets.iter().position(|(p, _, _)| *p == e.ports) {
                 Some(i) => i,
@@ -966,7 +985,7 @@ impl View<'_> {
                     "conditions": {"ready": ready, "serving": ready, "terminating": false},
                     "nodeName": e.node,
                     "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace,
-                                  "uid": uid(&self.plan.lab, self.created, "Pod", Some(&e.namespace), &e.pod)},
+                                  "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)},
                 })
             })
             .collect();

@@ -148,17 +148,31 @@ pub fn gone(asked: &str, oldest: u64) -> Bytes {
 
 /// The events that turn `old` into `new`, in key order: changes first,
 /// then deletions.
+/// An object made again under the same name (another uid: a
+/// StatefulSet's pod brought back) is the old one DELETED, then the new
+/// one ADDED, as kube-apiserver reports two objects.
 pub fn diff<'a>(old: &'a Objects, new: &'a Objects) -> Vec<(&'static str, &'a Value)> {
-    let changed = new.iter().filter_map(|(k, o)| match old.get(k) {
-        None => Some(("ADDED", &**o)),
-        Some(was) if store::version(was) != store::version(o) => Some(("MODIFIED", &**o)),
-        Some(_) => None,
-    });
-    let gone = old
-        .iter()
-        .filter(|(k, _)| !new.contains_key(*k))
-        .map(|(_, o)| ("DELETED", &**o));
-    changed.chain(gone).collect()
+    let uid = |o: &Value| o["metadata"]["uid"].as_str().map(str::to_string);
+    let mut events = Vec::new();
+    for (k, o) in new.iter() {
+        match old.get(k) {
+            None => events.push(("ADDED", &**o)),
+            Some(was) if uid(was) != uid(o) => {
+                events.push(("DELETED", &**was));
+                events.push(("ADDED", &**o));
+            }
+            Some(was) if store::version(was) != store::version(o) => {
+                events.push(("MODIFIED", &**o))
+            }
+            Some(_) => {}
+        }
+    }
+    events.extend(
+        old.iter()
+            .filter(|(k, _)| !new.contains_key(*k))
+            .map(|(_, o)| ("DELETED", &**o)),
+    );
+    events
 }
 
 /// Start the watch: the response streams until the client leaves, the
@@ -274,6 +288,19 @@ mod tests {
 
     fn parse(b: &Bytes) -> Value {
         serde_json::from_slice(b).unwrap()
+    }
+
+    #[test]
+    fn a_pod_made_again_under_its_name_is_deleted_then_added() {
+        let mut was = json!({"metadata": {"namespace": "default", "name": "web-0", "uid": "u1", "resourceVersion": "1"}});
+        let old: Objects = [(store::key(&was), Arc::new(was.clone()))].into();
+        was["metadata"]["uid"] = json!("u2");
+        let new: Objects = [(store::key(&was), Arc::new(was))].into();
+        let got: Vec<(&str, &str)> = diff(&old, &new)
+            .into_iter()
+            .map(|(k, o)| (k, o["metadata"]["uid"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("DELETED", "u1"), ("ADDED", "u2")]);
     }
 
     #[test]
