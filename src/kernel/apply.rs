@@ -59,6 +59,12 @@ impl Ns {
 
 /// Create a namespace and, from inside it, a netlink socket. Blocking: runs
 /// on a thread of its own because it moves that thread between namespaces.
+/// A stable, locally administered unicast MAC for a bridge.
+fn bridge_mac(netns: &str, link: &str) -> Vec<u8> {
+    let h = crate::plan::names::fnv1a(&[netns, link]).to_be_bytes();
+    vec![0x02, h[0], h[1], h[2], h[3], h[4]]
+}
+
 fn create_with_socket(name: &str, sysctls: &[(&str, &str)]) -> Result<(Netns, Socket), Error> {
     let ns = netns::create(name)?;
     let _inside = ns.enter()?;
@@ -457,7 +463,14 @@ async fn add_link(
     let msg = match &link.kind {
         LinkKind::Loopback | LinkKind::Veth { outer: false, .. } => return Ok(()),
         LinkKind::Bridge => {
-            let mut b = LinkBridge::new(&link.name).mtu(mtu).up();
+            // A fixed address: a bridge without one takes its lowest port's
+            // MAC, so adding or removing a pod (a replaced pod is both)
+            // could change it under its neighbours' ARP caches, and their
+            // frames to the gateway would be flooded and lost.
+            let mut b = LinkBridge::new(&link.name)
+                .mtu(mtu)
+                .address(bridge_mac(ns.name(), &link.name))
+                .up();
             if let Some(i) = link.index {
                 b = b.index(i);
             }
