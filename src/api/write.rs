@@ -366,21 +366,23 @@ impl Write<'_> {
             );
         };
         let ns = ns.unwrap_or("default");
-        if !self.dry_run {
-            if let Err(resp) = run(
-                self.api,
-                Op::Scale {
-                    namespace: ns.into(),
-                    name: name.into(),
-                    replicas,
-                },
-            )
-            .await
-            {
-                return resp;
-            }
+        if let Err(resp) = self.scale_to(ns, name, replicas).await {
+            return resp;
         }
         self.answer(r, Some(ns), name, StatusCode::OK)
+    }
+
+    /// Run a scale, unless this is a dry run.
+    async fn scale_to(&self, ns: &str, name: &str, replicas: u32) -> Result<(), Response<Body>> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let op = Op::Scale {
+            namespace: ns.into(),
+            name: name.into(),
+            replicas,
+        };
+        run(self.api, op).await.map(|_| ())
     }
 
     async fn scale(&self, ns: &str, name: &str, put: bool) -> Response<Body> {
@@ -408,19 +410,8 @@ impl Write<'_> {
                 "spec.replicas: Invalid value: must be a non-negative integer",
             );
         };
-        if !self.dry_run {
-            if let Err(resp) = run(
-                self.api,
-                Op::Scale {
-                    namespace: ns.into(),
-                    name: name.into(),
-                    replicas,
-                },
-            )
-            .await
-            {
-                return resp;
-            }
+        if let Err(resp) = self.scale_to(ns, name, replicas).await {
+            return resp;
         }
         get_scale(self.api, ns, name)
     }
@@ -428,8 +419,8 @@ impl Write<'_> {
 
 /// The manifest kubectl wrote for `key`, if it was written through the API.
 fn written_manifest(api: &Api, key: &str) -> Option<Value> {
-    let text = std::fs::read(api.state_dir.join("edits.json")).ok()?;
-    let edits: crate::state::Edits = serde_json::from_slice(&text).ok()?;
+    let lab = api.plan().ok()?.lab.clone();
+    let edits = crate::state::load_edits(&lab).ok()?;
     edits.objects.get(key).cloned().flatten()
 }
 
