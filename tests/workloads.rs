@@ -172,3 +172,123 @@ fn statefulset_and_daemonset() {
     assert_eq!(row("statefulset.apps/web")[1], "2/2", "{out}");
     assert_eq!(row("daemonset.apps/agent")[1..4], ["2", "2", "2"], "{out}");
 }
+
+const PEERS_LAB: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: wl-pnr}
+spec:
+  nodes: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: peers}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 2
+  serviceName: nginx
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: nginx, ports: [{containerPort: 80}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers: [{name: c}]
+"#;
+
+/// Every IPv4 address `name` resolves to from the client pod, sorted.
+fn addresses(up: &Up, name: &str) -> Vec<String> {
+    let o = up.exec("client", &["getent", "ahostsv4", name]);
+    let mut ips: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// Waits (a few seconds at most) until `name` resolves to `want`.
+fn wait_for_addresses(up: &Up, name: &str, want: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = addresses(up, name);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: want {want:?}, DNS answers {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn publish_not_ready_addresses_keeps_unready_peers() {
+    if !root_or_skip("publish_not_ready_addresses_keeps_unready_peers") {
+        return;
+    }
+    let file = lab_file(PEERS_LAB);
+    let up = Up::new("wl-pnr", &file);
+    let mut both = vec![up.pod_ip("web-0"), up.pod_ip("web-1")];
+    both.sort();
+    wait_for_addresses(&up, "nginx.default.svc.cluster.local", &both);
+    wait_for_addresses(&up, "peers.default.svc.cluster.local", &both);
+
+    // web-1 is no longer ready: it leaves `nginx`, and stays in `peers`,
+    // which publishes unready addresses as StatefulSet peers expect.
+    podlab::runtime::stop_pod(
+        &podlab::state::dir_of(&up.lab),
+        "default",
+        "web-1",
+        Duration::from_secs(5),
+    )
+    .expect("stop web-1");
+    wait_for_addresses(
+        &up,
+        "nginx.default.svc.cluster.local",
+        std::slice::from_ref(&up.pod_ip("web-0")),
+    );
+    assert_eq!(addresses(&up, "peers.default.svc.cluster.local"), both);
+
+    // Their Endpoints say the same.
+    let eps = up.get_json("endpoints");
+    let ready = |name: &str| -> Vec<String> {
+        let e = eps["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|e| e["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no endpoints {name} in {eps}"));
+        let mut ips: Vec<String> = e["subsets"][0]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["ip"].as_str().map(str::to_string))
+            .collect();
+        ips.sort();
+        ips
+    };
+    assert_eq!(ready("nginx"), [up.pod_ip("web-0")], "{eps}");
+    assert_eq!(ready("peers"), both, "{eps}");
+}

@@ -871,6 +871,9 @@ impl View<'_> {
             let policy = if s.internal_local { "Local" } else { "Cluster" };
             spec.insert("internalTrafficPolicy".into(), json!(policy));
         }
+        if s.publish_not_ready {
+            spec.insert("publishNotReadyAddresses".into(), json!(true));
+        }
         let status = obj(json!({"loadBalancer": match s.load_balancer_ip {
             Some(ip) if s.kind == ServiceType::LoadBalancer => json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}),
             _ => json!({}),
@@ -917,7 +920,9 @@ impl View<'_> {
                     subsets.len() - 1
                 }
             };
-            if self.endpoint_ready(&e.namespace, &e.pod) {
+            // The endpoints controller lists every pod of such a service
+            // among its ready addresses.
+            if s.publish_not_ready || self.endpoint_ready(&e.namespace, &e.pod) {
                 subsets[i].1.push(addr);
             } else {
                 subsets[i].2.push(addr);
@@ -979,10 +984,13 @@ impl View<'_> {
             .endpoints
             .iter()
             .map(|e| {
-                let ready = self.endpoint_ready(&e.namespace, &e.pod);
+                let serving = self.endpoint_ready(&e.namespace, &e.pod);
+                // As the EndpointSlice controller does: `ready` says whether
+                // to route to it, `serving` what the pod itself reports.
+                let ready = serving || s.publish_not_ready;
                 json!({
                     "addresses": [e.ip.to_string()],
-                    "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                    "conditions": {"ready": ready, "serving": serving, "terminating": false},
                     "nodeName": e.node,
                     "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace,
                                   "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)},

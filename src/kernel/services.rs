@@ -12,10 +12,10 @@ use super::{apply, nft, Error};
 use crate::plan::Plan;
 
 /// The plan with the endpoints of pods in `not_ready` (keys `ns/name`)
-/// taken out of every service.
+/// taken out of every service but those that publish unready addresses.
 pub fn ready_view(plan: &Plan, not_ready: &HashSet<String>) -> Plan {
     let mut p = plan.clone();
-    for svc in &mut p.services {
+    for svc in p.services.iter_mut().filter(|s| !s.publish_not_ready) {
         svc.endpoints
             .retain(|e| !not_ready.contains(&format!("{}/{}", e.namespace, e.pod)));
     }
@@ -118,4 +118,62 @@ fn flush_udp_to(netns: &str, ip: Ipv4Addr) {
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = "apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: pnr}
+spec:
+  nodes: 1
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: peers}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {app: web}
+  ports: [{port: 80}]
+";
+
+    #[test]
+    fn unready_pods_leave_all_but_publishing_services() {
+        let lab = crate::lab::parse("test", LAB).expect("lab parses");
+        let plan = crate::plan::build(&lab).expect("plan builds");
+        let first = &plan
+            .services
+            .iter()
+            .find(|s| s.name == "web")
+            .unwrap()
+            .endpoints[0];
+        let not_ready = HashSet::from([format!("{}/{}", first.namespace, first.pod)]);
+        let view = ready_view(&plan, &not_ready);
+        let count = |name: &str| {
+            view.services
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.endpoints.len())
+        };
+        assert_eq!(count("web"), Some(1));
+        assert_eq!(count("peers"), Some(2));
+    }
 }

@@ -442,6 +442,36 @@ impl Decoder {
         }
     }
 
+    /// A YAML boolean; a quoted "true" is a string, as Kubernetes reads it.
+    pub(crate) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => match resolve_plain(text) {
+                Plain::Bool(b) => Some(b),
+                _ => {
+                    self.err(
+                        node.pos,
+                        path,
+                        format!("expected true or false, found {}", describe(node)),
+                        None,
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected true or false, found {}", describe(node)),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
         match &node.value {
             Value::Scalar { text, quoted: true } => Some(text.clone()),
@@ -1506,20 +1536,8 @@ fn pod_spec(
 /// for the pod's resolv.conf and environment.
 fn pod_dns(d: &mut Decoder, f: &Fields<'_>, path: &str, spec: &mut PodSpec) {
     if let Some(n) = f.get("enableServiceLinks") {
-        let field = join(path, "enableServiceLinks");
-        match &n.value {
-            Value::Scalar {
-                text,
-                quoted: false,
-            } if matches!(resolve_plain(text), Plain::Bool(_)) => {
-                spec.enable_service_links = resolve_plain(text) == Plain::Bool(true);
-            }
-            _ => d.err(
-                n.pos,
-                field,
-                format!("expected true or false, found {}", describe(n)),
-                None,
-            ),
+        if let Some(b) = d.boolean(n, &join(path, "enableServiceLinks")) {
+            spec.enable_service_links = b;
         }
     }
     let mut policy_pos = f.pos;

@@ -188,6 +188,7 @@ status: {loadBalancer: {}}
             affinity_timeout: Some(60),
             external_local: true,
             internal_local: true,
+            publish_not_ready: false,
             external_name: None,
             load_balancer_ip: None,
         }
@@ -932,6 +933,27 @@ fn traffic_policies() {
     assert_eq!(h.as_deref(), Some("did you mean `Local`?"));
 }
 
+#[test]
+fn publish_not_ready_addresses() {
+    assert!(!spec_of("  ports: [{port: 80}]\n").publish_not_ready);
+    let s = spec_of("  publishNotReadyAddresses: true\n  ports: [{port: 80}]\n");
+    assert!(s.publish_not_ready);
+    let s = spec_of("  publishNotReadyAddresses: false\n  ports: [{port: 80}]\n");
+    assert!(!s.publish_not_ready);
+    let (d, _) = one(&svc(
+        "  publishNotReadyAddresses: \"yes\"\n  ports: [{port: 80}]\n",
+    ));
+    assert_eq!(
+        d,
+        at(
+            5,
+            29,
+            "spec.publishNotReadyAddresses",
+            "service `web`: expected true or false, found the string \"yes\""
+        )
+    );
+}
+
 // ---- decoding: fields podlab ignores or cannot honour ----
 
 #[test]
@@ -939,7 +961,6 @@ fn ignored_service_fields_are_listed() {
     let f = ok(&svc("  ports: [{port: 80, appProtocol: http}]
   ipFamilies: [IPv4]
   ipFamilyPolicy: SingleStack
-  publishNotReadyAddresses: true
   allocateLoadBalancerNodePorts: false
   loadBalancerClass: example.com/lb
   healthCheckNodePort: 32000
@@ -957,12 +978,11 @@ status: {loadBalancer: {}}
             (5, 22, "spec.ports[0].appProtocol"),
             (6, 3, "spec.ipFamilies"),
             (7, 3, "spec.ipFamilyPolicy"),
-            (8, 3, "spec.publishNotReadyAddresses"),
-            (9, 3, "spec.allocateLoadBalancerNodePorts"),
-            (10, 3, "spec.loadBalancerClass"),
-            (11, 3, "spec.healthCheckNodePort"),
-            (12, 3, "spec.trafficDistribution"),
-            (13, 1, "status"),
+            (8, 3, "spec.allocateLoadBalancerNodePorts"),
+            (9, 3, "spec.loadBalancerClass"),
+            (10, 3, "spec.healthCheckNodePort"),
+            (11, 3, "spec.trafficDistribution"),
+            (12, 1, "status"),
         ]
     );
 }

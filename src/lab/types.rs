@@ -379,6 +379,9 @@ pub struct ServiceSpec {
     pub external_local: bool,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
+    /// `publishNotReadyAddresses: true`: pods are endpoints (and in DNS)
+    /// whether ready or not, as StatefulSets' peer discovery wants.
+    pub publish_not_ready: bool,
     pub external_name: Option<String>,
     /// `spec.loadBalancerIP` (deprecated in Kubernetes, still honoured).
     pub load_balancer_ip: Option<(Ipv4Addr, Pos)>,

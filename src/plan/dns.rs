@@ -101,6 +101,7 @@ pub fn kube_dns_service(pods: &[PodPlan], dns_ip: Ipv4Addr) -> Option<ServicePla
         affinity_timeout: None,
         external_local: false,
         internal_local: false,
+        publish_not_ready: false,
         endpoints: vec![EndpointPlan {
             pod: pod.name.clone(),
             namespace: pod.namespace.clone(),

@@ -918,6 +918,7 @@ mod tests {
                 affinity_timeout: affinity,
                 external_local: local,
                 internal_local: false,
+                publish_not_ready: false,
                 endpoints,
             };
         plan.services = vec![

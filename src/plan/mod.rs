@@ -269,6 +269,10 @@ pub struct ServicePlan {
     pub external_local: bool,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
+    /// `publishNotReadyAddresses: true`: readiness does not take a pod out
+    /// of the endpoints (`kernel::services::ready_view`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_not_ready: bool,
     pub endpoints: Vec<EndpointPlan>,
 }
 

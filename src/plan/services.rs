@@ -174,6 +174,7 @@ pub fn plan_services(
                 affinity_timeout: s.spec.affinity_timeout,
                 external_local: s.spec.external_local,
                 internal_local: s.spec.internal_local,
+                publish_not_ready: s.spec.publish_not_ready,
                 endpoints: Vec::new(),
             };
             plan.endpoints = endpoints(s, &plan.ports, pods);

@@ -26,6 +26,7 @@ const SPEC: &[&str] = &[
     "internalTrafficPolicy",
     "externalName",
     "loadBalancerIP",
+    "publishNotReadyAddresses",
     // Not supported: known here so that the error names the field rather
     // than calling it unknown (see `UNSUPPORTED`).
     "externalIPs",
@@ -34,7 +35,6 @@ const SPEC: &[&str] = &[
 const SPEC_IGNORED: &[&str] = &[
     "ipFamilies",
     "ipFamilyPolicy",
-    "publishNotReadyAddresses",
     "allocateLoadBalancerNodePorts",
     "loadBalancerClass",
     "healthCheckNodePort",
@@ -331,6 +331,11 @@ pub(crate) fn spec(d: &mut Decoder, node: Option<&Node>, doc: Pos) -> (ServiceSp
     }
     if let Some(n) = f.get("internalTrafficPolicy") {
         spec.internal_local = d.choice(n, "spec.internalTrafficPolicy", POLICIES) == Some("Local");
+    }
+    if let Some(n) = f.get("publishNotReadyAddresses") {
+        spec.publish_not_ready = d
+            .boolean(n, "spec.publishNotReadyAddresses")
+            .unwrap_or(false);
     }
 
     match f.get("externalName") {
