@@ -444,32 +444,22 @@ impl Decoder {
 
     /// A YAML boolean; a quoted "true" is a string, as Kubernetes reads it.
     pub(crate) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
-        match &node.value {
-            Value::Scalar {
-                text,
-                quoted: false,
-            } => match resolve_plain(text) {
-                Plain::Bool(b) => Some(b),
-                _ => {
-                    self.err(
-                        node.pos,
-                        path,
-                        format!("expected true or false, found {}", describe(node)),
-                        None,
-                    );
-                    None
-                }
-            },
-            _ => {
-                self.err(
-                    node.pos,
-                    path,
-                    format!("expected true or false, found {}", describe(node)),
-                    None,
-                );
-                None
+        if let Value::Scalar {
+            text,
+            quoted: false,
+        } = &node.value
+        {
+            if let Plain::Bool(b) = resolve_plain(text) {
+                return Some(b);
             }
         }
+        self.err(
+            node.pos,
+            path,
+            format!("expected true or false, found {}", describe(node)),
+            None,
+        );
+        None
     }
 
     pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
