@@ -19,6 +19,7 @@ use super::Diagnostic;
 
 mod dns;
 mod netpol;
+mod probe;
 mod service;
 mod stored;
 mod workloads;
@@ -133,7 +134,17 @@ const POD_SPEC_IGNORED: &[&str] = &[
     "resources",
 ];
 
-const CONTAINER: &[&str] = &["name", "image", "command", "args", "ports", "env"];
+const CONTAINER: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "args",
+    "ports",
+    "env",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+];
 const CONTAINER_IGNORED: &[&str] = &[
     "workingDir",
     "envFrom",
@@ -142,9 +153,6 @@ const CONTAINER_IGNORED: &[&str] = &[
     "restartPolicy",
     "volumeMounts",
     "volumeDevices",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
     "lifecycle",
     "terminationMessagePath",
     "terminationMessagePolicy",
@@ -1702,6 +1710,13 @@ fn container(
             }
         }
     }
+    let mut probes = probe::Kind::ALL.map(|(kind, key)| {
+        let p = f
+            .get(key)
+            .and_then(|n| probe::probe(d, n, &join(path, key), kind))?;
+        probe::check_named_port(d, &p, &ports, &join(path, key));
+        Some(p)
+    });
     let (name, pos) = name?;
     Some((
         Container {
@@ -1711,6 +1726,9 @@ fn container(
             args,
             ports,
             env,
+            readiness_probe: probes[0].take(),
+            liveness_probe: probes[1].take(),
+            startup_probe: probes[2].take(),
         },
         pos,
         port_names,

@@ -10,6 +10,8 @@ mod limits_tests;
 #[cfg(test)]
 mod netpol_tests;
 #[cfg(test)]
+mod probe_tests;
+#[cfg(test)]
 mod service_tests;
 pub mod stored;
 #[cfg(test)]

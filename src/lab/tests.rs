@@ -236,7 +236,7 @@ spec:
   containers:
   - name: c
     resources: {limits: {cpu: 1}}
-    livenessProbe: {httpGet: {port: 80}}
+    lifecycle: {preStop: {exec: {command: [sleep, '1']}}}
     ports:
     - {containerPort: 80, hostPort: 8080}
     env:
@@ -256,7 +256,7 @@ status: {phase: Running}
             (5, 3, "metadata.annotations"),
             (7, 3, "spec.terminationGracePeriodSeconds"),
             (10, 5, "spec.containers[0].resources"),
-            (11, 5, "spec.containers[0].livenessProbe"),
+            (11, 5, "spec.containers[0].lifecycle"),
             (13, 27, "spec.containers[0].ports[0].hostPort"),
             (17, 7, "spec.containers[0].env[1].valueFrom"),
             (18, 1, "status"),

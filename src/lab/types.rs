@@ -183,6 +183,54 @@ pub struct Container {
     pub args: Vec<String>,
     pub ports: Vec<ContainerPort>,
     pub env: Vec<EnvVar>,
+    pub readiness_probe: Option<Probe>,
+    pub liveness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+}
+
+/// A container's probe, with Kubernetes' defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Probe {
+    pub handler: ProbeHandler,
+    pub initial_delay_seconds: u32,
+    pub period_seconds: u32,
+    pub timeout_seconds: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ProbeHandler {
+    TcpSocket {
+        port: ProbePort,
+    },
+    HttpGet {
+        port: ProbePort,
+        path: String,
+        scheme: HttpScheme,
+        headers: Vec<(String, String)>,
+    },
+    Grpc {
+        port: u16,
+        service: Option<String>,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+}
+
+/// A probe's port: a number, or the name of one of the container's ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ProbePort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HttpScheme {
+    Http,
+    Https,
 }
 
 /// A pod's spec, shared by `Pod` and a Deployment's template.

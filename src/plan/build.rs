@@ -347,6 +347,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
                         .collect(),
                 })
                 .collect(),
+            probes: super::probes::of(&w.spec.containers),
             dns: PodDns {
                 policy: w.spec.dns_policy,
                 config: w.spec.dns_config.clone(),

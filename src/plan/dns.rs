@@ -70,6 +70,7 @@ pub fn coredns_pod(lab: &str, node: &NodePlan, ip: Ipv4Addr) -> PodPlan {
         restart_policy: RestartPolicy::Always,
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
         processes: Vec::new(),
+        probes: Vec::new(),
         dns: PodDns {
             policy: DnsPolicy::Default,
             config: None,

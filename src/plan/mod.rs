@@ -12,6 +12,7 @@ pub mod kubeproxy;
 pub mod names;
 pub mod netpol;
 pub mod nftdiff;
+pub mod probes;
 pub mod services;
 pub mod workloads;
 
@@ -148,6 +149,9 @@ pub struct PodPlan {
     pub restart_policy: RestartPolicy,
     pub ports: Vec<PortPlan>,
     pub processes: Vec<ProcessPlan>,
+    /// The containers' probes, ports resolved (`probes::of`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<ProbePlan>,
     /// `dnsPolicy` and `dnsConfig`: the pod's resolv.conf (`dns::resolv_conf`).
     #[serde(default)]
     pub dns: PodDns,
@@ -231,6 +235,53 @@ pub struct PortPlan {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
+}
+
+/// One probe of a container, as the daemon runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbePlan {
+    pub container: String,
+    pub kind: ProbeKind,
+    pub action: ProbeAction,
+    pub initial_delay_s: u32,
+    pub period_s: u32,
+    pub timeout_s: u32,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeKind {
+    Readiness,
+    Liveness,
+    Startup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeAction {
+    Tcp {
+        port: u16,
+    },
+    Http {
+        port: u16,
+        path: String,
+        https: bool,
+        headers: Vec<(String, String)>,
+    },
+    Grpc {
+        port: u16,
+        service: Option<String>,
+    },
+    /// Run in the pod, as the container's processes run.
+    Exec {
+        argv: Vec<String>,
+    },
+    /// An exec probe of a program of the image, which podlab does not run:
+    /// answered by connecting to the echo on the container's TCP ports
+    /// (none: nothing can fail, so it passes).
+    EchoStandIn {
+        ports: Vec<u16>,
+    },
 }
 
 /// A container's `command`/`args`, run as a real process in the pod.

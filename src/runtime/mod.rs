@@ -14,6 +14,7 @@ pub mod dns;
 pub mod echo;
 pub mod limits;
 pub mod pods;
+mod probes;
 pub mod process;
 mod state;
 pub mod status;
@@ -252,6 +253,9 @@ async fn daemon(
 
     let all: Vec<(usize, usize)> = (0..plan.pods.len()).map(|i| (i, i)).collect();
     let setup = pods.start(&plan, &all).await;
+    if setup.is_ok() {
+        first_probes(&plan, &shared).await;
+    }
     let setup = setup.and_then(|()| {
         if *shutdown.borrow() {
             return Err(Error::Interrupted);
@@ -521,6 +525,36 @@ fn watch_signals(stop: watch::Sender<bool>) -> Result<(), Error> {
         }
     });
     Ok(())
+}
+
+/// Wait, bounded by the probes' own timeouts, for every readiness probe
+/// without an initial delay to have made its first attempt: a healthy pod
+/// is then Ready (and an endpoint) when `up` returns, as `kubectl wait`
+/// would have it, and an unhealthy one is known to be unready.
+async fn first_probes(plan: &Plan, shared: &Shared) {
+    let longest = plan
+        .pods
+        .iter()
+        .flat_map(|p| &p.probes)
+        .filter(|p| p.kind == crate::plan::ProbeKind::Readiness && p.initial_delay_s == 0)
+        .map(|p| p.timeout_s.max(1))
+        .max();
+    let Some(longest) = longest else {
+        return;
+    };
+    let bound = Duration::from_secs(u64::from(longest.min(10)) + 1);
+    let deadline = Instant::now() + bound;
+    loop {
+        let waiting = shared.awaiting_first_probe();
+        if waiting.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(pods = ?waiting, "readiness probes had no first verdict in {bound:?}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::echo::{self, EchoInfo};
+use super::probes;
 use super::process::{self, Container};
 use super::state::Shared;
 use super::{dns, wanted_ports, Error};
@@ -57,6 +58,7 @@ fn serves_differently(a: &PodPlan, b: &PodPlan) -> bool {
         || a.ip != b.ip
         || a.ports != b.ports
         || a.processes != b.processes
+        || a.probes != b.probes
         || a.role != b.role
         || a.restart_policy != b.restart_policy
         || a.hostname != b.hostname
@@ -190,8 +192,8 @@ impl Pods {
             let (Some(pod), Some(stop)) = (plan.pods.get(i), stops.get(&i)) else {
                 continue;
             };
+            let prep = Arc::new(process::pod_exec_setup(pod));
             if !pod.processes.is_empty() {
-                let prep = Arc::new(process::pod_exec_setup(pod));
                 for p in &pod.processes {
                     let Some(cslot) = self.shared.slot(slot, &p.container) else {
                         continue;
@@ -209,9 +211,39 @@ impl Pods {
                     self.supervisors().push(task);
                 }
             }
+            self.start_probes(pod, slot, &prep, stop);
             self.shared.pod_set_up(slot);
         }
         Ok(())
+    }
+
+    fn start_probes(
+        &self,
+        pod: &PodPlan,
+        slot: usize,
+        prep: &Arc<process::PreparedExec>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        if pod.probes.is_empty() {
+            return;
+        }
+        let target = Arc::new(probes::Target {
+            netns: pod.netns.clone(),
+            ip: pod.ip,
+            exec: prep.clone(),
+        });
+        for p in &pod.probes {
+            let Some(cslot) = self.shared.slot(slot, &p.container) else {
+                continue;
+            };
+            tokio::spawn(probes::run(
+                p.clone(),
+                target.clone(),
+                cslot,
+                self.shared.clone(),
+                stop.clone(),
+            ));
+        }
     }
 
     /// Stop a pod's servers and processes and keep it, down, in the table:

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::plan::{Plan, PodPlan};
+use crate::plan::{Plan, PodPlan, ProbeKind};
 
 use super::status::{
     pod_phase, ready_column, ContainerState, ContainerStatus, DaemonStatus, PodStatus,
@@ -34,8 +34,29 @@ struct PodEntry {
     set_up: bool,
     started: Option<u64>,
     containers: Vec<ContainerStatus>,
+    /// Per container, what its probes say beyond its state.
+    gates: Vec<Gates>,
     /// Deleted from the lab while the daemon runs: no longer reported.
     removed: bool,
+}
+
+/// A container with a readiness probe is ready only once it passes, and
+/// one with a startup probe only once that passed (`None`: no such probe).
+#[derive(Debug, Clone, Copy, Default)]
+struct Gates {
+    readiness: Option<bool>,
+    started: Option<bool>,
+    /// A readiness probe with no initial delay whose first attempt `up`
+    /// waits for, so that a healthy lab is Ready when `up` returns.
+    awaited: bool,
+}
+
+impl Gates {
+    fn ready(&self, c: &ContainerStatus) -> bool {
+        c.state == ContainerState::Running
+            && self.readiness.unwrap_or(true)
+            && self.started.unwrap_or(true)
+    }
 }
 
 /// Where a container sits in the table, so that updates need no lookup.
@@ -137,7 +158,9 @@ impl Shared {
             .and_then(|p| p.containers.get_mut(slot.container))
         {
             f(c);
-            c.ready = c.state == ContainerState::Running;
+        }
+        if let Some(p) = t.pods.get_mut(slot.pod) {
+            p.refresh(slot.container);
         }
         drop(t);
         self.1.notify_one();
@@ -149,10 +172,14 @@ impl Shared {
     pub fn ports_bound(&self, pod: usize) {
         let mut t = self.lock();
         if let Some(p) = t.pods.get_mut(pod) {
-            for c in p.containers.iter_mut().filter(|c| !c.process) {
+            for i in 0..p.containers.len() {
+                let c = &mut p.containers[i];
+                if c.process {
+                    continue;
+                }
                 c.state = ContainerState::Running;
-                c.ready = true;
                 c.started = Some(unix_now());
+                p.refresh(i);
             }
         }
         drop(t);
@@ -197,6 +224,63 @@ impl Shared {
         drop(t);
         self.1.notify_one();
         self.bump();
+    }
+
+    /// A probe's verdict on a container: readiness, or a startup probe
+    /// that passed. A container (re)started waits for its probes again.
+    pub fn probe_passed(&self, slot: Slot, readiness: bool, passed: bool) {
+        let mut t = self.lock();
+        let Some(p) = t.pods.get_mut(slot.pod) else {
+            return;
+        };
+        let Some(g) = p.gates.get_mut(slot.container) else {
+            return;
+        };
+        if readiness {
+            g.readiness = g.readiness.map(|_| passed);
+            g.awaited = false;
+        } else {
+            g.started = g.started.map(|_| passed);
+        }
+        let before = p.containers[slot.container].ready;
+        p.refresh(slot.container);
+        let changed = before != p.containers[slot.container].ready;
+        drop(t);
+        if changed {
+            self.1.notify_one();
+            self.bump();
+        }
+    }
+
+    /// Pods (`NS/NAME`) with a container whose readiness probe has not
+    /// had its first attempt yet (those with an initial delay excepted).
+    pub fn awaiting_first_probe(&self) -> Vec<String> {
+        let t = self.lock();
+        t.pods
+            .iter()
+            .filter(|p| !p.removed && p.gates.iter().any(|g| g.awaited))
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect()
+    }
+
+    /// Whether a container's startup probe has passed (true without one).
+    pub fn started(&self, slot: Slot) -> bool {
+        let t = self.lock();
+        t.pods
+            .get(slot.pod)
+            .and_then(|p| p.gates.get(slot.container))
+            .is_none_or(|g| g.started.unwrap_or(true))
+    }
+
+    /// The container's running state and pid, for a probe deciding what
+    /// to do.
+    pub fn container(&self, slot: Slot) -> Option<ContainerStatus> {
+        let t = self.lock();
+        t.pods
+            .get(slot.pod)?
+            .containers
+            .get(slot.container)
+            .cloned()
     }
 
     pub fn set_ready(&self) {
@@ -272,7 +356,24 @@ fn pod_entry(pod: &PodPlan) -> PodEntry {
             None => containers[i].process = true,
         }
     }
+    let gates = containers
+        .iter()
+        .map(|c| {
+            let of = |kind| {
+                pod.probes
+                    .iter()
+                    .find(|p| p.container == c.name && p.kind == kind)
+            };
+            let readiness = of(ProbeKind::Readiness);
+            Gates {
+                readiness: readiness.map(|_| false),
+                started: of(ProbeKind::Startup).map(|_| false),
+                awaited: readiness.is_some_and(|p| p.initial_delay_s == 0),
+            }
+        })
+        .collect();
     PodEntry {
+        gates,
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         node: pod.node.clone(),
@@ -281,6 +382,15 @@ fn pod_entry(pod: &PodPlan) -> PodEntry {
         started: None,
         containers,
         removed: false,
+    }
+}
+
+impl PodEntry {
+    fn refresh(&mut self, container: usize) {
+        let g = self.gates.get(container).copied().unwrap_or_default();
+        if let Some(c) = self.containers.get_mut(container) {
+            c.ready = g.ready(c);
+        }
     }
 }
 

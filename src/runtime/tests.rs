@@ -58,6 +58,7 @@ fn pod(name: &str, netns: &str) -> PodPlan {
         restart_policy: RestartPolicy::Always,
         ports: vec![],
         processes: vec![],
+        probes: Vec::new(),
         dns: Default::default(),
         service_links: true,
         role: Default::default(),
