@@ -141,20 +141,23 @@ fn probes_drive_endpoints_and_restarts() {
         .collect::<Vec<_>>();
     assert!(ready.contains(&("gate", Some(false))), "{web_b}");
     assert!(ready.contains(&("web", Some(true))), "{web_b}");
-    for _ in 0..6 {
-        let o = up.exec(
-            "client",
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "3",
-                "http://web.default.svc.cluster.local/",
-            ],
-        );
-        assert!(o.status.success(), "{}", text(&o));
-        assert!(stdout(&o).contains("web-a"), "{}", text(&o));
-    }
+    // kube-proxy's rules follow the endpoints a moment later (the
+    // daemon's sync, as kube-proxy's own): then every answer is web-a's.
+    wait_until("the Service's traffic all to web-a", || {
+        (0..6).all(|_| {
+            let o = up.exec(
+                "client",
+                &[
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "3",
+                    "http://web.default.svc.cluster.local/",
+                ],
+            );
+            o.status.success() && stdout(&o).contains("web-a")
+        })
+    });
 
     // It passes again: back in.
     std::fs::write(dir.path().join("web-b"), "").expect("write");
@@ -182,4 +185,152 @@ fn probes_drive_endpoints_and_restarts() {
             .or_else(|| c["restarts"].as_u64())
             .is_some_and(|n| n >= 1)
     });
+}
+
+const HEALTH_LAB: &str = "apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: pr-health}
+spec:
+  nodes: 2
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rpc}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rpc}}
+  template:
+    metadata: {labels: {app: rpc}}
+    spec:
+      containers:
+      - name: server
+        ports: [{containerPort: 50051}]
+        readinessProbe: {grpc: {port: 50051}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rpc}
+spec: {selector: {app: rpc}, ports: [{port: 50051}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: phoenix}
+spec:
+  containers:
+  - name: web
+    ports: [{containerPort: 8080}]
+    livenessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: boutique-style}
+spec:
+  containers:
+  - name: server
+    ports: [{containerPort: 7070}]
+    readinessProbe:
+      exec: {command: [/bin/grpc_health_probe, '-addr=:7070']}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers: [{name: c}]
+";
+
+fn curl(up: &Up, args: &[&str]) -> String {
+    let mut argv = vec!["curl", "-s", "--max-time", "3"];
+    argv.extend_from_slice(args);
+    let o = up.exec("client", &argv);
+    assert!(o.status.success(), "curl {args:?}: {}", text(&o));
+    stdout(&o)
+}
+
+fn restarts(up: &Up, pod: &str) -> u64 {
+    let pods = up.get_json("pods");
+    let c = &pod_field(&pods, pod)["status"]["containerStatuses"][0];
+    c["restartCount"]
+        .as_u64()
+        .or_else(|| c["restarts"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The echo answers gRPC health checks and can be told to fail them:
+/// `POST /readyz/disable` takes a pod out of its Service, `/readyz/enable`
+/// brings it back; a failed liveness probe restarts an echo healthy again.
+/// Healthy pods are Ready the moment `up` returns.
+#[test]
+fn the_echo_can_be_made_to_fail_its_probes() {
+    if !root_or_skip("the_echo_can_be_made_to_fail_its_probes") {
+        return;
+    }
+    let file = lab_file(HEALTH_LAB);
+    let up = Up::new("pr-health", &file);
+    let pods = up.get_json("pods");
+    let mut rpcs: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["app"] == "rpc")
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
+            (up.pod_ip(&name), name)
+        })
+        .collect();
+    rpcs.sort();
+    assert_eq!(rpcs.len(), 2, "{pods}");
+    let both: Vec<String> = rpcs.iter().map(|(ip, _)| ip.clone()).collect();
+    // No waiting: `up` returned after the first gRPC health checks passed.
+    assert_eq!(ready_of(&up, "rpc"), both, "gRPC-probed pods Ready at once");
+    let standin = pod_field(&pods, "boutique-style");
+    assert_eq!(
+        standin["status"]["containerStatuses"][0]["ready"], true,
+        "an exec probe of the image's program is answered by the echo: {standin}"
+    );
+
+    let (ip_b, name_b) = &rpcs[1];
+    let url = |path: &str| format!("http://{ip_b}:50051{path}");
+    let said = curl(&up, &["-X", "POST", &url("/readyz/disable")]);
+    assert!(said.contains("unhealthy"), "{said}");
+    wait_until("the disabled pod out of the endpoints", || {
+        ready_of(&up, "rpc") == [rpcs[0].0.clone()]
+    });
+    let code = curl(&up, &["-o", "/dev/null", "-w", "%{http_code}", &url("/")]);
+    assert_eq!(code, "503", "an unhealthy echo answers 503");
+    wait_until("the Service's traffic all to the other pod", || {
+        (0..4).all(|_| {
+            let via_svc = curl(&up, &["http://rpc.default.svc.cluster.local:50051/"]);
+            !via_svc.contains(name_b.as_str())
+        })
+    });
+    curl(&up, &["-X", "POST", &url("/readyz/enable")]);
+    wait_until("the pod back in the endpoints", || {
+        ready_of(&up, "rpc") == both
+    });
+
+    // A failing liveness probe: the echo is restarted, and healthy again.
+    let phoenix = up.pod_ip("phoenix");
+    let before = restarts(&up, "phoenix");
+    curl(
+        &up,
+        &[
+            "-X",
+            "POST",
+            &format!("http://{phoenix}:8080/readyz/disable"),
+        ],
+    );
+    wait_until("phoenix restarted", || restarts(&up, "phoenix") > before);
+    let code = curl(
+        &up,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{phoenix}:8080/"),
+        ],
+    );
+    assert_eq!(code, "200", "a restarted echo is healthy");
 }

@@ -208,6 +208,14 @@ fn boutique_shaped_unmodified() {
     if !root_or_skip("boutique_shaped_unmodified") {
         return;
     }
+    // Its shipping service's exec probes name a program of the image.
+    let fixture = Path::new(FIXTURES).join("boutique-like.yaml");
+    let o = run(&["validate", fixture.to_str().expect("utf-8 path")]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("exec probe answered by the echo (podlab runs no images): readiness probe `/bin/true` of container server, by the echo on port 50052: default/shipping-"),
+        "{out}"
+    );
     real_application(
         &Path::new(FIXTURES).join("boutique-like.yaml"),
         "hr-boutique",

@@ -31,6 +31,9 @@ pub fn run(args: Args) -> Result<u8> {
     for line in stored_lines(&parsed.stored) {
         println!("{}", lab::escape(&line));
     }
+    for line in stand_in_lines(&plan) {
+        println!("{}", lab::escape(&line));
+    }
     let stored = if parsed.stored.is_empty() {
         String::new()
     } else {
@@ -87,6 +90,48 @@ pub fn stored_lines(stored: &[lab::stored::Stored]) -> Vec<String> {
                 "stored, not served: {} {kind} ({api}){what}: {shown}",
                 names.len()
             )
+        })
+        .collect()
+}
+
+/// Exec probes of a program that belongs to the image, which a lab does
+/// not run: one line per container and command, naming the pods, saying
+/// what answers instead (`plan::ProbeAction::EchoStandIn`).
+pub fn stand_in_lines(plan: &plan::Plan) -> Vec<String> {
+    let mut seen: Vec<(String, String, Vec<String>)> = Vec::new();
+    for pod in &plan.pods {
+        for p in &pod.probes {
+            let plan::ProbeAction::EchoStandIn { command, ports } = &p.action else {
+                continue;
+            };
+            let cmd = command.join(" ");
+            let ports = match &ports[..] {
+                [] => "nothing to check (no TCP port), so it passes".to_string(),
+                ps => {
+                    let ps: Vec<String> = ps.iter().map(u16::to_string).collect();
+                    format!("the echo on port {}", ps.join(", "))
+                }
+            };
+            let kind = match p.kind {
+                plan::ProbeKind::Readiness => "readiness",
+                plan::ProbeKind::Liveness => "liveness",
+                plan::ProbeKind::Startup => "startup",
+            };
+            let what = format!("{kind} probe `{cmd}` of container {}", p.container);
+            match seen.iter_mut().find(|(w, _, _)| *w == what) {
+                Some((_, _, pods)) => pods.push(pod.key()),
+                None => seen.push((what, ports, vec![pod.key()])),
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|(what, answered, pods)| {
+            let more = pods.len().saturating_sub(NAMES_PER_KIND);
+            let mut shown = pods[..pods.len() - more].join(", ");
+            if more > 0 {
+                shown.push_str(&format!(" and {more} more"));
+            }
+            format!("exec probe answered by the echo (podlab runs no images): {what}, by {answered}: {shown}")
         })
         .collect()
 }

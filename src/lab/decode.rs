@@ -1710,7 +1710,7 @@ fn container(
             }
         }
     }
-    let mut probes = probe::Kind::ALL.map(|(kind, key)| {
+    let mut probes = crate::lab::ProbeKind::ALL.map(|(kind, key)| {
         let p = f
             .get(key)
             .and_then(|n| probe::probe(d, n, &join(path, key), kind))?;

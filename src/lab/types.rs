@@ -188,6 +188,24 @@ pub struct Container {
     pub startup_probe: Option<Probe>,
 }
 
+/// Which probe of a container: a liveness or startup probe must have
+/// `successThreshold: 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum ProbeKind {
+    Readiness,
+    Liveness,
+    Startup,
+}
+
+impl ProbeKind {
+    /// Each, with its field in a container.
+    pub const ALL: [(ProbeKind, &'static str); 3] = [
+        (ProbeKind::Readiness, "readinessProbe"),
+        (ProbeKind::Liveness, "livenessProbe"),
+        (ProbeKind::Startup, "startupProbe"),
+    ];
+}
+
 /// A container's probe, with Kubernetes' defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Probe {

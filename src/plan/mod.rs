@@ -250,12 +250,7 @@ pub struct ProbePlan {
     pub failure_threshold: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ProbeKind {
-    Readiness,
-    Liveness,
-    Startup,
-}
+pub use crate::lab::ProbeKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProbeAction {
@@ -277,9 +272,13 @@ pub enum ProbeAction {
         argv: Vec<String>,
     },
     /// An exec probe of a program of the image, which podlab does not run:
-    /// answered by connecting to the echo on the container's TCP ports
-    /// (none: nothing can fail, so it passes).
+    /// answered by the echo on the container's TCP ports, each of which
+    /// must connect and the first answer an HTTP GET (none: nothing can
+    /// fail, so it passes).
     EchoStandIn {
+        /// The command as written, for `validate` to name.
+        #[serde(default)]
+        command: Vec<String>,
         ports: Vec<u16>,
     },
 }

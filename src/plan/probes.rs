@@ -52,7 +52,8 @@ fn plan(c: &Container, kind: ProbeKind, p: &Probe) -> ProbePlan {
         ProbeHandler::Exec { command } if runs_process(c) => ProbeAction::Exec {
             argv: command.clone(),
         },
-        ProbeHandler::Exec { .. } => ProbeAction::EchoStandIn {
+        ProbeHandler::Exec { command } => ProbeAction::EchoStandIn {
+            command: command.clone(),
             ports: c
                 .ports
                 .iter()
@@ -122,7 +123,10 @@ spec:
             (p[1].kind, &p[1].action),
             (
                 ProbeKind::Liveness,
-                &ProbeAction::EchoStandIn { ports: vec![8080] }
+                &ProbeAction::EchoStandIn {
+                    command: vec!["/bin/grpc_health_probe".into(), "-addr=:8080".into()],
+                    ports: vec![8080]
+                }
             )
         );
         assert_eq!(p[2].container, "side");

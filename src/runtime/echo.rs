@@ -17,13 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
@@ -32,6 +31,8 @@ use crate::kernel::netns::Netns;
 use crate::lab::Protocol;
 use crate::probe::identity;
 
+use super::grpc::{self, Answer, ServingStatus};
+use super::health;
 use super::limits::{self, Caps, Limits, Permit, Refused};
 use super::Error;
 
@@ -106,7 +107,7 @@ pub fn wants_json<'a>(accept: impl IntoIterator<Item = &'a HeaderValue>) -> bool
     })
 }
 
-fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Response<Answer> {
     let method = req.method().as_str();
     // The request target as sent, query included: what a learner typed.
     let path = req
@@ -114,6 +115,29 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or_else(|| req.uri().path());
+    let key = info.key();
+    if let Some(healthy) = health::toggle(method, req.uri().path()) {
+        health::set(&key, healthy);
+        let word = if healthy { "healthy" } else { "unhealthy" };
+        let body = format!("pod {key} now reports itself {word}\n");
+        return plain(info, StatusCode::OK, body);
+    }
+    let healthy = health::healthy(&key);
+    if grpc::is_grpc(req) {
+        let serving = if healthy {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        return grpc::answer(req.uri().path(), serving);
+    }
+    if !healthy {
+        let body = format!(
+            "pod {key} reports itself unhealthy (POST {} to any of its ports undoes it)\n",
+            health::ENABLE_PATH
+        );
+        return plain(info, StatusCode::SERVICE_UNAVAILABLE, body);
+    }
     let challenge = req
         .headers()
         .get(identity::CHALLENGE_HEADER)
@@ -130,18 +154,32 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
     if let Some(p) = &proof {
         body = with_proof(&body, p);
     }
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = StatusCode::OK;
+    let mut resp = answer(info, StatusCode::OK, body, ctype);
+    if let Some(v) = proof.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        resp.headers_mut().insert(identity::PROOF_HEADER, v);
+    }
+    resp
+}
+
+fn answer(
+    info: &EchoInfo,
+    status: StatusCode,
+    body: String,
+    ctype: &'static str,
+) -> Response<Answer> {
+    let mut resp = Response::new(Answer::full(body));
+    *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     // Names are DNS labels, so this only fails on a plan podlab did not make.
     if let Ok(v) = HeaderValue::from_str(&info.key()) {
         resp.headers_mut().insert("x-podlab-pod", v);
     }
-    if let Some(v) = proof.and_then(|p| HeaderValue::from_str(&p).ok()) {
-        resp.headers_mut().insert(identity::PROOF_HEADER, v);
-    }
     resp
+}
+
+fn plain(info: &EchoInfo, status: StatusCode, body: String) -> Response<Answer> {
+    answer(info, status, body, "text/plain; charset=utf-8")
 }
 
 /// A body with the proof added: a `proof` field of the JSON answer, a
@@ -349,16 +387,29 @@ async fn serve_http(
             return;
         }
     }
+    // HTTP/2 with prior knowledge (gRPC, `curl --http2-prior-knowledge`)
+    // opens with its preface, whose first word no HTTP/1 method has.
+    let mut word = [0u8; 4];
+    let h2 = first[0] == b'P' && matches!(stream.peek(&mut word).await, Ok(4) if &word == b"PRI ");
     let last = Arc::new(AtomicU64::new(limits::now_ms()));
-    let io = Watched {
+    let io = TokioIo::new(Watched {
         inner: stream,
         last: last.clone(),
-    };
+    });
     let svc = service_fn(move |req: Request<Incoming>| {
         let resp = respond(&info, peer, &req);
         access_log(&info, port, peer, &req, &resp);
         async move { Ok::<_, Infallible>(resp) }
     });
+    if h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADERS_BUF as u32)
+            .max_concurrent_streams(16);
+        let conn = Box::pin(builder.serve_connection(io, svc));
+        return drive(conn, &last, caps, port, peer).await;
+    }
     // The header deadline runs from the connection's start and again from
     // each answer, so it is the keep-alive timeout too.
     let mut builder = http1::Builder::new();
@@ -367,7 +418,22 @@ async fn serve_http(
         .header_read_timeout(caps.header_timeout)
         .max_buf_size(MAX_HEADERS_BUF);
     // Boxed: the task's future stays small while it waits above.
-    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), svc));
+    let conn = Box::pin(builder.serve_connection(io, svc));
+    drive(conn, &last, caps, port, peer).await
+}
+
+/// Serve one connection until it ends or moves nothing for the idle
+/// timeout.
+async fn drive<F, E>(
+    mut conn: Pin<Box<F>>,
+    last: &AtomicU64,
+    caps: Caps,
+    port: u16,
+    peer: SocketAddr,
+) where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     loop {
         let quiet = Duration::from_millis(limits::now_ms().saturating_sub(last.load(Relaxed)));
         if quiet >= caps.idle_timeout {
@@ -396,7 +462,7 @@ fn access_log(
     port: u16,
     peer: SocketAddr,
     req: &Request<Incoming>,
-    resp: &Response<Full<Bytes>>,
+    resp: &Response<Answer>,
 ) {
     use hyper::body::Body as _;
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());

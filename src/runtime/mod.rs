@@ -12,6 +12,8 @@ pub mod access;
 pub mod control;
 pub mod dns;
 pub mod echo;
+mod grpc;
+mod health;
 pub mod limits;
 pub mod pods;
 mod probes;

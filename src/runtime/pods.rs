@@ -185,6 +185,8 @@ impl Pods {
                     None => tokio::spawn(echo::serve_udp(s, info.clone(), port, stop.clone())),
                 };
             }
+            // A started echo is a fresh application: healthy.
+            super::health::set(&pod.key(), true);
             self.shared.ports_bound(slot);
         }
 
@@ -228,6 +230,7 @@ impl Pods {
             return;
         }
         let target = Arc::new(probes::Target {
+            key: pod.key(),
             netns: pod.netns.clone(),
             ip: pod.ip,
             exec: prep.clone(),

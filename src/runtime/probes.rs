@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::grpc::{self, ServingStatus};
 use super::process::PreparedExec;
 use super::state::{Shared, Slot};
 use super::status::ContainerState;
@@ -18,6 +19,8 @@ use crate::plan::{ProbeAction, ProbeKind, ProbePlan};
 
 /// What one probe needs of its pod.
 pub(crate) struct Target {
+    /// `ns/name`: whose echo's health a restart resets.
+    pub key: String,
     pub netns: String,
     pub ip: Ipv4Addr,
     pub exec: Arc<PreparedExec>,
@@ -85,7 +88,7 @@ pub(crate) async fn run(
         }
         let first = attempts == 0;
         attempts += 1;
-        verdict(&probe, &shared, slot, &c, (passes, fails), first);
+        verdict(&probe, &target, &shared, slot, &c, (passes, fails), first);
     }
 }
 
@@ -99,6 +102,7 @@ fn reset(probe: &ProbePlan, shared: &Shared, slot: Slot) {
 
 fn verdict(
     probe: &ProbePlan,
+    target: &Target,
     shared: &Shared,
     slot: Slot,
     c: &super::status::ContainerStatus,
@@ -117,7 +121,7 @@ fn verdict(
         }
         ProbeKind::Startup if passes >= 1 => shared.probe_passed(slot, false, true),
         ProbeKind::Startup | ProbeKind::Liveness if fails >= probe.failure_threshold => {
-            restart(probe, shared, slot, c);
+            restart(probe, target, shared, slot, c);
         }
         _ => {}
     }
@@ -125,10 +129,16 @@ fn verdict(
 
 /// Kubelet kills a container that fails its liveness (or startup) probe
 /// and starts it again. A process is killed and its supervisor restarts
-/// it; podlab's echo stands in for an image and restarts at once, which
-/// the restart count shows.
-fn restart(probe: &ProbePlan, shared: &Shared, slot: Slot, c: &super::status::ContainerStatus) {
-    tracing::info!(container = %probe.container, kind = ?probe.kind, "probe failed: restarting the container");
+/// it; podlab's echo stands in for an image and restarts at once, healthy
+/// again (`health`), which the restart count shows.
+fn restart(
+    probe: &ProbePlan,
+    target: &Target,
+    shared: &Shared,
+    slot: Slot,
+    c: &super::status::ContainerStatus,
+) {
+    tracing::info!(pod = %target.key, container = %probe.container, kind = ?probe.kind, "probe failed: restarting the container");
     match c.pid {
         Some(pid) => {
             // SAFETY: a signal to the pid the supervisor recorded for this
@@ -137,11 +147,14 @@ fn restart(probe: &ProbePlan, shared: &Shared, slot: Slot, c: &super::status::Co
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
             }
         }
-        None => shared.update(slot, |c| {
-            c.restarts += 1;
-            c.exit_code = Some(137);
-            c.started = Some(super::state::unix_now());
-        }),
+        None => {
+            super::health::set(&target.key, true);
+            shared.update(slot, |c| {
+                c.restarts += 1;
+                c.exit_code = Some(137);
+                c.started = Some(super::state::unix_now());
+            });
+        }
     }
 }
 
@@ -150,6 +163,24 @@ async fn attempt(probe: &ProbePlan, target: &Arc<Target>) -> bool {
     let timeout = Duration::from_secs(u64::from(probe.timeout_s.max(1)));
     match &probe.action {
         ProbeAction::Exec { argv } => exec(argv, &target.exec, timeout).await,
+        ProbeAction::Grpc { port, service } => {
+            let Some(s) = connect_async(target, *port, timeout).await else {
+                return false;
+            };
+            let authority = format!("{}:{port}", target.ip);
+            let service = service.as_deref().unwrap_or("");
+            match grpc::check(s, &authority, service, timeout).await {
+                Ok(ServingStatus::Serving) => true,
+                Ok(other) => {
+                    tracing::debug!(pod = %target.key, port, "gRPC health: {other:?}");
+                    false
+                }
+                Err(e) => {
+                    tracing::debug!(pod = %target.key, port, "gRPC health: {e}");
+                    false
+                }
+            }
+        }
         action => {
             let action = action.clone();
             let target = target.clone();
@@ -159,28 +190,54 @@ async fn attempt(probe: &ProbePlan, target: &Arc<Target>) -> bool {
     }
 }
 
-/// The network probes, from the pod's own namespace to its address (so a
+/// A connection from the pod's own namespace to its address (so a
 /// NetworkPolicy does not stand between kubelet and its pod, as on most
 /// clusters).
+fn connect(target: &Target, port: u16, timeout: Duration) -> Option<TcpStream> {
+    let addr = SocketAddr::from((target.ip, port));
+    crate::kernel::netns::run_in(&target.netns, || TcpStream::connect_timeout(&addr, timeout))
+        .ok()?
+        .ok()
+}
+
+/// The same, for async use: a socket stays in the namespace it was made in.
+async fn connect_async(
+    target: &Arc<Target>,
+    port: u16,
+    timeout: Duration,
+) -> Option<tokio::net::TcpStream> {
+    let t = target.clone();
+    let s = tokio::task::spawn_blocking(move || connect(&t, port, timeout))
+        .await
+        .ok()??;
+    s.set_nonblocking(true).ok()?;
+    tokio::net::TcpStream::from_std(s).ok()
+}
+
 fn blocking(action: &ProbeAction, target: &Target, timeout: Duration) -> bool {
-    let connect = |port: u16| -> Option<TcpStream> {
-        let addr = SocketAddr::from((target.ip, port));
-        crate::kernel::netns::run_in(&target.netns, || TcpStream::connect_timeout(&addr, timeout))
-            .ok()?
-            .ok()
+    let get = |port: u16, path: &str, headers: &[(String, String)]| {
+        connect(target, port, timeout)
+            .is_some_and(|s| http_ok(s, target.ip, port, path, headers, timeout))
     };
     match action {
-        ProbeAction::Tcp { port } => connect(*port).is_some(),
-        ProbeAction::EchoStandIn { ports } => ports.iter().all(|p| connect(*p).is_some()),
+        ProbeAction::Tcp { port } => connect(target, *port, timeout).is_some(),
+        // What `grpc_health_probe` or `wget` in the image would have asked
+        // of the application, asked of its echo.
+        ProbeAction::EchoStandIn { ports, .. } => match ports.split_first() {
+            Some((first, rest)) => {
+                get(*first, "/", &[]) && rest.iter().all(|p| connect(target, *p, timeout).is_some())
+            }
+            None => true,
+        },
         ProbeAction::Http {
             port,
             path,
             headers,
             https: false,
-        } => connect(*port).is_some_and(|s| http_ok(s, target.ip, *port, path, headers, timeout)),
-        // Neither TLS nor HTTP/2 here: a connection is what is checked.
-        ProbeAction::Http { port, .. } | ProbeAction::Grpc { port, .. } => connect(*port).is_some(),
-        ProbeAction::Exec { .. } => false,
+        } => get(*port, path, headers),
+        // The echo speaks no TLS: an HTTPS probe checks the connection.
+        ProbeAction::Http { port, .. } => connect(target, *port, timeout).is_some(),
+        ProbeAction::Grpc { .. } | ProbeAction::Exec { .. } => false,
     }
 }
 

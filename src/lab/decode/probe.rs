@@ -3,7 +3,7 @@
 //! validation (one handler; a liveness or startup probe succeeds once).
 
 use super::{join, Decoder, Fields, PortOrName};
-use crate::lab::types::{HttpScheme, Probe, ProbeHandler, ProbePort};
+use crate::lab::types::{HttpScheme, Probe, ProbeHandler, ProbeKind as Kind, ProbePort};
 use crate::lab::yaml::Node;
 
 const PROBE: &[&str] = &[
@@ -26,22 +26,6 @@ const HEADER: &[&str] = &["name", "value"];
 const GRPC: &[&str] = &["port", "service"];
 const EXEC: &[&str] = &["command"];
 const HANDLERS: &[&str] = &["tcpSocket", "httpGet", "grpc", "exec"];
-
-/// Which probe: a liveness or startup probe must have `successThreshold: 1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Readiness,
-    Liveness,
-    Startup,
-}
-
-impl Kind {
-    pub(crate) const ALL: [(Kind, &'static str); 3] = [
-        (Kind::Readiness, "readinessProbe"),
-        (Kind::Liveness, "livenessProbe"),
-        (Kind::Startup, "startupProbe"),
-    ];
-}
 
 /// `None` after reporting what is wrong.
 pub(crate) fn probe(d: &mut Decoder, node: &Node, path: &str, kind: Kind) -> Option<Probe> {
