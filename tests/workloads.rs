@@ -292,3 +292,84 @@ fn publish_not_ready_addresses_keeps_unready_peers() {
     assert_eq!(ready("nginx"), [up.pod_ip("web-0")], "{eps}");
     assert_eq!(ready("peers"), both, "{eps}");
 }
+
+const HOST_PORT_LAB: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: wl-hp}
+spec:
+  nodes: 2
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: exporter}
+spec:
+  selector: {matchLabels: {app: exporter}}
+  template:
+    metadata: {labels: {app: exporter}}
+    spec:
+      containers: [{name: e, ports: [{containerPort: 9100, hostPort: 19100}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  containers: [{name: c}]
+"#;
+
+/// A hostPort is the node's port: from outside the cluster, and from a
+/// pod on another node, each node's IP on it reaches that node's pod (as
+/// the portmap plugin's DNAT does), and the pod sees who connected.
+#[test]
+fn host_ports_reach_the_pod_on_that_node() {
+    if !root_or_skip("host_ports_reach_the_pod_on_that_node") {
+        return;
+    }
+    let file = lab_file(HOST_PORT_LAB);
+    let up = Up::new("wl-hp", &file);
+    let pods = up.get_json("pods");
+    let nodes = up.get_json("nodes");
+    let node_ip = |name: &str| -> String {
+        nodes["items"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["metadata"]["name"] == name)
+            .and_then(|n| n["status"]["addresses"].as_array())
+            .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+            .and_then(|x| x["address"].as_str())
+            .unwrap_or_else(|| panic!("no InternalIP of {name} in {nodes}"))
+            .to_string()
+    };
+    for node in ["node-1", "node-2"] {
+        let pod = pods["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|p| p["metadata"]["labels"]["app"] == "exporter" && p["spec"]["nodeName"] == node)
+            .unwrap_or_else(|| panic!("no exporter on {node}: {pods}"));
+        let name = pod["metadata"]["name"].as_str().expect("name");
+        let url = format!("http://{}:19100/", node_ip(node));
+        for from in ["external", "client"] {
+            let o = up.exec(from, &["curl", "-s", "--max-time", "3", &url]);
+            assert!(o.status.success(), "{from} -> {url}: {}", text(&o));
+            let out = stdout(&o);
+            assert!(
+                out.contains(&format!("pod: {name}")),
+                "{from} -> {url}: {out}"
+            );
+        }
+    }
+    // No hostPort of its own: the client's node port is closed.
+    let o = up.exec(
+        "external",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            "3",
+            &format!("http://{}:19101/", node_ip("node-1")),
+        ],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+}

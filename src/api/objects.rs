@@ -1037,9 +1037,10 @@ impl View<'_> {
 pub fn container_names(p: &PodPlan) -> Vec<&str> {
     let mut names: Vec<&str> = Vec::new();
     for c in p
-        .ports
+        .containers
         .iter()
-        .map(|x| x.container.as_str())
+        .map(String::as_str)
+        .chain(p.ports.iter().map(|x| x.container.as_str()))
         .chain(p.processes.iter().map(|x| x.container.as_str()))
     {
         if !names.contains(&c) {
@@ -1079,6 +1080,9 @@ fn containers(p: &PodPlan) -> Vec<Value> {
                         port.insert("name".into(), json!(n));
                     }
                     port.insert("containerPort".into(), json!(x.port));
+                    if let Some(h) = x.host_port {
+                        port.insert("hostPort".into(), json!(h));
+                    }
                     port.insert("protocol".into(), json!(x.protocol.to_string()));
                     Value::Object(port)
                 })

@@ -163,8 +163,8 @@ const CONTAINER_IGNORED: &[&str] = &[
     "tty",
 ];
 
-const PORT: &[&str] = &["containerPort", "name", "protocol"];
-const PORT_IGNORED: &[&str] = &["hostPort", "hostIP"];
+const PORT: &[&str] = &["containerPort", "name", "protocol", "hostPort"];
+const PORT_IGNORED: &[&str] = &["hostIP"];
 
 const ENV: &[&str] = &["name", "value"];
 const ENV_IGNORED: &[&str] = &["valueFrom"];
@@ -1791,11 +1791,16 @@ fn port(d: &mut Decoder, node: &Node, path: &str) -> Option<(ContainerPort, Opti
         65535,
         "an integer 1-65535",
     )?;
+    let host_port = match f.get("hostPort") {
+        Some(h) => Some(d.int(h, &join(path, "hostPort"), 1, 65535, "an integer 1-65535")? as u16),
+        None => None,
+    };
     Some((
         ContainerPort {
             name,
             container_port: number as u16,
             protocol,
+            host_port,
             pos: n.pos,
         },
         name_pos,

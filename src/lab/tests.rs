@@ -95,6 +95,7 @@ fn seed_manifests_load_unchanged() {
             name: None,
             container_port: 80,
             protocol: Protocol::Tcp,
+            host_port: None,
             pos: Pos { line: 13, col: 22 }
         }]
     );
@@ -238,7 +239,7 @@ spec:
     resources: {limits: {cpu: 1}}
     lifecycle: {preStop: {exec: {command: [sleep, '1']}}}
     ports:
-    - {containerPort: 80, hostPort: 8080}
+    - {containerPort: 80, hostIP: 0.0.0.0}
     env:
     - {name: A, value: x}
     - name: B
@@ -257,7 +258,7 @@ status: {phase: Running}
             (7, 3, "spec.terminationGracePeriodSeconds"),
             (10, 5, "spec.containers[0].resources"),
             (11, 5, "spec.containers[0].lifecycle"),
-            (13, 27, "spec.containers[0].ports[0].hostPort"),
+            (13, 27, "spec.containers[0].ports[0].hostIP"),
             (17, 7, "spec.containers[0].env[1].valueFrom"),
             (18, 1, "status"),
         ]

@@ -166,6 +166,8 @@ pub struct ContainerPort {
     pub name: Option<String>,
     pub container_port: u16,
     pub protocol: Protocol,
+    /// `hostPort`: the node's port that reaches this one (portmap's DNAT).
+    pub host_port: Option<u16>,
     pub pos: Pos,
 }
 

@@ -209,11 +209,15 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
         .collect();
     let mut reserved: Vec<HashSet<Ipv4Addr>> = vec![HashSet::new(); nodes.len()];
     let mut veths: Vec<HashSet<String>> = vec![HashSet::new(); nodes.len()];
-    for (slot, old) in placed.iter_mut().zip(&kept) {
+    // hostPorts taken on each node, and by which pod: two pods cannot
+    // both have a node's port, so the scheduler puts them apart.
+    let mut host_ports: Vec<BTreeMap<(Protocol, u16), String>> = vec![BTreeMap::new(); nodes.len()];
+    for ((slot, old), w) in placed.iter_mut().zip(&kept).zip(&wanted) {
         if let Some(old) = old {
             if let Some(&i) = node_index.get(old.node.as_str()) {
                 *slot = Some(i);
                 load[i] += 1;
+                take_host_ports(&mut host_ports[i], w);
                 reserved[i].insert(old.ip);
                 veths[i].insert(old.host_veth.clone());
             }
@@ -235,15 +239,41 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             continue;
         }
         if let Some(i) = w.spec.node_name.as_deref().and_then(|n| node_index.get(n)) {
+            if let Some((port, other)) = host_port_clash(&host_ports[*i], w) {
+                diags.push(diag(
+                    w.pos,
+                    &w.field,
+                    format!(
+                        "pod {}/{}: hostPort {port} on node {} is already pod {other}'s",
+                        w.namespace, w.name, nodes[*i].name
+                    ),
+                    Some("pin one of them to another node, or use another hostPort".into()),
+                ));
+                continue;
+            }
             *slot = Some(*i);
             load[*i] += 1;
+            take_host_ports(&mut host_ports[*i], w);
         }
     }
     for (w, slot) in wanted.iter().zip(placed.iter_mut()) {
         if slot.is_none() && w.spec.node_name.is_none() {
-            let i = (0..nodes.len()).min_by_key(|&i| (load[i], i)).unwrap_or(0);
+            let free = (0..nodes.len()).filter(|&i| host_port_clash(&host_ports[i], w).is_none());
+            let Some(i) = free.min_by_key(|&i| (load[i], i)) else {
+                diags.push(diag(
+                    w.pos,
+                    &w.field,
+                    format!(
+                        "pod {}/{}: no node has its hostPorts free (a cluster would leave it Pending)",
+                        w.namespace, w.name
+                    ),
+                    Some("add nodes, lower the replicas, or drop the hostPort".into()),
+                ));
+                continue;
+            };
             *slot = Some(i);
             load[i] += 1;
+            take_host_ports(&mut host_ports[i], w);
         }
     }
 
@@ -317,6 +347,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
             owner: w.owner.map(str::to_string),
             owner_kind: w.owner_kind.map(str::to_string),
             restart_policy: w.spec.restart_policy,
+            containers: w.spec.containers.iter().map(|c| c.name.clone()).collect(),
             ports: w
                 .spec
                 .containers
@@ -327,6 +358,7 @@ pub fn build_with(file: &LabFile, previous: Option<&Plan>) -> Result<Plan, LabEr
                         name: p.name.clone(),
                         port: p.container_port,
                         protocol: p.protocol,
+                        host_port: p.host_port,
                     })
                 })
                 .collect(),
@@ -537,6 +569,33 @@ fn first_host(net: Ipv4Net) -> Ipv4Addr {
     net.hosts().next().unwrap_or(net.network())
 }
 
+fn wanted_host_ports<'a>(w: &'a Wanted) -> impl Iterator<Item = (Protocol, u16)> + 'a {
+    w.spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.ports)
+        .filter_map(|p| p.host_port.map(|h| (p.protocol, h)))
+}
+
+/// A hostPort of `w` another pod already has on the node: the port
+/// (`8080/TCP`) and that pod.
+fn host_port_clash(
+    taken: &BTreeMap<(Protocol, u16), String>,
+    w: &Wanted,
+) -> Option<(String, String)> {
+    wanted_host_ports(w).find_map(|k| {
+        taken
+            .get(&k)
+            .map(|other| (format!("{}/{}", k.1, k.0), other.clone()))
+    })
+}
+
+fn take_host_ports(taken: &mut BTreeMap<(Protocol, u16), String>, w: &Wanted) {
+    for k in wanted_host_ports(w) {
+        taken.insert(k, format!("{}/{}", w.namespace, w.name));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,6 +734,95 @@ spec: {{type: LoadBalancer, selector: {{app: web}}, ports: [{{port: 80}}]}}
             ports.len(),
             second.services.len() - 1,
             "a node port was given twice"
+        );
+    }
+
+    const HOST_PORT_LAB: &str = "apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: hp}
+spec: {nodes: 2}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: REPLICAS
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, ports: [{containerPort: 80, hostPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: light}
+spec: {nodeName: node-1, containers: [{name: c}]}
+";
+
+    #[test]
+    fn pods_with_the_same_host_port_go_to_different_nodes() {
+        let text = HOST_PORT_LAB.replace("REPLICAS", "2");
+        let p = plan(&text, None);
+        let mut nodes: Vec<&str> = p
+            .pods
+            .iter()
+            .filter(|x| x.name.starts_with("web-"))
+            .map(|x| x.node.as_str())
+            .collect();
+        nodes.sort();
+        assert_eq!(nodes, ["node-1", "node-2"]);
+        let web = p.pods.iter().find(|x| x.name.starts_with("web-")).unwrap();
+        assert_eq!(web.ports[0].host_port, Some(8080));
+        let node = p.node(&web.node).unwrap();
+        let rules =
+            super::super::kubeproxy::to_json(&super::super::kubeproxy::node_rules(&p, node));
+        assert!(
+            rules.contains(&format!(
+                "hostPort 8080/TCP -> default/{} {}:80",
+                web.name, web.ip
+            )),
+            "{rules}"
+        );
+        // Nodes without a hostPort pod keep the table as it was.
+        let other = HOST_PORT_LAB.replace("REPLICAS", "0");
+        let p0 = plan(&other, None);
+        let r0 = super::super::kubeproxy::to_json(&super::super::kubeproxy::node_rules(
+            &p0,
+            &p0.nodes[0],
+        ));
+        assert!(!r0.contains("hostport"), "{r0}");
+    }
+
+    #[test]
+    fn more_pods_with_a_host_port_than_nodes_is_an_error() {
+        let text = HOST_PORT_LAB.replace("REPLICAS", "3");
+        let file = crate::lab::parse("t.yaml", &text).expect("parses");
+        let e = build_with(&file, None).expect_err("a third replica has no node");
+        let msg = e.to_string();
+        assert!(msg.contains("no node has its hostPorts free"), "{msg}");
+        assert!(msg.contains("t.yaml:8:18: spec.replicas"), "{msg}");
+        // Pinned onto a taken port: named, with the pod that has it.
+        let pinned = |name: &str| {
+            format!(
+                "---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec: {{nodeName: node-1, containers: [{{name: c, ports: [{{containerPort: 81, hostPort: 9000}}]}}]}}
+"
+            )
+        };
+        let text = format!(
+            "{}{}{}",
+            HOST_PORT_LAB.replace("REPLICAS", "0"),
+            pinned("first"),
+            pinned("second")
+        );
+        let file = crate::lab::parse("t.yaml", &text).expect("parses");
+        let msg = build_with(&file, None).expect_err("a clash").to_string();
+        assert!(
+            msg.contains("pod default/second: hostPort 9000/TCP on node node-1 is already pod default/first's"),
+            "{msg}"
         );
     }
 }

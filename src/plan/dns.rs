@@ -52,6 +52,7 @@ pub fn coredns_pod(lab: &str, node: &NodePlan, ip: Ipv4Addr) -> PodPlan {
         name: Some(port_name.into()),
         port: 53,
         protocol,
+        host_port: None,
     };
     PodPlan {
         namespace: KUBE_SYSTEM.into(),
@@ -68,6 +69,7 @@ pub fn coredns_pod(lab: &str, node: &NodePlan, ip: Ipv4Addr) -> PodPlan {
         owner: Some(COREDNS.into()),
         owner_kind: Some("ReplicaSet".into()),
         restart_policy: RestartPolicy::Always,
+        containers: vec![COREDNS.into()],
         ports: vec![port("dns", Protocol::Udp), port("dns-tcp", Protocol::Tcp)],
         processes: Vec::new(),
         probes: Vec::new(),

@@ -306,7 +306,7 @@ fn supernet(nets: &[ipnet::Ipv4Net]) -> ipnet::Ipv4Net {
     net
 }
 
-fn cni(plan: &Plan, _node: &NodePlan) -> TableBuilder {
+fn cni(plan: &Plan, node: &NodePlan) -> TableBuilder {
     let mut t = TableBuilder::new(NfFamily::IP, CNI_TABLE);
     let pods = cluster_cidr(plan);
     t.base_chain("postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
@@ -320,7 +320,70 @@ fn cni(plan: &Plan, _node: &NodePlan) -> TableBuilder {
         ],
         "pods reaching outside the pod network leave with the node's IP (ip-masq-agent)",
     );
+    host_ports(plan, node, &mut t);
     t
+}
+
+/// The portmap plugin's part: a connection to one of the node's own
+/// addresses on a pod's `hostPort` is DNATed to that pod, whether it came
+/// in (prerouting) or from the node itself (output). Only pods on this
+/// node, and only when some pod has a hostPort: a lab without any keeps
+/// the table as it was.
+fn host_ports(plan: &Plan, node: &NodePlan, t: &mut TableBuilder) {
+    let mapped: Vec<(&super::PodPlan, &super::PortPlan, u16)> = plan
+        .pods
+        .iter()
+        .filter(|p| p.node == node.name)
+        .flat_map(|p| {
+            p.ports
+                .iter()
+                .filter_map(move |port| port.host_port.map(|h| (p, port, h)))
+        })
+        .collect();
+    if mapped.is_empty() {
+        return;
+    }
+    // A chain before the rules that jump to it, or nft cannot find it.
+    t.chain("hostports");
+    t.base_chain(
+        "hostport-prerouting",
+        NfChainType::NAT,
+        NfHook::Prerouting,
+        -110,
+    );
+    t.rule("hostport-prerouting", vec![jump("hostports")], "");
+    t.base_chain("hostport-output", NfChainType::NAT, NfHook::Output, -110);
+    t.rule("hostport-output", vec![jump("hostports")], "");
+    for (pod, port, host) in mapped {
+        let proto = proto_word(port.protocol);
+        let mut expr = vec![
+            eq(fib_type(FibFlag::Daddr), s("local")),
+            cmp(
+                field("ip", "daddr"),
+                Operator::NEQ,
+                prefix("127.0.0.0/8".parse().unwrap_or_default()),
+            ),
+            eq(meta(MetaKey::L4proto), s(proto)),
+            eq(field("th", "dport"), Expression::Number(u32::from(host))),
+        ];
+        expr.push(Statement::DNAT(Some(NAT {
+            addr: Some(s(pod.ip.to_string())),
+            family: Some(stmt::NATFamily::IP),
+            port: Some(Expression::Number(u32::from(port.port))),
+            flags: None,
+        })));
+        t.rule(
+            "hostports",
+            expr,
+            format!(
+                "hostPort {host}/{} -> {} {}:{}",
+                port.protocol,
+                pod.key(),
+                pod.ip,
+                port.port
+            ),
+        );
+    }
 }
 
 fn kube_proxy(plan: &Plan, node: &NodePlan) -> TableBuilder {

@@ -147,6 +147,12 @@ pub struct PodPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_kind: Option<String>,
     pub restart_policy: RestartPolicy,
+    /// Every container's name, in the spec's order: one with neither ports
+    /// nor a command is still a container (Running, Ready), as a pause-like
+    /// sidecar is. Empty in plans saved before it: then the containers are
+    /// those the ports and processes name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
     pub ports: Vec<PortPlan>,
     pub processes: Vec<ProcessPlan>,
     /// The containers' probes, ports resolved (`probes::of`).
@@ -235,6 +241,9 @@ pub struct PortPlan {
     pub name: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
+    /// The node's port DNATed here (`hostPort`, as the portmap plugin does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
 }
 
 /// One probe of a container, as the daemon runs it.

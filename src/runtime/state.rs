@@ -341,6 +341,9 @@ fn pod_entry(pod: &PodPlan) -> PodEntry {
         });
         containers.len() - 1
     };
+    for c in &pod.containers {
+        entry(c);
+    }
     let mut marks = Vec::new();
     for port in &pod.ports {
         let i = entry(&port.container);

@@ -56,6 +56,7 @@ fn pod(name: &str, netns: &str) -> PodPlan {
         owner: None,
         owner_kind: None,
         restart_policy: RestartPolicy::Always,
+        containers: vec![],
         ports: vec![],
         processes: vec![],
         probes: Vec::new(),
@@ -71,6 +72,7 @@ fn port(container: &str, port: u16, protocol: Protocol) -> PortPlan {
         name: None,
         port,
         protocol,
+        host_port: None,
     }
 }
 
