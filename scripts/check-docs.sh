@@ -60,7 +60,7 @@ sudo() { "$@"; }
 podlab() {
   local sub=${1:-}
   case $sub in
-    exec|get|dns|diagnose|trace|delete|scale|graph|capture|kubectl)
+    exec|get|logs|dns|diagnose|trace|delete|scale|graph|capture|kubectl)
       shift
       # A command that names its lab keeps it.
       if [[ ${1:-} == --lab* ]]; then command podlab "$sub" "$@"

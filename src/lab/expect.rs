@@ -1266,14 +1266,16 @@ fn kernel(d: &mut Decoder, node: &Node, path: &str) -> Option<KernelCheck> {
 
 struct Known<'a> {
     file: &'a LabFile,
-    /// (namespace, name) of pods and Deployments.
-    pods: HashSet<(&'a str, &'a str)>,
+    /// (namespace, name) of pods, Deployments and the other workloads,
+    /// and of a StatefulSet's pods: their names are known before they
+    /// run (`web-0`), and a learner writes them.
+    pods: HashSet<(&'a str, String)>,
     nodes: Vec<&'a str>,
 }
 
 impl Known<'_> {
     fn pod(&self, ns: &str, name: &str) -> bool {
-        self.pods.contains(&(ns, name))
+        self.pods.contains(&(ns, name.to_string()))
     }
 
     fn service(&self, ns: &str, name: &str) -> Option<&crate::lab::Service> {
@@ -1441,6 +1443,20 @@ pub fn service_of_dns<'a>(name: &'a str, domain: &str) -> Option<(&'a str, &'a s
     suffix_ok.then(|| (parts[0], parts[1]))
 }
 
+/// A StatefulSet's pods, `<name>-<ordinal>` as the plan names them
+/// (`plan::workloads::statefulset_pod_name`).
+fn statefulset_pods(file: &LabFile) -> impl Iterator<Item = (&str, String)> {
+    file.workloads
+        .iter()
+        .filter(|w| w.kind == super::types::WorkloadKind::StatefulSet)
+        .flat_map(|w| {
+            (0..w.replicas).map(move |i| {
+                let ordinal = w.ordinals_start.saturating_add(i);
+                (w.namespace.as_str(), format!("{}-{ordinal}", w.name))
+            })
+        })
+}
+
 /// Every name in `spec.expect` must be one of the lab's pods, nodes or
 /// Services: a typo would otherwise only show when the test runs.
 pub(crate) fn check(file: &LabFile, out: &mut Vec<Diagnostic>) {
@@ -1449,17 +1465,18 @@ pub(crate) fn check(file: &LabFile, out: &mut Vec<Diagnostic>) {
         pods: file
             .pods
             .iter()
-            .map(|p| (p.namespace.as_str(), p.name.as_str()))
+            .map(|p| (p.namespace.as_str(), p.name.clone()))
             .chain(
                 file.deployments
                     .iter()
-                    .map(|d| (d.namespace.as_str(), d.name.as_str())),
+                    .map(|d| (d.namespace.as_str(), d.name.clone())),
             )
             .chain(
                 file.workloads
                     .iter()
-                    .map(|w| (w.namespace.as_str(), w.name.as_str())),
+                    .map(|w| (w.namespace.as_str(), w.name.clone())),
             )
+            .chain(statefulset_pods(file))
             .collect(),
         nodes: file.lab.nodes.iter().map(|n| n.name.as_str()).collect(),
     };
@@ -1885,6 +1902,46 @@ spec: {selector: {app: web}, ports: [{port: 80}]}
         assert_eq!(e.3, "lab `l`: row 1: `O` is not `.`, `X` or `R`");
         let e = one("  - matrix: {from: [pod-1], to: [pod-1], port: 80, expect: '.', from2: 1}\n");
         assert_eq!(e.3, "lab `l`: unknown field `from2`");
+    }
+
+    #[test]
+    fn a_statefulsets_pods_are_names_of_the_lab() {
+        let sts = "---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  ordinals: {start: 1}
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, ports: [{containerPort: 5432}]}]}
+";
+        let text = |expect: &str| format!("{HEAD}{expect}{PODS}{sts}");
+        let good = text(
+            "  - {from: db-1, to: db-2, port: 5432, expect: connected}
+  - {from: pod-1, to: pod/db-2, port: 80, expect: refused, refusedBy: db-2}
+",
+        );
+        if let Err(e) = parse("lab.yaml", &good) {
+            panic!("db-1 and db-2 are the StatefulSet's pods:\n{e}");
+        }
+        // Ordinals start at 1 here: there is no db-0, nor a db-3.
+        for ghost in ["db-0", "db-3"] {
+            let bad = text(&format!(
+                "  - {{from: pod-1, to: {ghost}, port: 5432, expect: connected}}\n"
+            ));
+            let e = parse("lab.yaml", &bad).expect_err(ghost);
+            assert_eq!(e.diagnostics.len(), 1, "{e}");
+            assert!(
+                e.diagnostics[0]
+                    .message
+                    .contains(&format!("`{ghost}` names no pod")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -131,18 +131,25 @@ fn respond(info: &EchoInfo, client: SocketAddr, req: &Request<Incoming>) -> Resp
         };
         return grpc::answer(req.uri().path(), serving);
     }
-    if !healthy {
-        let body = format!(
-            "pod {key} reports itself unhealthy (POST {} to any of its ports undoes it)\n",
-            health::ENABLE_PATH
-        );
-        return plain(info, StatusCode::SERVICE_UNAVAILABLE, body);
-    }
     let challenge = req
         .headers()
         .get(identity::CHALLENGE_HEADER)
         .and_then(|v| v.to_str().ok());
     let proof = identity::answer(identity::Kind::Http, &info.key(), challenge);
+    if !healthy {
+        let body = format!(
+            "pod {key} reports itself unhealthy (POST {} to any of its ports undoes it)\n",
+            health::ENABLE_PATH
+        );
+        // Signed all the same: it is this pod's server that answers 503, and
+        // `podlab test` should say so ("status 503"), not call the answer
+        // someone else's.
+        let mut resp = plain(info, StatusCode::SERVICE_UNAVAILABLE, body);
+        if let Some(v) = proof.and_then(|p| HeaderValue::from_str(&p).ok()) {
+            resp.headers_mut().insert(identity::PROOF_HEADER, v);
+        }
+        return resp;
+    }
     let (mut body, ctype) = if wants_json(req.headers().get_all(ACCEPT)) {
         (http_json(info, client, method, path), "application/json")
     } else {
@@ -754,6 +761,39 @@ mod tests {
             with_proof("{\"pod\":\"p\"}\n", "ab"),
             "{\"pod\":\"p\",\"proof\":\"ab\"}\n"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_echo_signs_its_503() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let id = identity::install_for_tests("podlab-tests");
+        // A pod of its own: the health state is global to the process.
+        let sick = EchoInfo {
+            pod: "sick-1".into(),
+            ..info()
+        };
+        health::set("default/sick-1", false);
+        let (_tx, rx) = watch::channel(false);
+        let l = tcp_to_tokio(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve_tcp(l, Arc::new(sick), addr.port(), rx));
+        let c = identity::challenge();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\n{}: {c}\r\nConnection: close\r\n\r\n",
+                identity::CHALLENGE_HEADER
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        health::set("default/sick-1", true);
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        let proof = id.prove(identity::Kind::Http, "default/sick-1", &c);
+        assert!(out.contains(&format!("x-podlab-proof: {proof}")), "{out}");
     }
 
     fn caps(per_client: usize, header: Duration, idle: Duration) -> Caps {
