@@ -373,3 +373,80 @@ fn host_ports_reach_the_pod_on_that_node() {
     );
     assert!(!o.status.success(), "{}", text(&o));
 }
+
+const HAND_ENDPOINTS_LAB: &str = r#"apiVersion: podlab/v1alpha1
+kind: Lab
+metadata: {name: wl-ep}
+spec:
+  nodes: 2
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-a}
+spec:
+  nodeName: node-2
+  containers: [{name: pg, ports: [{containerPort: 5432}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {ports: [{name: pg, port: 15432, targetPort: 5432}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db}
+subsets:
+- addresses: [{ip: 10.244.2.2}]
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: sliced}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: sliced-1
+  labels: {kubernetes.io/service-name: sliced}
+addressType: IPv4
+endpoints: [{addresses: [10.244.2.2]}]
+ports: [{port: 5432}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-1
+  containers: [{name: c}]
+"#;
+
+/// A Service without a selector sends its traffic where its hand-written
+/// Endpoints or EndpointSlice say, by its cluster IP and its DNS name, and
+/// the endpoints the API serves are those addresses.
+#[test]
+fn hand_written_endpoints_are_served() {
+    if !root_or_skip("hand_written_endpoints_are_served") {
+        return;
+    }
+    let file = lab_file(HAND_ENDPOINTS_LAB);
+    let up = Up::new("wl-ep", &file);
+    assert_eq!(up.pod_ip("db-a"), "10.244.2.2", "the fixture's address");
+    for url in [
+        "http://db.default.svc.cluster.local:15432/",
+        "http://sliced.default.svc.cluster.local/",
+    ] {
+        let o = up.exec("client", &["curl", "-s", "--max-time", "3", url]);
+        assert!(o.status.success(), "{url}: {}", text(&o));
+        assert!(stdout(&o).contains("pod: db-a"), "{url}: {}", text(&o));
+    }
+    let eps = up.get_json("endpoints");
+    let db = eps["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["metadata"]["name"] == "db")
+        .unwrap_or_else(|| panic!("no endpoints db in {eps}"));
+    assert_eq!(db["subsets"][0]["addresses"][0]["ip"], "10.244.2.2", "{db}");
+    assert_eq!(db["subsets"][0]["ports"][0]["port"], 5432, "{db}");
+}

@@ -888,10 +888,29 @@ impl View<'_> {
 
     /// Whether a selected pod is ready, by the daemon's table: the one rule
     /// kube-proxy follows here too. Without the daemon's answer, nothing is.
+    /// A hand-written address that is no pod's has nothing to report: the
+    /// file says it is ready.
     fn endpoint_ready(&self, namespace: &str, pod: &str) -> bool {
+        if pod.is_empty() {
+            return true;
+        }
         self.status
             .and_then(|s| s.pod(namespace, pod))
             .is_some_and(PodStatus::is_ready)
+    }
+
+    /// `nodeName` and `targetRef` of an address that is a pod's; a
+    /// hand-written address outside the lab's pods has neither.
+    fn pod_ref(&self, e: &crate::plan::EndpointPlan, m: &mut Map<String, Value>) {
+        if e.pod.is_empty() {
+            return;
+        }
+        m.insert("nodeName".into(), json!(e.node));
+        m.insert(
+            "targetRef".into(),
+            json!({"kind": "Pod", "name": e.pod, "namespace": e.namespace,
+                   "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)}),
+        );
     }
 
     pub fn endpoints(&self, s: &ServicePlan) -> Value {
@@ -907,12 +926,10 @@ impl View<'_> {
             if e.ports.iter().all(Option::is_none) && !s.ports.is_empty() {
                 continue;
             }
-            let addr = json!({
-                "ip": e.ip.to_string(),
-                "nodeName": e.node,
-                "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace,
-                              "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)},
-            });
+            let mut addr = Map::new();
+            addr.insert("ip".into(), json!(e.ip.to_string()));
+            self.pod_ref(e, &mut addr);
+            let addr = Value::Object(addr);
             let i = match subsets.iter().position(|(p, _, _)| *p == e.ports) {
                 Some(i) => i,
                 None => {
@@ -988,13 +1005,14 @@ impl View<'_> {
                 // As the EndpointSlice controller does: `ready` says whether
                 // to route to it, `serving` what the pod itself reports.
                 let ready = serving || s.publish_not_ready;
-                json!({
-                    "addresses": [e.ip.to_string()],
-                    "conditions": {"ready": ready, "serving": serving, "terminating": false},
-                    "nodeName": e.node,
-                    "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace,
-                                  "uid": self.pod_uid(&e.namespace, &e.pod, e.ip)},
-                })
+                let mut m = Map::new();
+                m.insert("addresses".into(), json!([e.ip.to_string()]));
+                m.insert(
+                    "conditions".into(),
+                    json!({"ready": ready, "serving": serving, "terminating": false}),
+                );
+                self.pod_ref(e, &mut m);
+                Value::Object(m)
             })
             .collect();
         // A slice carries one port list; a named target port that resolves

@@ -664,16 +664,24 @@ fn service_json(s: &ServicePlan, created: Option<SystemTime>) -> Value {
 
 /// `ready` is the service with ready endpoints only, `all` with every
 /// selected pod: the others are `notReadyAddresses`, as in Kubernetes.
+/// An address; a hand-written one that is no pod's has no node or pod.
+fn address_json(e: &crate::plan::EndpointPlan) -> Value {
+    if e.pod.is_empty() {
+        return json!({"ip": e.ip.to_string()});
+    }
+    json!({
+        "ip": e.ip.to_string(),
+        "nodeName": e.node,
+        "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace},
+    })
+}
+
 fn endpoints_json(s: &ServicePlan, all: &ServicePlan, created: Option<SystemTime>) -> Value {
     // One subset per distinct set of resolved ports, as the endpoints
     // controller groups them.
     let mut subsets: Vec<(Vec<Option<u16>>, Vec<Value>)> = Vec::new();
     for e in &s.endpoints {
-        let addr = json!({
-            "ip": e.ip.to_string(),
-            "nodeName": e.node,
-            "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace},
-        });
+        let addr = address_json(e);
         match subsets.iter_mut().find(|(p, _)| *p == e.ports) {
             Some((_, addrs)) => addrs.push(addr),
             None => subsets.push((e.ports.clone(), vec![addr])),
@@ -695,7 +703,7 @@ fn endpoints_json(s: &ServicePlan, all: &ServicePlan, created: Option<SystemTime
         .endpoints
         .iter()
         .filter(|e| !s.endpoints.contains(e))
-        .map(|e| json!({"ip": e.ip.to_string(), "nodeName": e.node, "targetRef": {"kind": "Pod", "name": e.pod, "namespace": e.namespace}}))
+        .map(address_json)
         .collect();
     json!({
         "apiVersion": "v1",

@@ -18,6 +18,7 @@ use super::yaml::{resolve_plain, Node, Plain, Value};
 use super::Diagnostic;
 
 mod dns;
+mod endpoints;
 mod netpol;
 mod probe;
 mod service;
@@ -65,6 +66,8 @@ pub const KINDS: &[&str] = &[
     "DaemonSet",
     "ReplicaSet",
     "Service",
+    "Endpoints",
+    "EndpointSlice",
     "NetworkPolicy",
 ];
 
@@ -712,6 +715,7 @@ fn objects(file: &LabFile) -> usize {
         + file.deployments.len()
         + file.workloads.len()
         + file.services.len()
+        + file.endpoints.len()
         + file.policies.len()
 }
 
@@ -776,6 +780,7 @@ pub(crate) fn decode(source: &str, docs: Vec<Node>) -> Decoded {
         deployments: Vec::new(),
         workloads: Vec::new(),
         services: Vec::new(),
+        endpoints: Vec::new(),
         policies: Vec::new(),
         stored: Vec::new(),
         custom_kinds: stored::custom_kinds(&docs),
@@ -806,6 +811,7 @@ fn api_version_for(kind: &str) -> &'static str {
         "Lab" => "podlab/v1alpha1",
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         "NetworkPolicy" => "networking.k8s.io/v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
         _ => "v1",
     }
 }
@@ -994,6 +1000,8 @@ fn object(
         "StatefulSet" => workloads::workload(d, file, spans, doc, WorkloadKind::StatefulSet),
         "DaemonSet" => workloads::workload(d, file, spans, doc, WorkloadKind::DaemonSet),
         "ReplicaSet" => workloads::workload(d, file, spans, doc, WorkloadKind::ReplicaSet),
+        "Endpoints" => endpoints::endpoints(d, file, doc),
+        "EndpointSlice" => endpoints::slice(d, file, doc),
         "Service" | "NetworkPolicy" => {
             let kind_word = if kind == "Service" {
                 "service"

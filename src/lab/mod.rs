@@ -6,6 +6,8 @@ mod decode;
 pub mod exercise;
 pub mod expect;
 #[cfg(test)]
+mod hand_endpoints_tests;
+#[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
 mod netpol_tests;

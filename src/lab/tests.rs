@@ -592,7 +592,7 @@ fn document_without_kind() {
     assert_eq!(h.as_deref(), Some(KINDS_HINT));
 }
 
-const KINDS_HINT: &str = "podlab supports Lab, Namespace, Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Service, NetworkPolicy; it stores, for kubectl and without effect on the network, ServiceAccount, ConfigMap, Secret, ResourceQuota, LimitRange, Role, RoleBinding, ClusterRole, ClusterRoleBinding, PodDisruptionBudget, HorizontalPodAutoscaler, PriorityClass, Ingress, IngressClass, CustomResourceDefinition and the kinds of the file's CustomResourceDefinitions";
+const KINDS_HINT: &str = "podlab supports Lab, Namespace, Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Service, Endpoints, EndpointSlice, NetworkPolicy; it stores, for kubectl and without effect on the network, ServiceAccount, ConfigMap, Secret, ResourceQuota, LimitRange, Role, RoleBinding, ClusterRole, ClusterRoleBinding, PodDisruptionBudget, HorizontalPodAutoscaler, PriorityClass, Ingress, IngressClass, CustomResourceDefinition and the kinds of the file's CustomResourceDefinitions";
 
 #[test]
 fn unsupported_kind() {

@@ -29,6 +29,9 @@ pub struct LabFile {
     /// StatefulSets, DaemonSets and bare ReplicaSets, in file order.
     pub workloads: Vec<Workload>,
     pub services: Vec<Service>,
+    /// Endpoints and EndpointSlices written by hand, for Services without
+    /// a selector, in file order.
+    pub endpoints: Vec<HandEndpoints>,
     pub policies: Vec<NetworkPolicy>,
     /// Objects kept for the lab's API that shape nothing in the network
     /// (`lab::stored`), in file order.
@@ -596,4 +599,52 @@ pub enum PolicyPortNumber {
     Number(u16),
     /// A container port's name, resolved on each destination pod.
     Name(String),
+}
+
+/// An Endpoints or EndpointSlice of the file: the endpoints of a Service
+/// without a selector, which no controller manages (Kubernetes lets a
+/// Service point at addresses no selector finds: a database outside the
+/// cluster, a pod of another namespace).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandEndpoints {
+    pub namespace: String,
+    pub name: String,
+    /// The Service they serve: an Endpoints' own name, an EndpointSlice's
+    /// `kubernetes.io/service-name` label.
+    pub service: String,
+    pub kind: HandEndpointsKind,
+    pub pos: Pos,
+    pub subsets: Vec<HandSubset>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HandEndpointsKind {
+    Endpoints,
+    EndpointSlice,
+}
+
+impl std::fmt::Display for HandEndpointsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HandEndpointsKind::Endpoints => "Endpoints",
+            HandEndpointsKind::EndpointSlice => "EndpointSlice",
+        })
+    }
+}
+
+/// Addresses and the ports they serve: an Endpoints' subset, or a whole
+/// EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandSubset {
+    pub ready: Vec<Ipv4Addr>,
+    pub not_ready: Vec<Ipv4Addr>,
+    pub ports: Vec<HandPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandPort {
+    /// Matches the Service port of the same name (unnamed: its only port).
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Protocol,
 }

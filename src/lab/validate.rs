@@ -239,6 +239,7 @@ pub(crate) fn check(file: &LabFile, spans: &Spans, out: &mut Vec<Diagnostic>) ->
     let mut warnings = check_services(&mut c, file, spans);
     warnings.extend(check_policies(c.source, file));
     warnings.extend(check_workloads(c.source, file));
+    warnings.extend(check_hand_endpoints(c.source, file));
     warnings.sort_by_key(|d: &Diagnostic| (d.pos.line, d.pos.col));
     warnings
 }
@@ -1015,6 +1016,49 @@ fn check_selected(
 // with the other objects; a selector's syntax, ipBlocks and ports by the
 // decoder. What is left is a warning: a policy that selects no pod is
 // allowed, as in Kubernetes, but does nothing.
+
+// ---- hand-written endpoints ----
+//
+// Allowed wherever Kubernetes allows them; what they do depends on their
+// Service, which is a warning when it cannot be what was meant.
+
+fn check_hand_endpoints(source: &str, file: &LabFile) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for h in &file.endpoints {
+        let svc = file
+            .services
+            .iter()
+            .find(|s| s.namespace == h.namespace && s.name == h.service);
+        let (message, hint) = match svc {
+            None => (
+                format!(
+                    "{} `{}` is for Service `{}`, which the file does not have: it serves nothing",
+                    h.kind, h.name, h.service
+                ),
+                format!(
+                    "add a Service `{}` without a selector in namespace `{}`",
+                    h.service, h.namespace
+                ),
+            ),
+            Some(s) if s.spec.selector.is_some() => (
+                format!(
+                    "{} `{}` is ignored: Service `{}` has a selector, so its endpoints are the pods it selects",
+                    h.kind, h.name, h.service
+                ),
+                "remove the Service's selector to use these addresses, as a cluster's endpoints controller would replace them".into(),
+            ),
+            Some(_) => continue,
+        };
+        warnings.push(Diagnostic {
+            source: source.to_string(),
+            pos: h.pos,
+            field: "metadata.name".into(),
+            message,
+            hint: Some(hint),
+        });
+    }
+    warnings
+}
 
 fn check_policies(source: &str, file: &LabFile) -> Vec<Diagnostic> {
     let mut warnings = Vec::new();

@@ -177,7 +177,10 @@ pub fn plan_services(
                 publish_not_ready: s.spec.publish_not_ready,
                 endpoints: Vec::new(),
             };
-            plan.endpoints = endpoints(s, &plan.ports, pods);
+            plan.endpoints = match s.spec.selector {
+                Some(_) => endpoints(s, &plan.ports, pods),
+                None => hand_endpoints(s, &plan.ports, pods, &file.endpoints),
+            };
             plan
         })
         .collect()
@@ -264,6 +267,73 @@ pub fn endpoints(s: &Service, ports: &[ServicePortPlan], pods: &[PodPlan]) -> Ve
             ports: ports.iter().map(|sp| resolve_target(sp, p)).collect(),
         })
         .collect()
+}
+
+/// The ready addresses of the Endpoints and EndpointSlices written for a
+/// Service without a selector, as kube-proxy reads them: each address
+/// with the port of each Service port (matched by name, or the one port
+/// of an unnamed pair), once per address and port set. An address that is
+/// a pod of the lab carries that pod's name and node; any other address
+/// (outside the pod network) has neither.
+pub fn hand_endpoints(
+    s: &Service,
+    ports: &[ServicePortPlan],
+    pods: &[PodPlan],
+    hand: &[crate::lab::HandEndpoints],
+) -> Vec<EndpointPlan> {
+    if s.spec.kind == ServiceKind::ExternalName {
+        return Vec::new();
+    }
+    let mut out: Vec<EndpointPlan> = Vec::new();
+    for h in hand
+        .iter()
+        .filter(|h| h.namespace == s.namespace && h.service == s.name)
+    {
+        for subset in &h.subsets {
+            let resolved: Vec<Option<u16>> = ports
+                .iter()
+                .map(|sp| hand_port(sp, ports.len(), &subset.ports))
+                .collect();
+            for ip in &subset.ready {
+                let pod = pods.iter().find(|p| p.ip == *ip);
+                let ep = EndpointPlan {
+                    pod: pod.map(|p| p.name.clone()).unwrap_or_default(),
+                    namespace: pod.map_or_else(|| s.namespace.clone(), |p| p.namespace.clone()),
+                    ip: *ip,
+                    node: pod.map(|p| p.node.clone()).unwrap_or_default(),
+                    ports: resolved.clone(),
+                };
+                if !out.contains(&ep) {
+                    out.push(ep);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The port a hand-written subset gives a Service port: the one of the
+/// same name and protocol; for a Service of one unnamed port, the
+/// subset's one port of that protocol.
+fn hand_port(
+    sp: &ServicePortPlan,
+    service_ports: usize,
+    given: &[crate::lab::HandPort],
+) -> Option<u16> {
+    let same_proto = || given.iter().filter(|p| p.protocol == sp.protocol);
+    match &sp.name {
+        Some(name) => same_proto()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.port),
+        None if service_ports == 1 => {
+            let mut it = same_proto();
+            match (it.next(), it.next()) {
+                (Some(p), None) => Some(p.port),
+                _ => None,
+            }
+        }
+        None => None,
+    }
 }
 
 fn resolve_target(sp: &ServicePortPlan, pod: &PodPlan) -> Option<u16> {
