@@ -55,6 +55,16 @@ pub fn run(args: Args) -> Result<u8> {
 /// ConfigMaps would make a line no one reads.
 const NAMES_PER_KIND: usize = 20;
 
+/// The first `NAMES_PER_KIND` names, then how many more.
+fn first_names(names: &[String]) -> String {
+    let more = names.len().saturating_sub(NAMES_PER_KIND);
+    let mut shown = names[..names.len() - more].join(", ");
+    if more > 0 {
+        shown.push_str(&format!(" and {more} more"));
+    }
+    shown
+}
+
 /// What the file holds that has no effect on the network: one line per
 /// kind, with its count and names (`namespace/name`, or the name of a
 /// cluster-scoped object), in the order kinds first appear.
@@ -76,11 +86,7 @@ pub fn stored_lines(stored: &[lab::stored::Stored]) -> Vec<String> {
     kinds
         .into_iter()
         .map(|(kind, api, names)| {
-            let more = names.len().saturating_sub(NAMES_PER_KIND);
-            let mut shown = names[..names.len() - more].join(", ");
-            if more > 0 {
-                shown.push_str(&format!(" and {more} more"));
-            }
+            let shown = first_names(&names);
             let what = if kind == "Ingress" || kind == "IngressClass" {
                 " (no ingress controller runs in a lab)"
             } else {
@@ -126,11 +132,7 @@ pub fn stand_in_lines(plan: &plan::Plan) -> Vec<String> {
     }
     seen.into_iter()
         .map(|(what, answered, pods)| {
-            let more = pods.len().saturating_sub(NAMES_PER_KIND);
-            let mut shown = pods[..pods.len() - more].join(", ");
-            if more > 0 {
-                shown.push_str(&format!(" and {more} more"));
-            }
+            let shown = first_names(&pods);
             format!("exec probe answered by the echo (podlab runs no images): {what}, by {answered}: {shown}")
         })
         .collect()

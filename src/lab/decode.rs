@@ -588,6 +588,28 @@ impl Decoder {
         out
     }
 
+    /// A port's `protocol`: `None` after reporting anything but TCP, UDP
+    /// or SCTP.
+    pub(crate) fn protocol(&mut self, n: &Node, path: &str) -> Option<Protocol> {
+        let s = self.string(n, path)?;
+        match s.as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => {
+                let hint = did_you_mean(&s, &["TCP", "UDP", "SCTP"])
+                    .map(|m| format!("did you mean `{m}`?"));
+                self.err(
+                    n.pos,
+                    path,
+                    format!("expected TCP, UDP or SCTP, found `{s}`"),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn list<'n>(&mut self, node: &'n Node, path: &str, expected: &str) -> &'n [Node] {
         match &node.value {
             Value::Seq(items) => items,
@@ -1762,27 +1784,10 @@ fn port(d: &mut Decoder, node: &Node, path: &str) -> Option<(ContainerPort, Opti
             name_pos = Some(n.pos);
         }
     }
-    let mut protocol = Protocol::Tcp;
-    if let Some(n) = f.get("protocol") {
-        let field = join(path, "protocol");
-        if let Some(s) = d.string(n, &field) {
-            match s.as_str() {
-                "TCP" => protocol = Protocol::Tcp,
-                "UDP" => protocol = Protocol::Udp,
-                "SCTP" => protocol = Protocol::Sctp,
-                _ => {
-                    let hint = did_you_mean(&s, &["TCP", "UDP", "SCTP"])
-                        .map(|m| format!("did you mean `{m}`?"));
-                    d.err(
-                        n.pos,
-                        field,
-                        format!("expected TCP, UDP or SCTP, found `{s}`"),
-                        hint,
-                    );
-                }
-            }
-        }
-    }
+    let protocol = match f.get("protocol") {
+        Some(n) => d.protocol(n, &join(path, "protocol")).unwrap_or_default(),
+        None => Protocol::Tcp,
+    };
     let Some(n) = f.get("containerPort") else {
         d.err(
             f.pos,

@@ -287,20 +287,7 @@ fn port(d: &mut Decoder, node: &Node, path: &str) -> Option<HandPort> {
     let port = d.int(p, &join(path, "port"), 1, 65535, "an integer 1-65535")? as u16;
     let protocol = match f.get("protocol") {
         None => Protocol::Tcp,
-        Some(n) => match d.string(n, &join(path, "protocol"))?.as_str() {
-            "TCP" => Protocol::Tcp,
-            "UDP" => Protocol::Udp,
-            "SCTP" => Protocol::Sctp,
-            other => {
-                d.err(
-                    n.pos,
-                    join(path, "protocol"),
-                    format!("expected TCP, UDP or SCTP, found `{other}`"),
-                    None,
-                );
-                return None;
-            }
-        },
+        Some(n) => d.protocol(n, &join(path, "protocol"))?,
     };
     Some(HandPort {
         name,
